@@ -1,0 +1,73 @@
+"""Domain errors, raised where a problem is known and translated once at each edge.
+
+Django-free: the packaging and type layers raise these too. `api/errors.py` maps them to HTTP
+status codes and the OpenAI error object; management commands print `str(error)` on one line.
+"""
+
+
+class ChatModelsError(Exception):
+    """Base of every error chatmodels raises on purpose. `param` names the offending field."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ChatDataError(ChatModelsError, ValueError):
+    """A chat object (message, params, response…) has a missing or wrongly typed field."""
+
+
+class InvalidRequest(ChatModelsError):
+    """A client request breaks the signature or the API's rules (HTTP 400)."""
+
+
+class NotFound(ChatModelsError):
+    """Base for unknown names (HTTP 404)."""
+
+
+class ModelNotFound(NotFound):
+    pass
+
+
+class VersionNotFound(NotFound):
+    pass
+
+
+class AliasNotFound(NotFound):
+    pass
+
+
+class RegistrationError(ChatModelsError):
+    """Registration refused: bad name, target, artifact, example or model behaviour."""
+
+
+class InvalidName(RegistrationError):
+    pass
+
+
+class InvalidTarget(RegistrationError):
+    """`module:Class` or `file.py:Class` could not be loaded or is not a ChatModel."""
+
+
+class SignatureNotAllowed(RegistrationError):
+    """ChatModel signatures are always generated; a caller-supplied one is refused."""
+
+
+class ModelRaised(ChatModelsError):
+    """The user's model raised in load_context, predict or predict_stream (HTTP 500)."""
+
+
+class InvalidModelOutput(ChatModelsError):
+    """The model returned something that is not a valid ChatResponse/ChatChunk (HTTP 502)."""
+
+
+class PackageIntegrityError(ChatModelsError):
+    """A stored package does not match its digest or is malformed; nothing from it was run."""
+
+
+class ImmutableVersionError(ChatModelsError):
+    """Attempt to change the content of a registered version."""

@@ -1,0 +1,194 @@
+"""Registry tables: registered models, their immutable versions, aliases, tags and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.core.files.storage import storages
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from chatmodels.exceptions import ImmutableVersionError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z"
+ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z"
+RESERVED_ALIASES = frozenset({"latest"})
+
+name_validator = RegexValidator(
+    NAME_PATTERN,
+    "A model name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+)
+alias_validator = RegexValidator(
+    ALIAS_PATTERN,
+    "An alias is 1-64 letters, digits, '.', '_' or '-', starting with a letter.",
+)
+
+
+def package_storage():
+    return storages["packages"]
+
+
+class RegisteredModel(models.Model):
+    name = models.CharField(max_length=128, unique=True, validators=[name_validator])
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "registered model"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelTag(models.Model):
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=128)
+    value = models.CharField(max_length=1024, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "key"], name="unique_tag_key_per_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+class ModelVersion(models.Model):
+    """One frozen, self-contained version. Content fields never change after creation."""
+
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        ARCHIVED = "archived", "Archived (not chosen as latest)"
+
+    # Everything but `status` is immutable; `save()` enforces it.
+    CONTENT_FIELDS = (
+        "model_id",
+        "version",
+        "class_path",
+        "signature",
+        "input_example",
+        "model_config",
+        "artifacts",
+        "source_code",
+        "package",
+        "digest",
+        "size",
+        "python_version",
+        "package_versions",
+        "created_at",
+        "created_by",
+    )
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+    class_path = models.CharField(max_length=512, help_text="module:Class the model was built from")
+    signature = models.JSONField(help_text='{"inputs": JSON Schema, "outputs": JSON Schema}')
+    input_example = models.JSONField()
+    model_config = models.JSONField(default=dict, blank=True)
+    artifacts = models.JSONField(
+        default=dict, blank=True, help_text="artifact name -> {path, size, sha256}"
+    )
+    source_code = models.TextField(blank=True, help_text="snapshot of the model's source file")
+    package = models.FileField(storage=package_storage, max_length=512)
+    digest = models.CharField(max_length=64, help_text="sha256 of the package, checked at load")
+    size = models.BigIntegerField(help_text="package size in bytes")
+    python_version = models.CharField(max_length=32)
+    package_versions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["model__name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="unique_version_per_model"),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="version_positive"),
+        ]
+        indexes = [models.Index(fields=["model", "status", "-version"], name="version_latest_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}/{self.version}" if self.model_id else f"?/{self.version}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_content = {
+            name: getattr(instance, name)
+            for name in cls.CONTENT_FIELDS
+            if name in instance.__dict__ or name == "model_id"
+        }
+        return instance
+
+    def save(self, *args, **kwargs) -> None:
+        loaded = getattr(self, "_loaded_content", None)
+        if loaded is not None:
+            changed = [
+                name
+                for name, value in loaded.items()
+                if _comparable(getattr(self, name)) != _comparable(value)
+            ]
+            if changed:
+                raise ImmutableVersionError(
+                    f"version {self} is immutable; refused change to: {', '.join(changed)}"
+                )
+        super().save(*args, **kwargs)
+        self._loaded_content = {name: getattr(self, name) for name in self.CONTENT_FIELDS}
+
+
+def _comparable(value):
+    # FieldFile compares by name; everything else by value.
+    return getattr(value, "name", value) if hasattr(value, "storage") else value
+
+
+class ModelAlias(models.Model):
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=64, validators=[alias_validator])
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model__name", "name"]
+        verbose_name_plural = "model aliases"
+        constraints = [
+            models.UniqueConstraint(fields=["model", "name"], name="unique_alias_per_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.name}"
+
+
+class ApiKey(models.Model):
+    """An API key. Only its sha256 is stored; `prefix` identifies it to people."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    allowed_models = models.ManyToManyField(
+        RegisteredModel,
+        blank=True,
+        related_name="api_keys",
+        help_text="Models this key may call. Empty: all models.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        # Keys are 256-bit random tokens, so a fast unsalted hash is safe and keeps lookup O(1).
+        return hashlib.sha256(raw_key.encode()).hexdigest()

@@ -1,0 +1,14 @@
+"""Top-level URLs: the admin, the registry and serving API, the OpenAI-compatible routes, health."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("chatmodels.api.urls")),
+]
+
+handler400 = "chatmodels.api.errors.bad_request"
+handler403 = "chatmodels.api.errors.permission_denied"
+handler404 = "chatmodels.api.errors.page_not_found"
+handler500 = "chatmodels.api.errors.server_error"
