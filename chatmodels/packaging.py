@@ -1,0 +1,394 @@
+"""A version's package: load a model target, freeze it with its code and artifacts, open it back.
+
+A package is a zip of `manifest.json`, `model.pkl` (cloudpickle, the author's module pickled by
+value), `code/<file>` (the source, for people) and `artifacts/<name>/…`. Its sha256 is checked
+before anything in it is read, unpickled or run. See docs/packaging.md for the security model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from chatmodels.base import ChatModel, ModelContext
+from chatmodels.exceptions import (
+    ChatDataError,
+    InvalidModelOutput,
+    InvalidTarget,
+    ModelRaised,
+    PackageIntegrityError,
+    RegistrationError,
+)
+from chatmodels.types import ChatChunk, ChatRequest, ChatResponse
+
+FORMAT_VERSION = 1
+ARTIFACT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
+# Distributions whose versions matter to load a package: recorded in every manifest.
+RECORDED_DISTRIBUTIONS = ("cloudpickle",)
+_PICKLE_LOCK = threading.Lock()  # register_pickle_by_value is process-global state
+
+
+@dataclass
+class BuiltPackage:
+    data: bytes
+    digest: str
+    manifest: dict[str, Any]
+    class_path: str
+    source_code: str
+    python_version: str
+    package_versions: dict[str, str]
+    artifacts: dict[str, dict[str, Any]]
+
+
+@dataclass
+class LoadedModel:
+    model: ChatModel
+    context: ModelContext
+    manifest: dict[str, Any]
+    digest: str
+    streams: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = type(self.model).supports_streaming()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+
+def load_target(target: str) -> type[ChatModel]:
+    """Import `package.module:Class` or `path/to/file.py:Class` and check it is a ChatModel."""
+    module_part, sep, class_name = target.rpartition(":")
+    if not sep or not module_part or not class_name:
+        raise InvalidTarget(
+            f"target {target!r} must look like 'package.module:Class' or 'path/file.py:Class'"
+        )
+    if module_part.endswith(".py") or os.sep in module_part or "/" in module_part:
+        module = _import_file(Path(module_part))
+    else:
+        module = _import_module(module_part)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise InvalidTarget(f"class {class_name!r} not found in {module_part}")
+    if not inspect.isclass(cls):
+        raise InvalidTarget(f"{target} is a {type(cls).__name__}, not a class")
+    if not issubclass(cls, ChatModel):
+        raise InvalidTarget(f"{target} is not a subclass of chatmodels.ChatModel")
+    if inspect.isabstract(cls):
+        raise InvalidTarget(f"{target} does not implement predict()")
+    return cls
+
+
+def _import_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name and name.startswith(error.name):
+            raise InvalidTarget(f"module {name!r} not found") from None
+        raise InvalidTarget(f"importing {name} raised {_one_line(error)}") from None
+    except Exception as error:
+        raise InvalidTarget(f"importing {name} raised {_one_line(error)}") from None
+
+
+def _import_file(path: Path):
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise InvalidTarget(f"file {path} not found")
+    # A stable name per file, so cloudpickle can pickle the module by value.
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    module_name = f"chatmodels_user_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise InvalidTarget(f"{path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.parent))  # sibling imports of the author's file
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[module_name]
+        raise InvalidTarget(f"importing {path.name} raised {_one_line(error)}") from None
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def build_package(
+    model: ChatModel,
+    *,
+    artifacts: dict[str, str | Path] | None = None,
+    model_config: dict[str, Any] | None = None,
+    input_example: dict[str, Any],
+    signature: dict[str, Any],
+) -> BuiltPackage:
+    """Freeze `model` (as it is now, before `load_context`) with its code and artifacts."""
+    cls = type(model)
+    module = sys.modules.get(cls.__module__)
+    source_name, source_code = _source_of(module)
+    # A file target's module has a generated name: people know it by its file name.
+    module_label = source_name if cls.__module__.startswith("chatmodels_user_") else cls.__module__
+    class_path = f"{module_label}:{cls.__qualname__}"
+    model_config = dict(model_config or {})
+    try:
+        json.dumps(model_config)
+    except (TypeError, ValueError) as error:
+        raise RegistrationError(f"model_config is not JSON-serializable: {error}") from None
+
+    members: dict[str, bytes] = {"model.pkl": _pickle_model(model, module)}
+    if source_code:
+        members[f"code/{source_name}"] = source_code.encode()
+    artifact_entries: dict[str, dict[str, Any]] = {}
+    for name, source in sorted((artifacts or {}).items()):
+        artifact_entries[name] = _add_artifact(members, name, Path(source))
+
+    package_versions = {"python": platform.python_version(), **_distribution_versions()}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "class_path": class_path,
+        "python_version": platform.python_version(),
+        "package_versions": package_versions,
+        "model_config": model_config,
+        "input_example": input_example,
+        "signature": signature,
+        "artifacts": artifact_entries,
+        "source_file": f"code/{source_name}" if source_code else None,
+        "members": {name: sha256_bytes(data) for name, data in sorted(members.items())},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+        for name, data in sorted(members.items()):
+            archive.writestr(name, data)
+    data = buffer.getvalue()
+    return BuiltPackage(
+        data=data,
+        digest=sha256_bytes(data),
+        manifest=manifest,
+        class_path=class_path,
+        source_code=source_code,
+        python_version=platform.python_version(),
+        package_versions=package_versions,
+        artifacts=artifact_entries,
+    )
+
+
+def _pickle_model(model: ChatModel, module) -> bytes:
+    # The author's module goes in by value, so the version no longer needs the source file.
+    by_value = module is not None and _is_user_module(module)
+    with _PICKLE_LOCK:
+        if by_value:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            return cloudpickle.dumps(model)
+        except Exception as error:
+            raise RegistrationError(f"the model cannot be serialized: {_one_line(error)}") from None
+        finally:
+            if by_value:
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+def _is_user_module(module) -> bool:
+    """Author code is pickled by value; installed libraries and chatmodels itself by reference."""
+    name = module.__name__
+    if name == "__main__" or name.startswith("chatmodels_user_"):
+        return True
+    if name.split(".")[0] == "chatmodels":
+        return False
+    path = getattr(module, "__file__", None) or ""
+    return "site-packages" not in path and "dist-packages" not in path and bool(path)
+
+
+def _source_of(module) -> tuple[str, str]:
+    path = getattr(module, "__file__", None)
+    if not path:
+        return "model.py", ""
+    try:
+        return Path(path).name, Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return Path(path).name, ""
+
+
+def _add_artifact(members: dict[str, bytes], name: str, source: Path) -> dict[str, Any]:
+    if not ARTIFACT_NAME.match(name):
+        raise RegistrationError(
+            f"artifact name {name!r} must be letters, digits, '_', '.', '-', starting with a letter"
+        )
+    source = source.expanduser()
+    if not source.exists():
+        raise RegistrationError(f"artifact {name!r}: {source} does not exist")
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    size = 0
+    for file in files:
+        relative = file.name if source.is_file() else file.relative_to(source).as_posix()
+        try:
+            data = file.read_bytes()
+        except OSError as error:
+            raise RegistrationError(f"artifact {name!r}: cannot read {file}: {error}") from None
+        members[f"artifacts/{name}/{relative}"] = data
+        digest.update(relative.encode() + b"\0" + data)
+        size += len(data)
+    path = f"artifacts/{name}/{source.name}" if source.is_file() else f"artifacts/{name}"
+    return {"path": path, "size": size, "sha256": digest.hexdigest(), "files": len(files)}
+
+
+def _distribution_versions() -> dict[str, str]:
+    versions = {}
+    for name in RECORDED_DISTRIBUTIONS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    from chatmodels import __version__
+
+    versions["chatmodels"] = __version__
+    return versions
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening
+
+
+def open_package(data: bytes, *, expected_digest: str, work_dir: Path | str) -> LoadedModel:
+    """Check, unpack and load a package. Nothing in it is read before its digest matches."""
+    actual = sha256_bytes(data)
+    if actual != expected_digest:
+        raise PackageIntegrityError(
+            f"package digest mismatch: expected sha256 {expected_digest}, got {actual}; refused"
+        )
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        manifest = json.loads(archive.read("manifest.json"))
+        for name, member_digest in manifest["members"].items():
+            if sha256_bytes(archive.read(name)) != member_digest:
+                raise PackageIntegrityError(f"package member {name} does not match its manifest")
+        pickled = archive.read("model.pkl")
+    except PackageIntegrityError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as error:
+        raise PackageIntegrityError(f"malformed package: {_one_line(error)}") from None
+
+    artifact_root = _unpack_artifacts(archive, manifest, Path(work_dir), actual)
+    context = ModelContext(
+        artifacts={
+            name: str(artifact_root / entry["path"].removeprefix("artifacts/"))
+            for name, entry in manifest.get("artifacts", {}).items()
+        },
+        model_config=dict(manifest.get("model_config") or {}),
+    )
+    try:
+        model = cloudpickle.loads(pickled)
+    except Exception as error:
+        raise ModelRaised(f"unpickling the model raised {_one_line(error)}") from error
+    try:
+        model.load_context(context)
+    except Exception as error:
+        raise ModelRaised(f"load_context raised {_one_line(error)}") from error
+    return LoadedModel(model=model, context=context, manifest=manifest, digest=actual)
+
+
+def _unpack_artifacts(
+    archive: zipfile.ZipFile, manifest: dict, work_dir: Path, digest: str
+) -> Path:
+    """Unpack once per digest; concurrent processes race to an atomic rename and all reuse it."""
+    target = work_dir / digest / "artifacts"
+    names = [name for name in manifest["members"] if name.startswith("artifacts/")]
+    if not names or target.is_dir():
+        return target
+    work_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=work_dir))
+    try:
+        for name in names:
+            relative = Path(name).relative_to("artifacts")
+            if ".." in relative.parts or relative.is_absolute():
+                raise PackageIntegrityError(f"package member {name} escapes its folder")
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(archive.read(name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not target.is_dir():  # someone else won the race only if the target now exists
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Output checks
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def check_response(value: Any, *, source: str = "predict") -> ChatResponse:
+    """`value` must be a valid ChatResponse; else InvalidModelOutput saying what came back."""
+    if not isinstance(value, ChatResponse):
+        raise InvalidModelOutput(
+            f"{source} returned {type(value).__name__}, not ChatResponse: {_preview(value)}"
+        )
+    try:
+        value.validate()
+    except ChatDataError as error:
+        raise InvalidModelOutput(f"{source} returned an invalid ChatResponse: {error}") from None
+    return value
+
+
+def check_chunk(value: Any, *, source: str = "predict_stream") -> ChatChunk:
+    """`value` must be a valid ChatChunk; else InvalidModelOutput saying what came back."""
+    if not isinstance(value, ChatChunk):
+        raise InvalidModelOutput(
+            f"{source} yielded {type(value).__name__}, not ChatChunk: {_preview(value)}"
+        )
+    try:
+        value.validate()
+    except ChatDataError as error:
+        raise InvalidModelOutput(f"{source} yielded an invalid ChatChunk: {error}") from None
+    return value
+
+
+def validate_model(loaded: LoadedModel, input_example: dict[str, Any]) -> ChatResponse:
+    """Run `predict` once on the input example and check what it returns."""
+    messages, params = ChatRequest.from_dict(input_example).split()
+    try:
+        value = loaded.model.predict(loaded.context, messages, params)
+    except Exception as error:
+        raise ModelRaised(f"predict raised {_one_line(error)}") from error
+    return check_response(value)
