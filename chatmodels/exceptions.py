@@ -71,3 +71,23 @@ class PackageIntegrityError(ChatModelsError):
 
 class ImmutableVersionError(ChatModelsError):
     """Attempt to change the content of a registered version."""
+
+
+class ApiKeyNotFound(NotFound):
+    pass
+
+
+class RequestTooLarge(InvalidRequest):
+    """The request body is over the configured limit (HTTP 413)."""
+
+
+class ModelNotAllowed(ChatModelsError):
+    """The API key may not call this model (HTTP 403)."""
+
+
+class ServiceUnavailable(ChatModelsError):
+    """A dependency (database, package storage) does not answer (HTTP 503)."""
+
+
+class ModelLoadError(ChatModelsError):
+    """A stored version could not be loaded: package missing, digest mismatch (HTTP 500)."""

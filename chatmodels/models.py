@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from django.core.files.storage import storages
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import F
 from django.utils import timezone
 
 from chatmodels.exceptions import ImmutableVersionError
@@ -114,35 +116,58 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.model.name}/{self.version}" if self.model_id else f"?/{self.version}"
 
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_content = {
-            name: getattr(instance, name)
-            for name in cls.CONTENT_FIELDS
-            if name in instance.__dict__ or name == "model_id"
-        }
-        return instance
-
     def save(self, *args, **kwargs) -> None:
-        loaded = getattr(self, "_loaded_content", None)
-        if loaded is not None:
-            changed = [
-                name
-                for name, value in loaded.items()
-                if _comparable(getattr(self, name)) != _comparable(value)
-            ]
-            if changed:
-                raise ImmutableVersionError(
-                    f"version {self} is immutable; refused change to: {', '.join(changed)}"
-                )
+        if not self._state.adding and self.pk is not None:
+            self._refuse_content_changes(kwargs.get("update_fields"))
         super().save(*args, **kwargs)
-        self._loaded_content = {name: getattr(self, name) for name in self.CONTENT_FIELDS}
+
+    def _refuse_content_changes(self, update_fields) -> None:
+        """Compare the content this save would write with the stored row (one query).
+
+        Comparing with the database, not with a copy taken at load time, also catches in-place
+        edits of JSON values and costs nothing on the serving path, which never saves.
+        """
+        fields = (self._meta.get_field(name) for name in self.CONTENT_FIELDS)
+        attnames = {field.attname: field.name for field in fields}
+        if update_fields is not None:
+            wanted = set(update_fields)
+            attnames = {
+                attname: name
+                for attname, name in attnames.items()
+                if attname in wanted or name in wanted
+            }
+        # Deferred fields are not written by save(), so they cannot change.
+        attnames = {attname: name for attname, name in attnames.items() if attname in self.__dict__}
+        if not attnames:
+            return
+        stored = (
+            type(self)
+            .objects.filter(pk=self.pk)
+            .order_by()
+            .values(*attnames, stored_model=F("model__name"), stored_version=F("version"))
+            .first()
+        )
+        if stored is None:
+            return
+        changed = [
+            name
+            for attname, name in attnames.items()
+            if _comparable(getattr(self, attname)) != stored[attname]
+        ]
+        if changed:
+            raise ImmutableVersionError(
+                f"version {stored['stored_model']}/{stored['stored_version']} is immutable; "
+                f"refused change to: {', '.join(changed)}"
+            )
 
 
 def _comparable(value):
-    # FieldFile compares by name; everything else by value.
-    return getattr(value, "name", value) if hasattr(value, "storage") else value
+    """The value as the database gives it back: a file's name, JSON as decoded JSON."""
+    if hasattr(value, "storage"):
+        return value.name
+    if isinstance(value, dict | list | tuple):
+        return json.loads(json.dumps(value))
+    return value
 
 
 class ModelAlias(models.Model):

@@ -207,17 +207,42 @@ def build_package(
 
 def _pickle_model(model: ChatModel, module) -> bytes:
     # The author's module goes in by value, so the version no longer needs the source file.
-    by_value = module is not None and _is_user_module(module)
+    by_value = _by_value_modules(module)
     with _PICKLE_LOCK:
-        if by_value:
-            cloudpickle.register_pickle_by_value(module)
+        for item in by_value:
+            cloudpickle.register_pickle_by_value(item)
         try:
             return cloudpickle.dumps(model)
         except Exception as error:
             raise RegistrationError(f"the model cannot be serialized: {_one_line(error)}") from None
         finally:
-            if by_value:
-                cloudpickle.unregister_pickle_by_value(module)
+            for item in by_value:
+                cloudpickle.unregister_pickle_by_value(item)
+
+
+def _by_value_modules(module) -> list:
+    """The author's module and, for a file or script, the modules it imported from its folder.
+
+    Those siblings were importable only because the file's folder was on `sys.path` while it
+    loaded; a server process will not have them, so they travel by value too.
+    """
+    if module is None or not _is_user_module(module):
+        return []
+    modules = [module]
+    path = getattr(module, "__file__", None)
+    if path and (module.__name__ == "__main__" or module.__name__.startswith("chatmodels_user_")):
+        folder = os.path.dirname(os.path.abspath(path)) + os.sep
+        for name, other in list(sys.modules.items()):
+            other_path = getattr(other, "__file__", None)
+            if (
+                other is not module
+                and name == getattr(other, "__name__", None)
+                and other_path
+                and os.path.abspath(other_path).startswith(folder)
+                and _is_user_module(other)
+            ):
+                modules.append(other)
+    return modules
 
 
 def _is_user_module(module) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
 from chatmodels.exceptions import ChatDataError
@@ -173,7 +173,7 @@ class _ChatData:
     def _field_names(cls) -> frozenset[str]:
         names = cls.__dict__.get("_names_cache")
         if names is None:
-            names = frozenset(cls.__dataclass_fields__)
+            names = frozenset(cls._field_defaults())
             cls._names_cache = names
         return names
 
@@ -181,7 +181,8 @@ class _ChatData:
     def _field_defaults(cls) -> dict[str, Any]:
         specs = cls.__dict__.get("_specs_cache")
         if specs is None:
-            specs = dict(cls.__dataclass_fields__)
+            # fields() leaves out ClassVar pseudo-fields, which __dataclass_fields__ includes.
+            specs = {spec.name: spec for spec in fields(cls)}
             cls._specs_cache = specs
         return specs
 
@@ -197,7 +198,7 @@ class _ChatData:
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists, with `None` values left out at every level."""
         result = {}
-        for name in self.__dataclass_fields__:
+        for name in self._field_defaults():
             value = getattr(self, name)
             if value is not None:
                 result[name] = _plain(value)

@@ -1,4 +1,4 @@
-"""Settings for the test suite: the real settings with a throwaway secret and per-run file locations."""
+"""Settings for the test suite: the real settings, a throwaway secret, per-run file locations."""
 
 import os
 import tempfile
@@ -17,3 +17,14 @@ STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STATIC_ROOT = os.path.join(_RUN_DIR, "static")  # exists, so WhiteNoise does not warn per request
+os.makedirs(STATIC_ROOT, exist_ok=True)
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not pytest-django's in-memory default, so that tests can start processes
+    # (`manage.py register_model`) that share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(_RUN_DIR, "test.sqlite3")}  # noqa: F405
+
+# A process started by a test runs against that test's database (SQLite file or PostgreSQL).
+if os.environ.get("CHATMODELS_TEST_DATABASE_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["CHATMODELS_TEST_DATABASE_NAME"]  # noqa: F405

@@ -1,9 +1,19 @@
-"""Structured request logs: one JSON line per request with method, path, status and duration."""
+"""Structured request logs: one JSON line per request with method, path, status and duration.
+
+Each request gets an id, taken from a well-formed `X-Request-ID` sent by a proxy or load balancer
+or made here; it is logged and returned in the response's `X-Request-ID` header, so one call can
+be followed from the load balancer to the worker that served it.
+"""
 
 import logging
+import re
 import time
+import uuid
 
 logger = logging.getLogger("chatmodels.requests")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
 
 class RequestLogMiddleware:
@@ -12,14 +22,20 @@ class RequestLogMiddleware:
 
     def __call__(self, request):
         started = time.perf_counter()
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
         response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "request",
                 extra={
+                    "request_id": request_id,
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
+                    # For a stream, the time to the first byte; the body follows.
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )

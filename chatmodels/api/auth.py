@@ -1,0 +1,53 @@
+"""API keys: `Authorization: Bearer <key>`, checked against the stored sha256 on every request."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from chatmodels import selectors
+from chatmodels.exceptions import ModelNotAllowed
+from chatmodels.models import ApiKey, RegisteredModel
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """Sets `request.auth` to the ApiKey. No user is involved: `request.user` stays None."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, raw_key = header.partition(" ")
+        raw_key = raw_key.strip()
+        if scheme.lower() != "bearer" or not raw_key:
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: expected 'Bearer <API key>'."
+            )
+        key = selectors.get_api_key(raw_key)
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return (None, key)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="chatmodels"'
+
+
+class HasApiKey(permissions.BasePermission):
+    """A valid key is required, unless CHATMODELS_ALLOW_ANONYMOUS is on."""
+
+    message = "No API key: send 'Authorization: Bearer <API key>'."
+
+    def has_permission(self, request: Request, view) -> bool:
+        if request.auth is not None or settings.CHATMODELS_ALLOW_ANONYMOUS:
+            return True
+        raise exceptions.NotAuthenticated(self.message)
+
+
+def check_model_allowed(request: Request, model: RegisteredModel | int, name: str) -> None:
+    """403 unless the request's key may call this model (anonymous access allows all)."""
+    key = request.auth
+    if isinstance(key, ApiKey) and not selectors.key_allows(key, model):
+        raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")

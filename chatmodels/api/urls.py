@@ -1,0 +1,40 @@
+"""Routes of the HTTP API (mounted at the site root by project/urls.py)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from chatmodels.api import (
+    schema,  # noqa: F401 - registers the API-key security scheme
+    views,
+)
+
+models = views.RegisteredModelViewSet
+versions = views.ModelVersionViewSet
+
+urlpatterns = [
+    path("api/models/", models.as_view({"get": "list"}), name="model-list"),
+    path("api/models/<str:name>/", models.as_view({"get": "retrieve"}), name="model-detail"),
+    path(
+        "api/models/<str:name>/invocations",
+        models.as_view({"post": "invocations"}),
+        name="model-invocations",
+    ),
+    path(
+        "api/models/<str:name>/versions/",
+        versions.as_view({"get": "list"}),
+        name="version-list",
+    ),
+    path(
+        "api/models/<str:name>/versions/<str:version>/",
+        versions.as_view({"get": "retrieve"}),
+        name="version-detail",
+    ),
+    path("v1/chat/completions", views.ChatCompletionsView.as_view(), name="chat-completions"),
+    path("v1/models", views.OpenAIModelsView.as_view(), name="openai-models"),
+    path("v1/models/<path:model>", views.OpenAIModelView.as_view(), name="openai-model"),
+    path("health", views.HealthView.as_view(), name="health"),
+    path("ready", views.ReadyView.as_view(), name="ready"),
+    path("version", views.VersionView.as_view(), name="version"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

@@ -1,0 +1,66 @@
+"""`manage.py register_model NAME TARGET [options]`: validate a ChatModel, store a new version."""
+
+from __future__ import annotations
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError
+
+from chatmodels import services
+from chatmodels.management.commands._common import one_line_errors, parse_pairs, read_json_file
+
+
+class Command(BaseCommand):
+    help = "Register a ChatModel (package.module:Class or path/file.py:Class) as a new version."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("name", help="model name, e.g. my-model")
+        parser.add_argument("target", help="package.module:Class or path/file.py:Class")
+        parser.add_argument("--alias", action="append", default=[], help="alias to point here")
+        parser.add_argument("--description", default=None, help="the model's description")
+        parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+        parser.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH")
+        parser.add_argument("--model-config", metavar="FILE.json", help="JSON object")
+        parser.add_argument("--input-example", metavar="FILE.json", help="chat request JSON")
+        parser.add_argument(
+            "--signature",
+            metavar="FILE.json",
+            help="refused: a ChatModel's signature is always generated (MLflow does the same)",
+        )
+
+    def handle(self, *args, **options) -> None:
+        model_config = None
+        if options["model_config"]:
+            model_config = read_json_file(options["model_config"], "model config")
+            if not isinstance(model_config, dict):
+                raise CommandError(
+                    f"model config file {options['model_config']} must hold an object"
+                )
+        input_example = None
+        if options["input_example"]:
+            input_example = read_json_file(options["input_example"], "input example")
+        with one_line_errors():
+            version = services.register_model(
+                options["name"],
+                options["target"],
+                aliases=options["alias"],
+                description=options["description"],
+                tags=parse_pairs(options["tag"], "--tag"),
+                artifacts=parse_pairs(options["artifact"], "--artifact"),
+                model_config=model_config,
+                input_example=input_example,
+                signature=options["signature"],
+                created_by=_current_user(),
+            )
+        aliases = f", aliases {', '.join(options['alias'])}" if options["alias"] else ""
+        self.stdout.write(
+            f"Registered {version.model.name} version {version.version} "
+            f"(sha256 {version.digest}){aliases}"
+        )
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

@@ -1,0 +1,288 @@
+"""Writes to the registry: one function per action, one transaction each.
+
+The admin, the API and the management commands all call these; no registry logic lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from chatmodels import packaging
+from chatmodels.base import ChatModel
+from chatmodels.exceptions import (
+    AliasNotFound,
+    ApiKeyNotFound,
+    ChatDataError,
+    InvalidName,
+    ModelNotFound,
+    RegistrationError,
+    VersionNotFound,
+)
+from chatmodels.models import (
+    ALIAS_PATTERN,
+    NAME_PATTERN,
+    RESERVED_ALIASES,
+    ApiKey,
+    ModelAlias,
+    ModelTag,
+    ModelVersion,
+    RegisteredModel,
+    package_storage,
+)
+from chatmodels.signature import (
+    DEFAULT_INPUT_EXAMPLE,
+    chat_signature,
+    check_input_example,
+    ensure_generated,
+)
+
+logger = logging.getLogger(__name__)
+
+REGISTRATION_ATTEMPTS = 8
+
+
+def register_model(
+    name: str,
+    python_model_or_target: ChatModel | type[ChatModel] | str,
+    *,
+    aliases: Iterable[str] = (),
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    artifacts: Mapping[str, str | Path] | None = None,
+    model_config: Mapping[str, Any] | None = None,
+    input_example: Mapping[str, Any] | None = None,
+    signature: Any = None,
+    created_by: str = "",
+) -> ModelVersion:
+    """Validate a ChatModel, freeze it and store it as the model's next version.
+
+    What is validated is the unpacked package itself, so it is exactly what will be served.
+    A failure at any step leaves no row and no file behind.
+    """
+    validate_name(name)
+    ensure_generated(signature)
+    aliases = list(dict.fromkeys(aliases))
+    for alias in aliases:
+        validate_alias(alias)
+    tags = _validate_tags(tags)
+    example = dict(input_example) if input_example is not None else dict(DEFAULT_INPUT_EXAMPLE)
+    try:
+        check_input_example(example)
+    except ChatDataError as error:
+        raise RegistrationError(f"invalid input example: {error}") from None
+
+    model = _instantiate(python_model_or_target)
+    built = packaging.build_package(
+        model,
+        artifacts=dict(artifacts or {}),
+        model_config=dict(model_config or {}),
+        input_example=example,
+        signature=chat_signature(),
+    )
+    with tempfile.TemporaryDirectory(prefix="chatmodels-register-") as work_dir:
+        loaded = packaging.open_package(built.data, expected_digest=built.digest, work_dir=work_dir)
+        packaging.validate_model(loaded, example)
+
+    storage = package_storage()
+    stored_name = storage.save(
+        f"packages/{name}/{uuid.uuid4().hex}-{built.digest[:12]}.zip", ContentFile(built.data)
+    )
+    try:
+        return _create_version_rows(
+            name=name,
+            built=built,
+            stored_name=stored_name,
+            aliases=aliases,
+            description=description,
+            tags=tags,
+            created_by=created_by,
+        )
+    except BaseException:
+        storage.delete(stored_name)
+        raise
+
+
+def _instantiate(target: ChatModel | type[ChatModel] | str) -> ChatModel:
+    if isinstance(target, str):
+        target = packaging.load_target(target)
+    if isinstance(target, type):
+        if not issubclass(target, ChatModel):
+            raise RegistrationError(f"{target.__name__} is not a subclass of chatmodels.ChatModel")
+        try:
+            return target()
+        except Exception as error:
+            raise RegistrationError(
+                f"creating {target.__name__}() raised {type(error).__name__}: {error}"
+            ) from None
+    if not isinstance(target, ChatModel):
+        raise RegistrationError(
+            f"expected a ChatModel instance, subclass or 'module:Class' target, "
+            f"got {type(target).__name__}"
+        )
+    return target
+
+
+def _create_version_rows(
+    *,
+    name: str,
+    built: packaging.BuiltPackage,
+    stored_name: str,
+    aliases: list[str],
+    description: str | None,
+    tags: dict[str, str],
+    created_by: str,
+) -> ModelVersion:
+    # The unique (model, version) constraint is the arbiter; a lost race retries with a new number.
+    for attempt in range(REGISTRATION_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                registered, _created = RegisteredModel.objects.get_or_create(name=name)
+                if description is not None and registered.description != description:
+                    registered.description = description
+                    registered.save(update_fields=["description", "updated_at"])
+                else:
+                    registered.save(update_fields=["updated_at"])
+                for key, value in tags.items():
+                    ModelTag.objects.update_or_create(
+                        model=registered, key=key, defaults={"value": value}
+                    )
+                latest = registered.versions.aggregate(latest=Max("version"))["latest"] or 0
+                version = ModelVersion.objects.create(
+                    model=registered,
+                    version=latest + 1,
+                    class_path=built.class_path,
+                    signature=built.manifest["signature"],
+                    input_example=built.manifest["input_example"],
+                    model_config=built.manifest["model_config"],
+                    artifacts=built.artifacts,
+                    source_code=built.source_code,
+                    package=stored_name,
+                    digest=built.digest,
+                    size=len(built.data),
+                    python_version=built.python_version,
+                    package_versions=built.package_versions,
+                    created_by=created_by,
+                )
+                for alias in aliases:
+                    ModelAlias.objects.update_or_create(
+                        model=registered, name=alias, defaults={"version": version}
+                    )
+                return version
+        except (IntegrityError, OperationalError) as error:
+            if attempt == REGISTRATION_ATTEMPTS - 1 or not _is_race(error):
+                raise
+            logger.info("registration race on %s, retrying (%s)", name, error)
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _is_race(error: Exception) -> bool:
+    if isinstance(error, IntegrityError):
+        return True
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def validate_name(name: Any) -> None:
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+        raise InvalidName(
+            f"invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/' or '@')",
+            param="name",
+        )
+
+
+def validate_alias(alias: Any) -> None:
+    if not isinstance(alias, str) or not re.match(ALIAS_PATTERN, alias):
+        raise InvalidName(
+            f"invalid alias {alias!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter",
+            param="alias",
+        )
+    if alias in RESERVED_ALIASES:
+        raise InvalidName(f"alias {alias!r} is reserved", param="alias")
+
+
+def _validate_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    result = {}
+    for key, value in (tags or {}).items():
+        if not isinstance(key, str) or not key or len(key) > 128:
+            raise RegistrationError(f"invalid tag key {key!r}: a string of 1-128 characters")
+        if not isinstance(value, str) or len(value) > 1024:
+            raise RegistrationError(f"invalid value for tag {key!r}: a string of at most 1024")
+        result[key] = value
+    return result
+
+
+@transaction.atomic
+def set_alias(*, name: str, alias: str, version: int) -> ModelAlias:
+    """Point `name@alias` at `version` (creating or moving the alias)."""
+    validate_alias(alias)
+    target = (
+        ModelVersion.objects.select_related("model")
+        .filter(model__name=name, version=version)
+        .first()
+    )
+    if target is None:
+        if not RegisteredModel.objects.filter(name=name).exists():
+            raise ModelNotFound(f"model '{name}' not found", param="model")
+        raise VersionNotFound(f"model '{name}' has no version {version}", param="version")
+    model_alias, _created = ModelAlias.objects.update_or_create(
+        model=target.model, name=alias, defaults={"version": target}
+    )
+    return model_alias
+
+
+@transaction.atomic
+def remove_alias(*, name: str, alias: str) -> None:
+    deleted, _ = ModelAlias.objects.filter(model__name=name, name=alias).delete()
+    if not deleted:
+        if not RegisteredModel.objects.filter(name=name).exists():
+            raise ModelNotFound(f"model '{name}' not found", param="model")
+        raise AliasNotFound(f"model '{name}' has no alias '{alias}'", param="alias")
+
+
+@transaction.atomic
+def create_api_key(*, name: str, models: Iterable[str] = ()) -> tuple[ApiKey, str]:
+    """Make a key; returns it with its raw value, which is shown once and never stored."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidName("an API key name is 1-100 characters", param="name")
+    model_names = list(dict.fromkeys(models))
+    found = list(RegisteredModel.objects.filter(name__in=model_names))
+    missing = sorted(set(model_names) - {model.name for model in found})
+    if missing:
+        raise ModelNotFound(f"model '{missing[0]}' not found", param="model")
+    raw_key = f"cm_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(name=name, prefix=raw_key[:12], key_hash=ApiKey.hash_key(raw_key))
+    key.allowed_models.set(found)
+    return key, raw_key
+
+
+@transaction.atomic
+def revoke_api_key(*, key: ApiKey | str) -> ApiKey:
+    """Revoke a key, given as an ApiKey or by its prefix. Takes effect on the next request."""
+    if isinstance(key, str):
+        matches = list(ApiKey.objects.filter(prefix=key, revoked_at=None))
+        if len(matches) != 1:
+            raise ApiKeyNotFound(
+                f"no single active API key with prefix {key!r} ({len(matches)} found)", param="key"
+            )
+        key = matches[0]
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key

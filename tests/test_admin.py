@@ -1,0 +1,589 @@
+"""The admin: listings, the read-only version page, aliases, API keys and the playground."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import escape
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from chatmodels import services
+from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
+from chatmodels.signature import signature_rows
+from tests.helpers import register
+from tests.sample_models import TriggerModel
+
+pytestmark = pytest.mark.django_db
+
+MODEL_LIST = reverse("admin:chatmodels_registeredmodel_changelist")
+VERSION_LIST = reverse("admin:chatmodels_modelversion_changelist")
+PLAYGROUND = reverse("admin:chatmodels_registeredmodel_playground")
+PLAYGROUND_INVOKE = reverse("admin:chatmodels_registeredmodel_playground_invoke")
+
+
+def version_url(version: ModelVersion) -> str:
+    return reverse("admin:chatmodels_modelversion_change", args=[version.pk])
+
+
+def model_url(model: RegisteredModel) -> str:
+    return reverse("admin:chatmodels_registeredmodel_change", args=[model.pk])
+
+
+def html_of(response) -> str:
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+def copy_version(source: ModelVersion, *, model: RegisteredModel, number: int) -> ModelVersion:
+    """A version row sharing `source`'s package: fast bulk data for the query-count tests."""
+    fields = {name: getattr(source, name) for name in ModelVersion.CONTENT_FIELDS}
+    fields.update(model_id=model.pk, version=number, package=source.package.name)
+    return ModelVersion.objects.create(**fields)
+
+
+# --- registered models ---------------------------------------------------------------------
+
+
+def test_site_header_is_chatmodels(admin_client):
+    html = html_of(admin_client.get(reverse("admin:index")))
+    assert "<title>Registry and serving | chatmodels</title>" in html
+    assert ">chatmodels</a>" in html
+
+
+def test_model_changelist_shows_names_latest_versions_aliases_and_tags(admin_client):
+    register(name="echo", model=TriggerModel(), aliases=["staging"], tags={"team": "search"})
+    register(name="echo", model=TriggerModel(), aliases=["prod"])
+    register(name="summarizer", model=TriggerModel())
+
+    html = html_of(admin_client.get(MODEL_LIST))
+
+    assert ">echo</a>" in html
+    assert ">summarizer</a>" in html
+    assert '<span class="cm-pill cm-pill-alias">prod → v2</span>' in html
+    assert '<span class="cm-pill cm-pill-alias">staging → v1</span>' in html
+    assert '<span class="cm-pill cm-pill-tag">team=search</span>' in html
+    latest = ModelVersion.objects.get(model__name="echo", version=2)
+    assert f'<a href="{version_url(latest)}"><strong>v2</strong></a>' in html
+    # Models come from registration, so the page explains how instead of offering "Add".
+    assert "python manage.py register_model" in html
+    assert reverse("admin:chatmodels_registeredmodel_add") not in html
+    assert admin_client.get(reverse("admin:chatmodels_registeredmodel_add")).status_code == 403
+
+
+def test_model_changelist_searches_tag_values_and_filters_on_aliases(admin_client):
+    register(name="echo", model=TriggerModel(), aliases=["prod"], tags={"team": "search"})
+    register(name="summarizer", model=TriggerModel(), tags={"team": "docs"})
+
+    found = html_of(admin_client.get(MODEL_LIST, {"q": "docs"}))
+    assert ">summarizer</a>" in found
+    assert ">echo</a>" not in found
+
+    with_aliases = html_of(admin_client.get(MODEL_LIST, {"has_aliases": "yes"}))
+    assert ">echo</a>" in with_aliases
+    assert ">summarizer</a>" not in with_aliases
+
+    by_tag_key = html_of(admin_client.get(MODEL_LIST, {"tag": "team"}))
+    assert ">echo</a>" in by_tag_key
+    assert ">summarizer</a>" in by_tag_key
+
+
+def test_model_change_page_lists_versions_read_only(admin_client):
+    register(name="echo", model=TriggerModel())
+    second = register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(model_url(second.model)))
+
+    assert f'<a href="{version_url(second)}"><strong>v2</strong></a>' in html
+    assert second.digest[:12] in html
+    assert 'name="name"' not in html  # the name is read-only after creation
+    assert 'name="description"' in html
+    assert 'name="versions-0-status"' not in html  # versions inline is read-only
+    assert 'name="versions-0-DELETE"' not in html
+
+
+def test_model_description_is_editable(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    data = change_form_data(version.model, description="Echoes the last message.")
+
+    response = admin_client.post(model_url(version.model), data)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    version.model.refresh_from_db()
+    assert version.model.description == "Echoes the last message."
+    assert version.model.name == "echo"
+
+
+def change_form_data(model: RegisteredModel, *, aliases=(), tags=(), **fields) -> dict:
+    """POST data for the registered-model change form with its three inlines."""
+    existing_aliases = list(model.aliases.order_by("name"))
+    versions = model.versions.count()
+    data = {
+        "description": model.description,
+        "aliases-TOTAL_FORMS": str(len(aliases)),
+        "aliases-INITIAL_FORMS": str(len(existing_aliases)),
+        "tags-TOTAL_FORMS": str(len(tags)),
+        "tags-INITIAL_FORMS": str(model.tags.count()),
+        "versions-TOTAL_FORMS": str(versions),
+        "versions-INITIAL_FORMS": str(versions),
+        "_save": "Save",
+        **fields,
+    }
+    for index, row in enumerate(aliases):
+        for key, value in row.items():
+            data[f"aliases-{index}-{key}"] = value
+        data.setdefault(f"aliases-{index}-model", str(model.pk))
+    for index, row in enumerate(tags):
+        for key, value in row.items():
+            data[f"tags-{index}-{key}"] = value
+        data.setdefault(f"tags-{index}-model", str(model.pk))
+    return data
+
+
+def test_alias_inline_offers_only_this_models_versions(admin_client):
+    first = register(name="echo", model=TriggerModel())
+    second = register(name="echo", model=TriggerModel())
+    other = register(name="summarizer", model=TriggerModel())
+
+    html = html_of(admin_client.get(model_url(first.model)))
+
+    # The empty form template carries the version choices.
+    assert f'<option value="{first.pk}">v1</option>' in html
+    assert f'<option value="{second.pk}">v2</option>' in html
+    assert f'<option value="{other.pk}">' not in html
+
+
+def test_alias_inline_creates_then_moves_an_alias_through_the_service(admin_client, monkeypatch):
+    first = register(name="echo", model=TriggerModel())
+    second = register(name="echo", model=TriggerModel())
+    model = first.model
+    calls = []
+    real_set_alias = services.set_alias
+
+    def recording_set_alias(**kwargs):
+        calls.append(kwargs)
+        return real_set_alias(**kwargs)
+
+    monkeypatch.setattr(services, "set_alias", recording_set_alias)
+
+    created = admin_client.post(
+        model_url(model),
+        change_form_data(model, aliases=[{"id": "", "name": "prod", "version": str(first.pk)}]),
+    )
+    assert created.status_code == 302, created.content.decode()[:3000]
+    assert ModelAlias.objects.get(model=model, name="prod").version_id == first.pk
+
+    alias = ModelAlias.objects.get(model=model, name="prod")
+    moved = admin_client.post(
+        model_url(model),
+        change_form_data(
+            model, aliases=[{"id": str(alias.pk), "name": "prod", "version": str(second.pk)}]
+        ),
+    )
+    assert moved.status_code == 302, moved.content.decode()[:3000]
+    assert ModelAlias.objects.get(model=model, name="prod").version_id == second.pk
+    assert calls == [
+        {"name": "echo", "alias": "prod", "version": 1},
+        {"name": "echo", "alias": "prod", "version": 2},
+    ]
+
+
+def test_alias_inline_deletes_an_alias(admin_client):
+    version = register(name="echo", model=TriggerModel(), aliases=["prod"])
+    alias = ModelAlias.objects.get(model=version.model, name="prod")
+    data = change_form_data(
+        version.model,
+        aliases=[{"id": str(alias.pk), "name": "prod", "version": str(version.pk), "DELETE": "on"}],
+    )
+
+    response = admin_client.post(model_url(version.model), data)
+
+    assert response.status_code == 302
+    assert not ModelAlias.objects.filter(model=version.model).exists()
+
+
+def test_alias_named_latest_is_refused_with_a_form_error(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    data = change_form_data(
+        version.model, aliases=[{"id": "", "name": "latest", "version": str(version.pk)}]
+    )
+
+    response = admin_client.post(model_url(version.model), data)
+
+    assert response.status_code == 200
+    assert "is reserved" in response.content.decode()
+    assert not ModelAlias.objects.exists()
+
+
+def test_tags_are_editable_inline(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    data = change_form_data(
+        version.model, tags=[{"id": "", "key": "owner", "value": "platform-team"}]
+    )
+
+    response = admin_client.post(model_url(version.model), data)
+
+    assert response.status_code == 302
+    tag = ModelTag.objects.get(model=version.model)
+    assert (tag.key, tag.value) == ("owner", "platform-team")
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def test_version_changelist_shows_versions_aliases_and_digests(admin_client):
+    register(name="echo", model=TriggerModel())
+    second = register(name="echo", model=TriggerModel(), aliases=["prod"])
+
+    html = html_of(admin_client.get(VERSION_LIST))
+
+    assert ">echo/2</a>" in html
+    assert ">echo/1</a>" in html
+    assert '<span class="cm-pill cm-pill-alias">prod</span>' in html
+    assert f"{second.digest[:12]}…" in html
+    assert '<span class="cm-status cm-status-ready">ready</span>' in html
+
+    filtered = html_of(admin_client.get(VERSION_LIST, {"status__exact": "archived"}))
+    assert ">echo/2</a>" not in filtered
+
+
+def test_version_page_shows_signature_tables(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    for field in ("messages", "role", "content", "temperature", "max_tokens", "choices", "usage"):
+        assert f'<span class="cm-field-name">{field}</span>' in html, field
+    assert (
+        '<span class="cm-field-parent">messages[].</span><span class="cm-field-name">role' in html
+    )
+    for side in ("inputs", "outputs"):
+        for row in signature_rows(version.signature[side]):
+            assert f'<code class="cm-type">{escape(row.type, quote=False)}</code>' in html or (
+                f'<code class="cm-type">{escape(row.type)}</code>' in html
+            ), row
+    required = sum(row.required for row in signature_rows(version.signature["inputs"]))
+    required += sum(row.required for row in signature_rows(version.signature["outputs"]))
+    assert html.count('<span class="cm-required">required</span>') == required
+    assert "<h3>Inputs</h3>" in html
+    assert "<h3>Outputs</h3>" in html
+
+
+def test_version_page_pretty_prints_the_input_example(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    pretty = json.dumps(version.input_example, indent=2, ensure_ascii=False)
+    assert escape(pretty) in html
+    assert "&quot;content&quot;: &quot;Hello!&quot;" in html
+    assert "\n  &quot;messages&quot;: [\n    {\n      &quot;role&quot;: &quot;user&quot;" in html
+
+
+def test_version_page_shows_package_code_and_environment_read_only(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    assert version.digest in html
+    assert version.package.name in html
+    assert version.python_version in html
+    for package, package_version in version.package_versions.items():
+        assert (
+            f"<code>{escape(package)}</code></td><td><code>{escape(package_version)}</code>" in html
+        )
+    if version.source_code:
+        assert escape(version.source_code.splitlines()[0]) in html
+    assert 'type="file"' not in html
+    assert 'name="digest"' not in html
+    assert 'name="signature"' not in html
+    assert 'name="status"' in html  # the one editable field
+    assert "/api/models/echo/invocations?version=1" in html
+    assert "Authorization: Bearer $CHATMODELS_API_KEY" in html
+    assert f"{PLAYGROUND}?model=echo&amp;version=1" in html
+    assert (
+        "Delete"
+        not in re.sub(r"<script.*?</script>", "", html, flags=re.S).split('class="submit-row"')[-1][
+            :2000
+        ]
+    )
+
+
+def test_version_page_lists_artifacts_and_model_config(admin_client, tmp_path):
+    from tests.sample_models import ConfiguredModel
+
+    greeting = tmp_path / "greeting.txt"
+    greeting.write_text("hello from the artifact\n")
+    version = register(
+        name="configured",
+        model=ConfiguredModel(),
+        artifacts={"greeting": str(greeting)},
+        model_config={"prefix": "> ", "nested": {"depth": 2}},
+    )
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    assert "<code>greeting</code>" in html
+    assert version.artifacts["greeting"]["sha256"] in html
+    assert escape(json.dumps(version.model_config, indent=2)) in html
+
+
+def test_posting_a_changed_digest_changes_nothing_but_status(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    original = {name: getattr(version, name) for name in ("digest", "version", "signature")}
+
+    response = admin_client.post(
+        version_url(version),
+        {
+            "status": "archived",
+            "digest": "0" * 64,
+            "version": "99",
+            "signature": "{}",
+            "source_code": "import os",
+            "_save": "Save",
+        },
+    )
+
+    assert response.status_code == 302
+    version.refresh_from_db()
+    assert version.status == "archived"
+    assert version.digest == original["digest"]
+    assert version.version == original["version"]
+    assert version.signature == original["signature"]
+    assert version.source_code != "import os"
+
+
+def test_version_status_can_go_back_to_ready(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    ModelVersion.objects.filter(pk=version.pk).update(status="archived")
+
+    response = admin_client.post(version_url(version), {"status": "ready", "_save": "Save"})
+
+    assert response.status_code == 302
+    version.refresh_from_db()
+    assert version.status == "ready"
+
+
+def test_versions_cannot_be_added_or_deleted_in_the_admin(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    assert admin_client.get(reverse("admin:chatmodels_modelversion_add")).status_code == 403
+    delete_url = reverse("admin:chatmodels_modelversion_delete", args=[version.pk])
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert ModelVersion.objects.filter(pk=version.pk).exists()
+
+
+# --- query counts --------------------------------------------------------------------------
+
+
+def count_queries(client, url) -> int:
+    with CaptureQueriesContext(connection) as context:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(context.captured_queries)
+
+
+def grow_registry(source: ModelVersion, *, models: int, versions: int) -> None:
+    for index in range(models):
+        model = RegisteredModel.objects.create(name=f"model-{index:02d}")
+        rows = [copy_version(source, model=model, number=n) for n in range(1, versions + 1)]
+        ModelAlias.objects.create(model=model, name="prod", version=rows[-1])
+        ModelAlias.objects.create(model=model, name="canary", version=rows[0])
+        ModelTag.objects.create(model=model, key="team", value=f"team-{index}")
+
+
+@pytest.mark.parametrize("url", [MODEL_LIST, VERSION_LIST])
+def test_changelist_query_count_does_not_grow_with_the_registry(admin_client, url):
+    source = register(name="echo", model=TriggerModel(), aliases=["prod"], tags={"team": "a"})
+    register(name="other", model=TriggerModel())
+    admin_client.get(url)  # warm the session and content types
+    small = count_queries(admin_client, url)
+
+    grow_registry(source, models=20, versions=3)
+    assert RegisteredModel.objects.count() == 22
+    large = count_queries(admin_client, url)
+
+    assert small == large, (small, large)
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+def test_api_key_is_created_in_the_admin_and_shown_once(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    response = admin_client.post(
+        reverse("admin:chatmodels_apikey_add"),
+        {"name": "ci-pipeline", "allowed_models": [str(version.model.pk)], "_save": "Save"},
+        follow=True,
+    )
+
+    html = html_of(response)
+    match = re.search(r'<code class="cm-secret">([^<]+)</code>', html)
+    assert match, html
+    raw_key = match.group(1)
+    key = ApiKey.objects.get(name="ci-pipeline")
+    assert key.key_hash == ApiKey.hash_key(raw_key)
+    assert raw_key.startswith(key.prefix)
+    assert list(key.allowed_models.values_list("name", flat=True)) == ["echo"]
+    assert raw_key not in {key.name, key.prefix, key.key_hash}
+
+    # Never shown again: not on the list, not on the key's page.
+    assert raw_key not in html_of(admin_client.get(reverse("admin:chatmodels_apikey_changelist")))
+    change_page = html_of(
+        admin_client.get(reverse("admin:chatmodels_apikey_change", args=[key.pk]))
+    )
+    assert raw_key not in change_page
+    assert key.key_hash not in change_page
+    assert f"<code>{key.prefix}…</code>" in change_page
+
+
+def test_api_key_changelist_shows_prefix_models_and_state(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    key, _ = services.create_api_key(name="limited", models=["echo"])
+    everything, _ = services.create_api_key(name="everything")
+
+    html = html_of(admin_client.get(reverse("admin:chatmodels_apikey_changelist")))
+
+    assert ">limited</a>" in html
+    assert f"<code>{key.prefix}…</code>" in html
+    assert '<span class="cm-pill">echo</span>' in html
+    assert "all models" in html
+    assert key.key_hash not in html
+    assert everything.key_hash not in html
+    assert version.model.name in html
+
+
+def test_revoke_action_revokes_selected_keys(admin_client):
+    kept, _ = services.create_api_key(name="kept")
+    revoked, _ = services.create_api_key(name="revoked")
+
+    response = admin_client.post(
+        reverse("admin:chatmodels_apikey_changelist"),
+        {"action": "revoke_selected", "_selected_action": [str(revoked.pk)]},
+        follow=True,
+    )
+
+    assert "Revoked 1 key." in html_of(response)
+    revoked.refresh_from_db()
+    kept.refresh_from_db()
+    assert revoked.revoked_at is not None
+    assert kept.revoked_at is None
+
+
+# --- playground ----------------------------------------------------------------------------
+
+
+def test_playground_page_renders_models_versions_and_aliases(admin_client):
+    register(name="echo", model=TriggerModel())
+    register(name="echo", model=TriggerModel(), aliases=["prod"])
+
+    html = html_of(admin_client.get(PLAYGROUND, {"model": "echo", "version": "1"}))
+
+    assert 'id="cm-playground-form"' in html
+    assert "csrfmiddlewaretoken" in html
+    assert "chatmodels/playground.js" in html
+    config = json.loads(
+        re.search(
+            r'<script id="cm-playground-config" type="application/json">(.*?)</script>', html, re.S
+        ).group(1)
+    )
+    (echo,) = config["models"]
+    assert echo["name"] == "echo"
+    assert echo["latest"] == 2
+    assert [v["version"] for v in echo["versions"]] == [2, 1]
+    assert echo["aliases"] == {"prod": 2}
+    assert config["selected"] == {"model": "echo", "version": "1", "alias": ""}
+    assert config["invokeUrl"] == PLAYGROUND_INVOKE
+
+
+def invoke(client, **body):
+    return client.post(PLAYGROUND_INVOKE, json.dumps(body), content_type="application/json")
+
+
+def test_playground_invoke_returns_the_echoed_reply(admin_client):
+    register(name="echo", model=TriggerModel())
+    second = register(name="echo", model=TriggerModel(), aliases=["prod"])
+
+    response = invoke(
+        admin_client,
+        model="echo",
+        alias="prod",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi there"},
+        ],
+        temperature=0.2,
+        max_tokens=20,
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["version"] == 2
+    assert body["version_url"] == version_url(second)
+    assert body["completion"]["object"] == "chat.completion"
+    assert body["completion"]["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "hi there",
+    }
+
+    pinned = invoke(
+        admin_client, model="echo", version=1, messages=[{"role": "user", "content": "v1?"}]
+    )
+    assert pinned.json()["version"] == 1
+
+
+def test_playground_invoke_reports_errors_inline(admin_client):
+    register(name="echo", model=TriggerModel())
+    user = [{"role": "user", "content": "raise"}]
+
+    raised = invoke(admin_client, model="echo", messages=user)
+    assert raised.status_code == 500
+    assert raised.json()["error"]["message"]
+
+    garbage = invoke(admin_client, model="echo", messages=[{"role": "user", "content": "garbage"}])
+    assert garbage.status_code == 502
+    assert garbage.json()["error"]["message"]
+
+    bad_input = invoke(admin_client, model="echo", messages=[{"role": 5, "content": "x"}])
+    assert bad_input.status_code == 400
+    assert "role" in bad_input.json()["error"]["message"]
+
+    unknown = invoke(admin_client, model="nope", messages=user)
+    assert unknown.status_code == 404
+
+    no_version = invoke(admin_client, model="echo", version=7, messages=user)
+    assert no_version.status_code == 404
+
+    not_json = admin_client.post(PLAYGROUND_INVOKE, "{", content_type="application/json")
+    assert not_json.status_code == 400
+
+
+def test_playground_is_staff_only_and_csrf_protected(admin_user, django_user_model):
+    register(name="echo", model=TriggerModel())
+    body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+
+    anonymous = Client()
+    assert anonymous.get(PLAYGROUND).status_code == 302
+    assert (
+        anonymous.post(PLAYGROUND_INVOKE, body, content_type="application/json").status_code == 302
+    )
+
+    member = django_user_model.objects.create_user("member", password="x", is_staff=False)
+    not_staff = Client()
+    not_staff.force_login(member)
+    assert not_staff.get(PLAYGROUND).status_code == 302
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin_user)
+    assert strict.post(PLAYGROUND_INVOKE, body, content_type="application/json").status_code == 403
+    strict.get(PLAYGROUND)  # sets the CSRF cookie
+    token = strict.cookies["csrftoken"].value
+    allowed = strict.post(
+        PLAYGROUND_INVOKE, body, content_type="application/json", HTTP_X_CSRFTOKEN=token
+    )
+    assert allowed.status_code == 200
