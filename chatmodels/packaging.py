@@ -221,27 +221,36 @@ def _pickle_model(model: ChatModel, module) -> bytes:
 
 
 def _by_value_modules(module) -> list:
-    """The author's module and, for a file or script, the modules it imported from its folder.
+    """The author's module, plus the author's modules next to it: its folder, or its package.
 
-    Those siblings were importable only because the file's folder was on `sys.path` while it
-    loaded; a server process will not have them, so they travel by value too.
+    A file's siblings were importable only while its folder was on `sys.path`, and a package's
+    other modules may be edited or gone later: so they travel by value too, and a version keeps
+    serving exactly the code that was registered. Only modules the model uses end up pickled.
     """
     if module is None or not _is_user_module(module):
         return []
-    modules = [module]
     path = getattr(module, "__file__", None)
-    if path and (module.__name__ == "__main__" or module.__name__.startswith("chatmodels_user_")):
-        folder = os.path.dirname(os.path.abspath(path)) + os.sep
-        for name, other in list(sys.modules.items()):
-            other_path = getattr(other, "__file__", None)
-            if (
-                other is not module
-                and name == getattr(other, "__name__", None)
-                and other_path
-                and os.path.abspath(other_path).startswith(folder)
-                and _is_user_module(other)
-            ):
-                modules.append(other)
+    if not path:
+        return [module]
+    folder = os.path.dirname(os.path.abspath(path))
+    name = module.__name__
+    if not (name == "__main__" or name.startswith("chatmodels_user_")):
+        # `a.b.c` lives in <root>/a/b/c.py (or c/__init__.py): its top package is <root>/a.
+        is_package = hasattr(module, "__path__")
+        for _ in range(name.count(".") - (0 if is_package else 1)):
+            folder = os.path.dirname(folder)
+    folder += os.sep
+    modules = [module]
+    for key, other in list(sys.modules.items()):
+        other_path = getattr(other, "__file__", None)
+        if (
+            other is not module
+            and key == getattr(other, "__name__", None)
+            and other_path
+            and os.path.abspath(other_path).startswith(folder)
+            and _is_user_module(other)
+        ):
+            modules.append(other)
     return modules
 
 

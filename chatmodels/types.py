@@ -523,7 +523,7 @@ class ChatRequest(ChatParams):
         """Read an OpenAI request; keys a ChatModel does not take (`model`, `user`…) are ignored."""
         if (
             isinstance(data, dict)
-            and "max_tokens" not in data
+            and data.get("max_tokens") is None
             and data.get("max_completion_tokens") is not None
         ):
             data = {**data, "max_tokens": data["max_completion_tokens"]}
