@@ -109,7 +109,7 @@ class _ChatData:
 
     def __post_init__(self) -> None:
         self._convert("")
-        self._check("")
+        self._check("", deep=False)
 
     # -- conversion of nested dicts -------------------------------------------------------
     def _convert(self, path: str) -> None:
@@ -126,15 +126,17 @@ class _ChatData:
         """Re-check every field of this object and of everything nested in it."""
         self._check(path)
 
-    def _check(self, path: str) -> None:
+    def _check(self, path: str, *, deep: bool = True) -> None:
+        # Construction checks nested objects shallowly: each was checked when it was built.
+        # `validate()` goes deep, for objects changed after they were built.
         for name, kind, required in self._fields:
             value = getattr(self, name)
-            field_path = _join(path, name)
             if value is None:
                 if required:
+                    field_path = _join(path, name)
                     raise ChatDataError(f"{field_path}: is required", param=field_path)
                 continue
-            _check_value(kind, value, field_path)
+            _check_value(kind, value, _join(path, name), deep)
         self._check_extra(path)
 
     def _check_extra(self, path: str) -> None:
@@ -166,7 +168,7 @@ class _ChatData:
                 instance, name, kwargs[name] if name in kwargs else cls._default(name)
             )
         instance._convert(path)
-        instance._check(path)
+        instance._check(path, deep=False)
         return instance
 
     @classmethod
@@ -235,7 +237,7 @@ def _convert_value(kind: Any, value: Any, path: str) -> Any:
     return value
 
 
-def _check_value(kind: Any, value: Any, path: str) -> None:
+def _check_value(kind: Any, value: Any, path: str, deep: bool = True) -> None:
     if isinstance(kind, list):
         item_type = kind[0]
         if not isinstance(value, list):
@@ -243,11 +245,13 @@ def _check_value(kind: Any, value: Any, path: str) -> None:
         for i, item in enumerate(value):
             if not isinstance(item, item_type):
                 raise _fail(f"{path}[{i}]", item_type.__name__, item)
-            item._check(f"{path}[{i}]")
+            if deep:
+                item._check(f"{path}[{i}]")
     elif isinstance(kind, type):
         if not isinstance(value, kind):
             raise _fail(path, kind.__name__, value)
-        value._check(path)
+        if deep:
+            value._check(path)
     elif kind == CONTENT:
         if isinstance(value, str):
             return
@@ -256,7 +260,8 @@ def _check_value(kind: Any, value: Any, path: str) -> None:
         for i, part in enumerate(value):
             if not isinstance(part, _CONTENT_PART_TYPES):
                 raise _fail(f"{path}[{i}]", "content part (text, image_url or input_audio)", part)
-            part._check(f"{path}[{i}]")
+            if deep:
+                part._check(f"{path}[{i}]")
     else:
         _check_scalar(kind, value, path)
 
