@@ -12,6 +12,7 @@ import shlex
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Subquery
 from django.template.defaultfilters import filesizeformat
@@ -30,6 +31,7 @@ from chatmodels.models import (
     ModelVersion,
     RegisteredModel,
 )
+from chatmodels.signature import chat_signature, signature_rows
 
 admin.site.site_header = "chatmodels"
 admin.site.site_title = "chatmodels"
@@ -127,13 +129,17 @@ class ModelAliasForm(forms.ModelForm):
         return name
 
 
+def _version_label(version: ModelVersion) -> str:
+    return f"v{version.version}" + (" (archived)" if version.status == "archived" else "")
+
+
 class ModelAliasInline(admin.TabularInline):
     """Aliases point at a version of this model; saving goes through `services.set_alias`."""
 
     model = ModelAlias
     form = ModelAliasForm
-    fields = ("name", "version", "updated_at")
-    readonly_fields = ("updated_at",)
+    fields = ("name", "version", "updated_display")
+    readonly_fields = ("updated_display",)
     extra = 0
     verbose_name = "alias"
     verbose_name_plural = "Aliases"
@@ -143,25 +149,38 @@ class ModelAliasInline(admin.TabularInline):
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        field = formset.form.base_fields["version"]
+        choices = []
+
+        class AliasForm(formset.form):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.fields["version"].choices = choices
+
+        # Set up the field of the final form class (subclassing rebuilds base_fields).
+        formset.form = AliasForm
+        field = AliasForm.base_fields["version"]
         versions = ModelVersion.objects.filter(model=obj) if obj else ModelVersion.objects.none()
         field.queryset = versions.only("pk", "version", "status").order_by("-version")
-        field.label_from_instance = lambda version: (
-            f"v{version.version}" + (" (archived)" if version.status == "archived" else "")
-        )
-        # Versions are created by registration only: no "+"/"edit" buttons next to the select.
-        widget = field.widget
-        for attribute in ("can_add_related", "can_change_related", "can_delete_related"):
-            if hasattr(widget, attribute):
-                setattr(widget, attribute, False)
+        field.label_from_instance = _version_label
+        # Versions are created by registration only: no "+"/"edit"/"view" buttons by the select.
+        if isinstance(field.widget, RelatedFieldWidgetWrapper):
+            field.widget = field.widget.widget
+        # One query for the version menu, however many alias rows show it (Django would run
+        # one per row); a submitted choice is still checked against this model's versions.
+        choices += [("", field.empty_label)]
+        choices += [(version.pk, _version_label(version)) for version in field.queryset]
         return formset
+
+    @admin.display(description="updated")
+    def updated_display(self, alias):
+        return compact_datetime(alias.updated_at) if alias.updated_at else EMPTY
 
 
 class ModelVersionInline(admin.TabularInline):
     """The model's versions, read-only: a version is made by registration and never edited here."""
 
     model = ModelVersion
-    fields = ("version_link", "status_badge", "digest_short", "created_at", "created_by")
+    fields = ("version_link", "status_badge", "digest_short", "created_display", "created_by")
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -201,6 +220,10 @@ class ModelVersionInline(admin.TabularInline):
     def digest_short(self, version):
         return format_html('<code title="{}">{}…</code>', version.digest, version.digest[:12])
 
+    @admin.display(description="created")
+    def created_display(self, version):
+        return compact_datetime(version.created_at)
+
 
 def compact_datetime(value):
     """`2026-11-24 19:40` in the current time zone, the full timestamp on hover."""
@@ -223,6 +246,7 @@ def status_badge(version):
 class RegisteredModelAdmin(admin.ModelAdmin):
     list_display = (
         "name",
+        "description_display",
         "latest_version_display",
         "version_count_display",
         "aliases_display",
@@ -314,6 +338,14 @@ class RegisteredModelAdmin(admin.ModelAdmin):
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description="description")
+    def description_display(self, model):
+        text = " ".join(model.description.split())
+        if not text:
+            return EMPTY
+        short = text if len(text) <= 80 else text[:79] + "…"
+        return format_html('<span class="cm-description" title="{}">{}</span>', text, short)
 
     @admin.display(description="latest", ordering="latest_version_number")
     def latest_version_display(self, model):
@@ -541,15 +573,55 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
 
 
-def _pretty_json(value) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+def _pretty_json(value, *, sort_keys: bool = False) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=sort_keys)
+
+
+# PostgreSQL's jsonb does not keep the order of keys, so the page puts them back in an order
+# people expect (the generated schema's, `messages` first) whichever database stores them.
+
+
+def _ordered_like(value, reference):
+    """`value` with the keys of each object in `reference`'s order, unknown keys last."""
+    if isinstance(value, dict) and isinstance(reference, dict):
+        ordered = {
+            key: _ordered_like(value[key], reference[key]) for key in reference if key in value
+        }
+        ordered.update((key, value[key]) for key in sorted(value) if key not in ordered)
+        return ordered
+    if isinstance(value, list) and isinstance(reference, list) and len(value) == len(reference):
+        return [_ordered_like(item, match) for item, match in zip(value, reference, strict=True)]
+    return value
+
+
+def _schema_part(schema, key: str):
+    """`schema[key]`, or the first `anyOf` alternative's."""
+    if not isinstance(schema, dict):
+        return None
+    if key in schema:
+        return schema[key]
+    return next((alt[key] for alt in schema.get("anyOf", ()) if key in alt), None)
+
+
+def _in_schema_order(value, schema):
+    """A JSON value with its object keys in the order its JSON Schema lists the properties."""
+    if isinstance(value, dict):
+        properties = _schema_part(schema, "properties") or {}
+        ordered = {
+            key: _in_schema_order(value[key], properties[key]) for key in properties if key in value
+        }
+        ordered.update((key, value[key]) for key in sorted(value) if key not in ordered)
+        return ordered
+    if isinstance(value, list):
+        items = _schema_part(schema, "items")
+        return [_in_schema_order(item, items) for item in value]
+    return value
 
 
 def version_page_context(request, version: ModelVersion) -> dict:
     """What the read-only version page shows beneath the fields."""
-    from chatmodels.signature import signature_rows
-
-    signature = version.signature or {}
+    signature = _ordered_like(version.signature or {}, chat_signature())
+    input_example = _in_schema_order(version.input_example, signature.get("inputs"))
     tables = []
     for key, title in (("inputs", "Inputs"), ("outputs", "Outputs")):
         rows = []
@@ -559,9 +631,11 @@ def version_page_context(request, version: ModelVersion) -> dict:
                 {
                     "row": row,
                     "parent": parent + dot,
+                    # Long paths may wrap between their parts (never inside one).
+                    "parent_parts": [part + "." for part in parent.split(".")] if dot else [],
                     "leaf": leaf,
                     "depth": row.field.count("."),
-                    "default": "" if row.default is None else json.dumps(row.default),
+                    "default": row.default,  # already written for people: 1.0, null, false
                 }
             )
         tables.append({"title": title, "rows": rows})
@@ -576,7 +650,7 @@ def version_page_context(request, version: ModelVersion) -> dict:
         for name, info in sorted((version.artifacts or {}).items())
     ]
     invocation_path = f"/api/models/{version.model.name}/invocations?version={version.version}"
-    body = json.dumps(version.input_example, ensure_ascii=False)
+    body = json.dumps(input_example, ensure_ascii=False)
     curl = (
         f"curl {shlex.quote(request.build_absolute_uri(invocation_path))} \\\n"
         '  -H "Authorization: Bearer $CHATMODELS_API_KEY" \\\n'
@@ -586,10 +660,16 @@ def version_page_context(request, version: ModelVersion) -> dict:
     return {
         "version_obj": version,
         "signature_tables": tables,
-        "input_example_json": _pretty_json(version.input_example),
-        "model_config_json": _pretty_json(version.model_config) if version.model_config else "",
+        "input_example_json": _pretty_json(input_example),
+        "model_config_json": (
+            _pretty_json(version.model_config, sort_keys=True) if version.model_config else ""
+        ),
         "artifact_rows": artifacts,
-        "package_version_rows": sorted((version.package_versions or {}).items()),
+        "package_version_rows": sorted(
+            (package, number)
+            for package, number in (version.package_versions or {}).items()
+            if package != "python"  # shown first, from python_version
+        ),
         "curl_example": curl,
         "openai_model_name": f"{version.model.name}/{version.version}",
         "playground_link": playground_url(model=version.model.name, version=version.version),
@@ -700,7 +780,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def allowed_models_display(self, key):
         names = [model.name for model in key.allowed_models.all()]
         if not names:
-            return format_html('<span class="cm-muted">all models</span>')
+            return format_html('<span class="cm-muted">{}</span>', "all models")
         return _pills(names, "cm-pill")
 
     @admin.display(description="created", ordering="created_at")
@@ -718,7 +798,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="state")
     def state_display(self, key):
         if key.is_active:
-            return format_html('<span class="cm-status cm-status-ready">active</span>')
+            return format_html('<span class="cm-status cm-status-ready">{}</span>', "active")
         return format_html(
             '<span class="cm-status cm-status-archived">revoked {}</span>',
             timezone.localtime(key.revoked_at).strftime("%Y-%m-%d %H:%M"),

@@ -5,6 +5,7 @@ The admin, the API and the management commands all call these; no registry logic
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import re
@@ -79,7 +80,7 @@ def register_model(
     for alias in aliases:
         validate_alias(alias)
     tags = _validate_tags(tags)
-    example = dict(input_example) if input_example is not None else dict(DEFAULT_INPUT_EXAMPLE)
+    example = copy.deepcopy(DEFAULT_INPUT_EXAMPLE if input_example is None else input_example)
     try:
         check_input_example(example)
     except ChatDataError as error:
