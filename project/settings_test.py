@@ -7,12 +7,18 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("LOG_FORMAT", "plain")
 os.environ.setdefault("CHATMODELS_THROTTLE_RATE", "")
-_RUN_DIR = tempfile.mkdtemp(prefix="chatmodels-test-")
-os.environ.setdefault("CHATMODELS_PACKAGE_DIR", os.path.join(_RUN_DIR, "packages"))
-os.environ.setdefault("CHATMODELS_CACHE_DIR", os.path.join(_RUN_DIR, "cache"))
+# One folder per test process (each xdist worker has its own); a process that a test starts
+# (tests/test_commands.py) finds its test process's folder in the environment and shares it.
+_RUN_DIR_VARIABLE = "CHATMODELS_TEST_RUN_DIR_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+_RUN_DIR = os.environ.get(_RUN_DIR_VARIABLE) or tempfile.mkdtemp(prefix="chatmodels-test-")
+os.environ[_RUN_DIR_VARIABLE] = _RUN_DIR
 
 from project.settings import *  # noqa: E402, F403
 
+# Never a developer's own folders (from `.env`), whatever the environment says.
+if STORAGES["packages"]["BACKEND"].endswith("FileSystemStorage"):  # noqa: F405
+    STORAGES["packages"]["OPTIONS"]["location"] = os.path.join(_RUN_DIR, "packages")  # noqa: F405
+CHATMODELS_CACHE_DIR = os.path.join(_RUN_DIR, "cache")
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
