@@ -214,7 +214,19 @@ def _text_content(content: Any) -> str | None:
 def _logprobs(logprobs: dict[str, Any] | None) -> dict[str, Any] | None:
     if logprobs is None:
         return None
-    return {"content": logprobs.get("content"), "refusal": logprobs.get("refusal")}
+    return {
+        "content": _token_logprobs(logprobs.get("content")),
+        "refusal": _token_logprobs(logprobs.get("refusal")),
+    }
+
+
+def _token_logprobs(tokens: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    # The spec requires `bytes` (null allowed) on every token and every top token.
+    for token in tokens or ():
+        token.setdefault("bytes", None)
+        for top in token.get("top_logprobs") or ():
+            top.setdefault("bytes", None)
+    return tokens
 
 
 def _usage(usage: dict[str, Any]) -> dict[str, int]:

@@ -133,9 +133,10 @@ def list_models() -> QuerySet[RegisteredModel]:
     )
 
 
-def list_versions(*, name: str) -> QuerySet[ModelVersion]:
-    """A model's versions, newest first, with their aliases."""
-    model = get_model(name=name)
+def list_versions(*, name: str, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:
+    """A model's versions, newest first, with their aliases (`model` saves looking it up)."""
+    if model is None:
+        model = get_model(name=name)
     return (
         ModelVersion.objects.filter(model=model)
         .select_related("model")

@@ -508,6 +508,9 @@ class ChatParams(_ChatData):
             raise _fail(_join(path, "top_p"), "number between 0 and 1", self.top_p)
 
 
+_NULL_MEANS_DEFAULT = frozenset({"temperature", "n", "stream"})
+
+
 @dataclass
 class ChatRequest(ChatParams):
     """A whole chat request: `messages` plus every `ChatParams` field."""
@@ -525,15 +528,19 @@ class ChatRequest(ChatParams):
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> ChatRequest:
-        """Read an OpenAI request; keys a ChatModel does not take (`model`, `user`…) are ignored."""
-        if (
-            isinstance(data, dict)
-            and data.get("max_tokens") is None
-            and data.get("max_completion_tokens") is not None
-        ):
-            data = {**data, "max_tokens": data["max_completion_tokens"]}
-        if isinstance(data, dict) and "messages" not in data:
-            raise ChatDataError(f"{_join(path, 'messages')}: is required", param="messages")
+        """Read an OpenAI request; keys a ChatModel does not take (`model`, `user`…) are ignored.
+
+        As in the OpenAI API, `null` for a parameter with a default means that default.
+        """
+        if isinstance(data, dict):
+            if "messages" not in data:
+                raise ChatDataError(f"{_join(path, 'messages')}: is required", param="messages")
+            if any(data.get(name, 0) is None for name in _NULL_MEANS_DEFAULT):
+                data = {
+                    k: v for k, v in data.items() if not (v is None and k in _NULL_MEANS_DEFAULT)
+                }
+            if data.get("max_tokens") is None and data.get("max_completion_tokens") is not None:
+                data = {**data, "max_tokens": data["max_completion_tokens"]}
         return super().from_dict(data, path)
 
     def split(self) -> tuple[list[ChatMessage], ChatParams]:

@@ -89,3 +89,125 @@ class BadNestedOutputModel(ChatModel):
 class NotAChatModel:
     def predict(self, context, messages, params):
         return _reply("nope")
+
+
+class ParamsReportModel(ChatModel):
+    """Answers with a JSON report of the Python types and values `predict` received."""
+
+    def predict(self, context, messages, params):
+        import json
+
+        report = {
+            "messages_type": type(messages).__name__,
+            "message_types": [type(message).__name__ for message in messages],
+            "roles": [message.role for message in messages],
+            "contents": [
+                message.content
+                if isinstance(message.content, str) or message.content is None
+                else [type(part).__name__ for part in message.content]
+                for message in messages
+            ],
+            "params_type": type(params).__name__,
+            "params_has_messages": hasattr(params, "messages"),
+            "params": params.to_dict(),
+            "tool_types": [type(tool).__name__ for tool in params.tools or []],
+            "tool_function_types": [type(tool.function).__name__ for tool in params.tools or []],
+            "tool_parameters_types": [
+                type(tool.function.parameters).__name__ for tool in params.tools or []
+            ],
+        }
+        return _reply(json.dumps(report, sort_keys=True))
+
+
+class ToolCallingModel(ChatModel):
+    """Calls the `get_weather` tool with the last message as the city."""
+
+    def predict(self, context, messages, params):
+        import json
+
+        return ChatResponse(
+            choices=[
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "call_weather_1",
+                                "type": "function",
+                                "function": {
+                                    "name": "get_weather",
+                                    "arguments": json.dumps({"city": _last_text(messages)}),
+                                },
+                            }
+                        ],
+                    },
+                }
+            ],
+            usage={"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        )
+
+
+class LogprobsModel(ChatModel):
+    """Echoes with per-token log probabilities; the `bytes` of each token are left out."""
+
+    def predict(self, context, messages, params):
+        text = _last_text(messages) or "hi"
+        return ChatResponse(
+            choices=[
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": {
+                        "content": [
+                            {
+                                "token": text,
+                                "logprob": -0.25,
+                                "top_logprobs": [{"token": text, "logprob": -0.25}],
+                            }
+                        ]
+                    },
+                }
+            ]
+        )
+
+
+class PrefixModel(ChatModel):
+    """Echoes the last message after a fixed prefix, so that versions can be told apart."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def predict(self, context, messages, params):
+        return _reply(self.prefix + _last_text(messages))
+
+
+class BadChunkStreamingModel(ChatModel):
+    """Streams one good chunk, then yields something that is not a ChatChunk."""
+
+    def predict(self, context, messages, params):
+        return _reply(_last_text(messages))
+
+    def predict_stream(self, context, messages, params):
+        yield ChatChunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": "ok "}}])
+        yield {"not": "a chunk"}
+
+
+class ContentPartsModel(ChatModel):
+    """Answers with its content as a list of text parts, and leaves usage and id out."""
+
+    def predict(self, context, messages, params):
+        return ChatResponse(
+            choices=[
+                {
+                    "message": {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "text", "text": "part one, "},
+                            {"type": "text", "text": "part two"},
+                        ],
+                    }
+                }
+            ]
+        )

@@ -737,3 +737,16 @@ def test_importing_chatmodels_needs_no_django():
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"django": [], "content": "ok"}
+
+
+def test_null_parameters_mean_their_defaults_as_in_the_openai_api():
+    request = ChatRequest.from_dict(
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "temperature": None,
+            "n": None,
+            "stream": None,
+        }
+    )
+    _messages, params = request.split()
+    assert (params.temperature, params.n, params.stream) == (1.0, 1, False)

@@ -46,7 +46,7 @@ from chatmodels.exceptions import (
     ServiceUnavailable,
     VersionNotFound,
 )
-from chatmodels.models import ApiKey, package_storage
+from chatmodels.models import ApiKey, ModelVersion, package_storage
 from chatmodels.types import ChatRequest
 
 logger = logging.getLogger(__name__)
@@ -221,11 +221,12 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular's schema generation
+            return ModelVersion.objects.none()
         name = self.kwargs["name"]
-        versions = selectors.list_versions(name=name)  # ModelNotFound for unknown names
-        if versions and not getattr(self, "swagger_fake_view", False):
-            check_model_allowed(self.request, versions[0].model_id, name)
-        return versions
+        model = selectors.get_model(name=name)
+        check_model_allowed(self.request, model, name)
+        return selectors.list_versions(name=name, model=model)
 
     @extend_schema(responses={200: ModelVersionSerializer, **_ERRORS})
     def retrieve(self, request: Request, name: str, version: str) -> Response:
