@@ -19,28 +19,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from chatmodels import runtime, selectors
+from chatmodels.api import errors
 from chatmodels.exceptions import (
-    ChatDataError,
     ChatModelsError,
-    InvalidModelOutput,
     InvalidRequest,
-    ModelRaised,
-    NotFound,
 )
 from chatmodels.models import ModelAlias, ModelVersion, RegisteredModel
 from chatmodels.types import ChatRequest
 
 logger = logging.getLogger(__name__)
-
-# Error class -> (HTTP status, short type shown in the page), most specific first.
-ERROR_STATUS = (
-    (NotFound, 404, "not found"),
-    (ChatDataError, 400, "invalid request"),
-    (InvalidRequest, 400, "invalid request"),
-    (ModelRaised, 500, "the model raised an error"),
-    (InvalidModelOutput, 502, "the model returned invalid output"),
-    (ChatModelsError, 400, "error"),
-)
 
 
 def _check_permission(request: HttpRequest, model_admin) -> None:
@@ -107,41 +94,24 @@ def playground(request: HttpRequest, *, model_admin) -> HttpResponse:
     return TemplateResponse(request, "chatmodels/playground.html", context)
 
 
-def _error(message: str, *, status: int, type_: str, param: str | None = None) -> JsonResponse:
-    return JsonResponse(
-        {"error": {"message": message, "type": type_, "param": param}}, status=status
-    )
-
-
-def _parse_version(value) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InvalidRequest("version: expected a version number", param="version") from None
-    if number < 1:
-        raise InvalidRequest("version: expected a version number", param="version")
-    return number
-
-
 @require_POST
-def playground_invoke(request: HttpRequest, *, model_admin) -> JsonResponse:
+def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponse:
     """Body: {"model", "version" | "alias", "messages", "temperature"?, "max_tokens"?, ...}."""
     _check_permission(request, model_admin)
     try:
         payload = json.loads(request.body or b"")
     except (ValueError, UnicodeDecodeError):
-        return _error("The request body is not valid JSON.", status=400, type_="invalid request")
+        return errors.error_response("The request body is not valid JSON.", errors.INVALID)
     if not isinstance(payload, dict):
-        return _error("Expected a JSON object.", status=400, type_="invalid request")
+        return errors.error_response("Expected a JSON object.", errors.INVALID)
 
     name = payload.pop("model", None)
     alias = payload.pop("alias", None) or None
     try:
         if not isinstance(name, str) or not name:
             raise InvalidRequest("model: choose a model", param="model")
-        number = _parse_version(payload.pop("version", None))
+        number = payload.pop("version", None)
+        number = selectors.parse_version_number(str(number)) if number not in (None, "") else None
         version = selectors.resolve_version(name=name, version=number, alias=alias)
         payload["stream"] = False
         chat_request = ChatRequest.from_dict(payload)
@@ -150,14 +120,11 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> JsonResponse:
         completion = runtime.invoke(version, chat_request, served_name=served_name)
         elapsed_ms = (time.perf_counter() - started) * 1000
     except ChatModelsError as error:
-        for error_class, status, type_ in ERROR_STATUS:
-            if isinstance(error, error_class):
-                return _error(str(error), status=status, type_=type_, param=error.param)
-        raise  # pragma: no cover - ChatModelsError is the last entry
+        return errors.domain_error_response(error)  # the same statuses as the HTTP API
     except Exception:
         logger.exception("playground invocation failed", extra={"model": name})
-        return _error(
-            "Unexpected server error; see the server log.", status=500, type_="server error"
+        return errors.error_response(
+            "Unexpected server error; see the server log.", errors.SERVER_ERROR
         )
     return JsonResponse(
         {
