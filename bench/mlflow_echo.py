@@ -1,0 +1,45 @@
+"""The benchmark's baseline: examples/echo.py written against MLflow's `mlflow.pyfunc.ChatModel`.
+
+Same behaviour as chatmodels' demo model: it answers the last user message, word for word, with
+the same usage counts. `python bench/mlflow_echo.py OUT_DIR` saves it with
+`mlflow.pyfunc.save_model` (models from code), ready for `mlflow models serve -m OUT_DIR`.
+Runs only in the MLflow venv (bench/.venv-mlflow), never in the project's.
+"""
+
+import sys
+
+import mlflow
+from mlflow.models import set_model
+from mlflow.pyfunc import ChatModel
+from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage, TokenUsageStats
+
+
+def _last_text(messages) -> str:
+    content = messages[-1].content if messages else ""
+    if isinstance(content, list):  # content parts: keep the text ones
+        return " ".join(part.text for part in content if getattr(part, "type", "") == "text")
+    return content or ""
+
+
+class EchoModel(ChatModel):
+    def predict(self, context, messages, params) -> ChatCompletionResponse:
+        text = _last_text(messages)
+        words = len(text.split())
+        return ChatCompletionResponse(
+            choices=[ChatChoice(message=ChatMessage(role="assistant", content=text))],
+            usage=TokenUsageStats(
+                prompt_tokens=words, completion_tokens=words, total_tokens=2 * words
+            ),
+        )
+
+
+set_model(EchoModel())
+
+if __name__ == "__main__":
+    # Models from code: MLflow stores this file and runs it (set_model above) when it loads.
+    mlflow.pyfunc.save_model(
+        path=sys.argv[1],
+        python_model=__file__,
+        pip_requirements=[f"mlflow=={mlflow.__version__}"],  # skip requirement inference
+    )
+    print(f"saved the MLflow echo model to {sys.argv[1]}")
