@@ -102,6 +102,64 @@ def _check_scalar(kind: str, value: Any, path: str) -> None:
         raise _fail(path, _EXPECTED[kind], value)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The common case of each plain kind, checked without building the field's path.
+_FAST_CHECKS = {
+    STR: lambda value: isinstance(value, str),
+    INT: _is_int,
+    NUMBER: _is_number,
+    BOOL: lambda value: isinstance(value, bool),
+    DICT: lambda value: isinstance(value, dict),
+    ANY: lambda value: True,
+}
+
+
+class _Layout:
+    """What `from_dict`, `_check` and `to_dict` need to know about a type, worked out once."""
+
+    def __init__(self, cls: type) -> None:
+        specs = fields(cls)  # fields() leaves out ClassVar pseudo-fields
+        self.names = tuple(spec.name for spec in specs)
+        self.known = frozenset(self.names)
+        # Plain defaults are immutable (dataclasses demand a factory otherwise): safe to share.
+        self.defaults = {
+            spec.name: None if spec.default is MISSING else spec.default for spec in specs
+        }
+        self.factories = tuple(
+            (spec.name, spec.default_factory)
+            for spec in specs
+            if spec.default_factory is not MISSING
+        )
+        # Required fields with no default: from_dict refuses a dict without them.
+        marked_required = {name for name, _kind, required in cls._fields if required}
+        self.required = tuple(
+            spec.name
+            for spec in specs
+            if spec.name in marked_required
+            and spec.default is MISSING
+            and spec.default_factory is MISSING
+        )
+        # (name, kind, required, fast check for plain kinds or None)
+        self.checks = tuple(
+            (name, kind, required, _FAST_CHECKS.get(kind) if isinstance(kind, str) else None)
+            for name, kind, required in cls._fields
+        )
+        self.nested = tuple(
+            (name, kind) for name, kind, _required in cls._fields if not _is_plain(kind)
+        )
+
+
+def _is_plain(kind: Any) -> bool:
+    return isinstance(kind, str) and kind != CONTENT
+
+
 class _ChatData:
     """Small validating base: subclasses declare `_fields` as (name, kind, required) triples."""
 
@@ -111,15 +169,24 @@ class _ChatData:
         self._convert("")
         self._check("", deep=False)
 
+    @classmethod
+    def _layout(cls) -> _Layout:
+        layout = cls.__dict__.get("_layout_cache")
+        if layout is None:
+            layout = _Layout(cls)
+            cls._layout_cache = layout
+        return layout
+
     # -- conversion of nested dicts -------------------------------------------------------
     def _convert(self, path: str) -> None:
-        for name, kind, _required in self._fields:
-            value = getattr(self, name)
+        values = self.__dict__
+        for name, kind in self._layout().nested:
+            value = values[name]
             if value is None:
                 continue
             converted = _convert_value(kind, value, _join(path, name))
             if converted is not value:
-                object.__setattr__(self, name, converted)
+                values[name] = converted
 
     # -- validation -----------------------------------------------------------------------
     def validate(self, path: str = "") -> None:
@@ -129,12 +196,15 @@ class _ChatData:
     def _check(self, path: str, *, deep: bool = True) -> None:
         # Construction checks nested objects shallowly: each was checked when it was built.
         # `validate()` goes deep, for objects changed after they were built.
-        for name, kind, required in self._fields:
-            value = getattr(self, name)
+        values = self.__dict__
+        for name, kind, required, fast_check in self._layout().checks:
+            value = values[name]
             if value is None:
                 if required:
                     field_path = _join(path, name)
                     raise ChatDataError(f"{field_path}: is required", param=field_path)
+                continue
+            if fast_check is not None and fast_check(value):
                 continue
             _check_value(kind, value, _join(path, name), deep)
         self._check_extra(path)
@@ -148,60 +218,31 @@ class _ChatData:
         """Build from a dict; keys this type does not know are ignored (forward compatibility)."""
         if not isinstance(data, dict):
             raise _fail(path or cls.__name__, "object (dict)", data)
-        known = cls._field_names()
-        kwargs = {key: value for key, value in data.items() if key in known}
-        specs = cls._field_defaults()
-        missing = [
-            name
-            for name, _kind, required in cls._fields
-            if required
-            and name not in kwargs
-            and specs[name].default is MISSING
-            and specs[name].default_factory is MISSING
-        ]
-        if missing:
-            field_path = _join(path, missing[0])
-            raise ChatDataError(f"{field_path}: is required", param=field_path)
+        layout = cls._layout()
+        for name in layout.required:
+            if name not in data:
+                field_path = _join(path, name)
+                raise ChatDataError(f"{field_path}: is required", param=field_path)
+        values = layout.defaults.copy()
+        known = layout.known
+        for key, value in data.items():
+            if key in known:
+                values[key] = value
+        for name, factory in layout.factories:
+            if name not in data:
+                values[name] = factory()
         instance = cls.__new__(cls)
-        for name in cls._field_defaults():
-            object.__setattr__(
-                instance, name, kwargs[name] if name in kwargs else cls._default(name)
-            )
+        instance.__dict__.update(values)
         instance._convert(path)
         instance._check(path, deep=False)
         return instance
 
-    @classmethod
-    def _field_names(cls) -> frozenset[str]:
-        names = cls.__dict__.get("_names_cache")
-        if names is None:
-            names = frozenset(cls._field_defaults())
-            cls._names_cache = names
-        return names
-
-    @classmethod
-    def _field_defaults(cls) -> dict[str, Any]:
-        specs = cls.__dict__.get("_specs_cache")
-        if specs is None:
-            # fields() leaves out ClassVar pseudo-fields, which __dataclass_fields__ includes.
-            specs = {spec.name: spec for spec in fields(cls)}
-            cls._specs_cache = specs
-        return specs
-
-    @classmethod
-    def _default(cls, name: str) -> Any:
-        spec = cls._field_defaults()[name]
-        if spec.default_factory is not MISSING:
-            return spec.default_factory()
-        if spec.default is not MISSING:
-            return spec.default
-        return None
-
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists, with `None` values left out at every level."""
+        values = self.__dict__
         result = {}
-        for name in self._field_defaults():
-            value = getattr(self, name)
+        for name in self._layout().names:
+            value = values[name]
             if value is not None:
                 result[name] = _plain(value)
         return result

@@ -42,12 +42,13 @@ MIDDLEWARE = [
     "chatmodels.api.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's own session, auth, messages and X-Frame-Options middleware, skipped on API paths.
+    "chatmodels.api.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chatmodels.api.middleware.AuthenticationMiddleware",
+    "chatmodels.api.middleware.MessageMiddleware",
+    "chatmodels.api.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"

@@ -1,4 +1,6 @@
-"""Structured request logs: one JSON line per request with method, path, status and duration.
+"""Request logs (one JSON line per request), and the browser-only middleware API calls skip.
+
+Structured request logs: one JSON line per request with method, path, status and duration.
 
 Each request gets an id, taken from a well-formed `X-Request-ID` sent by a proxy or load balancer
 or made here; it is logged and returned in the response's `X-Request-ID` header, so one call can
@@ -9,6 +11,11 @@ import logging
 import re
 import time
 import uuid
+
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.middleware import clickjacking
 
 logger = logging.getLogger("chatmodels.requests")
 
@@ -40,3 +47,33 @@ class RequestLogMiddleware:
                 },
             )
         return response
+
+
+# --- Browser-only middleware ------------------------------------------------------------------
+# Sessions, users, messages and X-Frame-Options serve the pages people open in a browser (the
+# admin, the API docs). API calls carry a key, never a cookie, so on API paths these are skipped:
+# they cost about a tenth of an invocation. Subclasses, so Django's admin checks still find them.
+API_PATH_PREFIXES = ("/api/models/", "/v1/", "/health", "/ready", "/version")
+
+
+class _SkippedForApi:
+    def __call__(self, request):
+        if request.path_info.startswith(API_PATH_PREFIXES):
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class SessionMiddleware(_SkippedForApi, sessions.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_SkippedForApi, auth.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(_SkippedForApi, messages.MessageMiddleware):
+    pass
+
+
+class XFrameOptionsMiddleware(_SkippedForApi, clickjacking.XFrameOptionsMiddleware):
+    pass
