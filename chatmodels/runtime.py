@@ -8,9 +8,9 @@ the API resolves it on every request.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,7 +74,7 @@ def clear_cache() -> None:
 
 
 def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    return f"chatcmpl-{os.urandom(16).hex()}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    # The API first: the serving routes are matched on every call.
     path("", include("chatmodels.api.urls")),
+    path("admin/", admin.site.urls),
 ]
 
 handler400 = "chatmodels.api.errors.bad_request"

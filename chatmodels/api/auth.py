@@ -17,7 +17,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
+        header = request._request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
         scheme, _, raw_key = header.partition(" ")

@@ -8,14 +8,13 @@ be followed from the load balancer to the worker that served it.
 """
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.middleware import clickjacking
 
 logger = logging.getLogger("chatmodels.requests")
 
@@ -29,8 +28,8 @@ class RequestLogMiddleware:
 
     def __call__(self, request):
         started = time.perf_counter()
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         request.request_id = request_id
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
@@ -50,9 +49,9 @@ class RequestLogMiddleware:
 
 
 # --- Browser-only middleware ------------------------------------------------------------------
-# Sessions, users, messages and X-Frame-Options serve the pages people open in a browser (the
-# admin, the API docs). API calls carry a key, never a cookie, so on API paths these are skipped:
-# they cost about a tenth of an invocation. Subclasses, so Django's admin checks still find them.
+# Sessions, users and messages serve the pages people open in a browser (the admin, the API
+# docs). API calls carry a key, never a cookie, so on API paths these are skipped: they cost
+# about a tenth of an invocation. Subclasses, so Django's admin checks still find them.
 API_PATH_PREFIXES = ("/api/models/", "/v1/", "/health", "/ready", "/version")
 
 
@@ -72,8 +71,4 @@ class AuthenticationMiddleware(_SkippedForApi, auth.AuthenticationMiddleware):
 
 
 class MessageMiddleware(_SkippedForApi, messages.MessageMiddleware):
-    pass
-
-
-class XFrameOptionsMiddleware(_SkippedForApi, clickjacking.XFrameOptionsMiddleware):
     pass

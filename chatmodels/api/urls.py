@@ -2,6 +2,7 @@
 
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from chatmodels.api import (
     schema,  # noqa: F401 - registers the API-key security scheme
@@ -35,6 +36,11 @@ urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
     path("ready", views.ReadyView.as_view(), name="ready"),
     path("version", views.VersionView.as_view(), name="version"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The schema alone comes in several formats (YAML by default, `?format=json`).
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(content_negotiation_class=DefaultContentNegotiation),
+        name="schema",
+    ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -81,7 +81,7 @@ _CHAT_RESPONSES = {
 def read_json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type; 413 past the size limit."""
     limit = settings.CHATMODELS_MAX_REQUEST_BYTES
-    declared = request.META.get("CONTENT_LENGTH") or "0"
+    declared = request._request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     raw = request._request.read(limit + 1)
