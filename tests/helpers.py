@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Max
+
 from chatmodels import services
 from chatmodels.base import ChatModel
-from chatmodels.models import ApiKey, ModelVersion
+from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
 
 
 def register(
@@ -33,3 +35,24 @@ def auth(raw_key: str) -> dict[str, str]:
 def chat(text: str = "hello", **params: Any) -> dict[str, Any]:
     """An OpenAI chat request body with one user message."""
     return {"messages": [{"role": "user", "content": text}], **params}
+
+
+def copy_version(source: ModelVersion, *, model: RegisteredModel, number: int) -> ModelVersion:
+    """A version row sharing `source`'s package: quick bulk data (no packaging, no predict)."""
+    fields = {name: getattr(source, name) for name in ModelVersion.CONTENT_FIELDS}
+    fields.update(model_id=model.pk, version=number, package=source.package.name)
+    return ModelVersion.objects.create(**fields)
+
+
+def grow_registry(source: ModelVersion, *, models: int, versions: int) -> None:
+    """`models` more models of `versions` versions each, with two aliases and a tag apiece, and
+    `versions` more versions of `source`'s model: a bigger registry for query-count tests."""
+    for index in range(models):
+        model = RegisteredModel.objects.create(name=f"grown-{index:02d}")
+        rows = [copy_version(source, model=model, number=n) for n in range(1, versions + 1)]
+        ModelAlias.objects.create(model=model, name="prod", version=rows[-1])
+        ModelAlias.objects.create(model=model, name="canary", version=rows[0])
+        ModelTag.objects.create(model=model, key="team", value=f"team-{index}")
+    latest = source.model.versions.aggregate(latest=Max("version"))["latest"]
+    for number in range(latest + 1, latest + 1 + versions):
+        copy_version(source, model=source.model, number=number)

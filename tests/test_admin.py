@@ -15,7 +15,7 @@ from django.urls import reverse
 from chatmodels import services
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
 from chatmodels.signature import signature_rows
-from tests.helpers import register
+from tests.helpers import copy_version, grow_registry, register
 from tests.sample_models import TriggerModel
 
 pytestmark = pytest.mark.django_db
@@ -37,13 +37,6 @@ def model_url(model: RegisteredModel) -> str:
 def html_of(response) -> str:
     assert response.status_code == 200, response.status_code
     return response.content.decode()
-
-
-def copy_version(source: ModelVersion, *, model: RegisteredModel, number: int) -> ModelVersion:
-    """A version row sharing `source`'s package: fast bulk data for the query-count tests."""
-    fields = {name: getattr(source, name) for name in ModelVersion.CONTENT_FIELDS}
-    fields.update(model_id=model.pk, version=number, package=source.package.name)
-    return ModelVersion.objects.create(**fields)
 
 
 # --- registered models ---------------------------------------------------------------------
@@ -468,15 +461,6 @@ def count_queries(client, url) -> int:
         response = client.get(url)
     assert response.status_code == 200
     return len(context.captured_queries)
-
-
-def grow_registry(source: ModelVersion, *, models: int, versions: int) -> None:
-    for index in range(models):
-        model = RegisteredModel.objects.create(name=f"model-{index:02d}")
-        rows = [copy_version(source, model=model, number=n) for n in range(1, versions + 1)]
-        ModelAlias.objects.create(model=model, name="prod", version=rows[-1])
-        ModelAlias.objects.create(model=model, name="canary", version=rows[0])
-        ModelTag.objects.create(model=model, key="team", value=f"team-{index}")
 
 
 @pytest.mark.parametrize("url", [MODEL_LIST, VERSION_LIST])

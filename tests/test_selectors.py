@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from django.db.models import Max
 
 from chatmodels import selectors, services
 from chatmodels.exceptions import AliasNotFound, InvalidRequest, ModelNotFound, VersionNotFound
-from chatmodels.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel
-from tests.helpers import register
+from chatmodels.models import ModelVersion
+from tests.helpers import grow_registry, register
 from tests.sample_models import TriggerModel
 
 pytestmark = pytest.mark.django_db
-
-
-def copy_version(source: ModelVersion, *, model: RegisteredModel, number: int) -> ModelVersion:
-    """A version row sharing `source`'s package: quick bulk data for the query-count tests."""
-    fields = {name: getattr(source, name) for name in ModelVersion.CONTENT_FIELDS}
-    fields.update(model_id=model.pk, version=number, package=source.package.name)
-    return ModelVersion.objects.create(**fields)
-
-
-def grow_registry(source: ModelVersion, *, models: int, versions: int) -> None:
-    """`models` more models of `versions` versions each, with two aliases and a tag apiece."""
-    for index in range(models):
-        model = RegisteredModel.objects.create(name=f"grown-{index:02d}")
-        rows = [copy_version(source, model=model, number=n) for n in range(1, versions + 1)]
-        ModelAlias.objects.create(model=model, name="prod", version=rows[-1])
-        ModelAlias.objects.create(model=model, name="canary", version=rows[0])
-        ModelTag.objects.create(model=model, key="team", value=f"team-{index}")
-    # And more versions of the model the tests look at.
-    latest = source.model.versions.aggregate(latest=Max("version"))["latest"]
-    for number in range(latest + 1, latest + 1 + versions):
-        copy_version(source, model=source.model, number=number)
 
 
 @pytest.fixture

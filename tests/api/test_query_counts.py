@@ -6,18 +6,11 @@ import pytest
 
 from chatmodels.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel
 from tests.api.calls import get, post, stream_events
-from tests.helpers import chat, make_key
+from tests.helpers import chat, copy_version, make_key
 
 pytestmark = pytest.mark.django_db
 
 EXTRA = 30
-
-
-def copy_version(source: ModelVersion, *, model: RegisteredModel, number: int) -> ModelVersion:
-    """A version row sharing `source`'s package: quick bulk data (no packaging, no predict)."""
-    fields = {name: getattr(source, name) for name in ModelVersion.CONTENT_FIELDS}
-    fields.update(model_id=model.pk, version=number, package=source.package.name)
-    return ModelVersion.objects.create(**fields)
 
 
 def grow_registry(echo: ModelVersion) -> None:
