@@ -524,19 +524,6 @@ class ChatParams(_ChatData):
         ("custom_inputs", DICT, False),
         ("tools", [ToolDefinition], False),
     )
-    _PARAM_NAMES: ClassVar[tuple[str, ...]] = (
-        "temperature",
-        "max_tokens",
-        "stop",
-        "n",
-        "stream",
-        "top_p",
-        "top_k",
-        "frequency_penalty",
-        "presence_penalty",
-        "custom_inputs",
-        "tools",
-    )
 
     def _check_extra(self, path: str) -> None:
         if self.temperature is not None and self.temperature < 0:
@@ -587,8 +574,8 @@ class ChatRequest(ChatParams):
     def split(self) -> tuple[list[ChatMessage], ChatParams]:
         """The messages, and the parameters as a `ChatParams` (what `predict` receives)."""
         params = ChatParams.__new__(ChatParams)
-        for name in ChatParams._PARAM_NAMES:
-            object.__setattr__(params, name, getattr(self, name))
+        values = self.__dict__
+        params.__dict__.update({name: values[name] for name in ChatParams._layout().names})
         return self.messages, params
 
 
