@@ -95,13 +95,16 @@ def direct_predict(model_name: str):
     return call, source
 
 
-def wsgi_invoker(path: str, key: str):
-    """A zero-argument callable sending the request through Django's WSGI handler."""
+def wsgi_invoker(path: str, key: str | None = None, *, method: str = "POST", body: bytes = BODY):
+    """A zero-argument callable sending a request through Django's WSGI handler.
+
+    It returns the status code and the response body.
+    """
     from django.core.wsgi import get_wsgi_application
 
     handler = get_wsgi_application()
     base = {
-        "REQUEST_METHOD": "POST",
+        "REQUEST_METHOD": method,
         "SCRIPT_NAME": "",
         "PATH_INFO": path,
         "QUERY_STRING": "",
@@ -110,9 +113,8 @@ def wsgi_invoker(path: str, key: str):
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
         "HTTP_HOST": "127.0.0.1",
-        "HTTP_AUTHORIZATION": f"Bearer {key}",
         "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(BODY)),
+        "CONTENT_LENGTH": str(len(body)),
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
@@ -120,6 +122,8 @@ def wsgi_invoker(path: str, key: str):
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
+    if key is not None:
+        base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
     captured = {}
 
     def start_response(status, headers, exc_info=None):
@@ -127,13 +131,13 @@ def wsgi_invoker(path: str, key: str):
 
     def call():
         environ = dict(base)
-        environ["wsgi.input"] = io.BytesIO(BODY)
+        environ["wsgi.input"] = io.BytesIO(body)
         result = handler(environ, start_response)
         try:
-            body = b"".join(result)
+            response_body = b"".join(result)
         finally:
             result.close()
-        return captured["status"], body
+        return captured["status"], response_body
 
     return call
 
@@ -151,41 +155,6 @@ def client_invoker(path: str, key: str):
     return call
 
 
-def health_invoker():
-    """GET /health through the same WSGI handler: the floor of middleware, URLs and a DRF view."""
-    from django.core.wsgi import get_wsgi_application
-
-    handler = get_wsgi_application()
-    base = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/health",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-
-    def call():
-        environ = dict(base)
-        environ["wsgi.input"] = io.BytesIO(b"")
-        result = handler(environ, lambda status, headers, exc_info=None: None)
-        try:
-            return b"".join(result)
-        finally:
-            result.close()
-
-    return call
-
-
 def breakdown(model_name: str, key: str, n: int) -> dict[str, float]:
     """Microseconds per call of each step of an invocation, timed alone (no profiler)."""
     parts: dict[str, float] = {}
@@ -198,7 +167,10 @@ def breakdown(model_name: str, key: str, n: int) -> dict[str, float]:
         except Exception as error:  # an internal API moved: say so, measure the rest
             print(f"breakdown: {label}: {error!r}", file=sys.stderr)
 
-    timed("GET /health via WSGI (middleware + DRF floor)", health_invoker())
+    timed(
+        "GET /health via WSGI (middleware + DRF floor)",
+        wsgi_invoker("/health", method="GET", body=b""),
+    )
     timed("json.loads(request body)", lambda: json.loads(BODY))
     try:
         from chatmodels import runtime, selectors
