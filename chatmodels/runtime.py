@@ -7,6 +7,7 @@ the API resolves it on every request.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -113,7 +114,7 @@ def invoke_stream(
 
     def generate() -> Iterator[dict[str, Any]]:
         usage = None
-        for chunk in _chain(first, chunks):
+        for chunk in itertools.chain([] if first is None else [first], chunks):
             usage = chunk.usage or usage
             data = chunk.to_dict()
             data.pop("usage", None)
@@ -124,12 +125,6 @@ def invoke_stream(
             yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)
 
     return generate()
-
-
-def _chain(first: ChatChunk | None, rest: Iterator[ChatChunk]) -> Iterator[ChatChunk]:
-    if first is not None:
-        yield first
-    yield from rest
 
 
 def _checked_chunks(loaded, messages, params, *, served_name: str) -> Iterator[ChatChunk]:
