@@ -22,7 +22,9 @@ RUN SECRET_KEY=build-only-collectstatic ENV_FILE= python manage.py collectstatic
 
 USER chatmodels
 # Local folders (var/) are per container: with S3 they only hold the unpacked-model cache.
-ENV PORT=8000 \
-    GUNICORN_WORKER_TMP_DIR=/dev/shm
+# In a container the server listens on every interface; PYTHON is the image's own.
+ENV HOST=0.0.0.0 \
+    PORT=8000 \
+    PYTHON=python
 EXPOSE 8000
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "project.wsgi"]
+CMD ["./scripts/server"]

@@ -258,7 +258,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     search_fields = ("name", "description", "tags__value", "tags__key")
     list_filter = (HasAliasesFilter, TagKeyFilter, "created_at")
     fieldsets = (
-        (None, {"fields": ("name", "description")}),
+        (None, {"fields": ("name", "description", "max_concurrency")}),
         ("Summary", {"fields": ("latest_version_display", "usage_display")}),
         ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )

@@ -57,7 +57,7 @@ def playground_models(*, site: str = "admin") -> list[dict]:
                     {
                         "version": version.version,
                         "status": version.status,
-                        "url": reverse(f"{site}:chatmodels_modelversion_change", args=[version.pk]),
+                        "url": reverse(f"{site}:chatmodels_modelversion_change", args=[version.id]),
                     }
                     for version in versions
                 ],
@@ -131,7 +131,7 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponse:
             "model": name,
             "version": version.version,
             "version_url": reverse(
-                f"{model_admin.admin_site.name}:chatmodels_modelversion_change", args=[version.pk]
+                f"{model_admin.admin_site.name}:chatmodels_modelversion_change", args=[version.id]
             ),
             "elapsed_ms": round(elapsed_ms, 1),
             "completion": completion,

@@ -22,6 +22,10 @@ class ModelContext:
 class ChatModel(abc.ABC):
     """Subclass this and implement `predict`; `predict_stream` and `load_context` are optional.
 
+    Each of them may be async (`async def predict`, `async def predict_stream` with `yield`,
+    `async def load_context`): the server runs those on its per-process event loop, so a model
+    that awaits an upstream LLM holds no thread while it waits. Sync ones run on a thread.
+
     The instance is serialized at registration *before* `load_context` runs, so keep heavy or
     unpicklable state (clients, weights) out of `__init__` and create it in `load_context`.
     """

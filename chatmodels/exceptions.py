@@ -91,3 +91,18 @@ class ServiceUnavailable(ChatModelsError):
 
 class ModelLoadError(ChatModelsError):
     """A stored version could not be loaded: package missing, digest mismatch (HTTP 500)."""
+
+
+class ServerBusy(ChatModelsError):
+    """No capacity freed up within the queue timeout: the server or the model is full (HTTP 503).
+
+    `retry_after` is the number of seconds a client should wait before trying again.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelTimeout(ChatModelsError):
+    """The model gave no answer (or no next chunk) within CHATMODELS_MODEL_TIMEOUT (HTTP 504)."""

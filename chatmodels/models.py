@@ -34,6 +34,12 @@ def package_storage():
 class RegisteredModel(models.Model):
     name = models.CharField(max_length=128, unique=True, validators=[name_validator])
     description = models.TextField(blank=True)
+    max_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests each server process runs at once on this model (a local GPU model"
+        " wants 1); more wait up to CHATMODELS_QUEUE_TIMEOUT, then get 503. Empty: no limit.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import cloudpickle
 
+from chatmodels import eventloop
 from chatmodels.base import ChatModel, ModelContext
 from chatmodels.exceptions import (
     ChatDataError,
@@ -65,9 +66,15 @@ class LoadedModel:
     manifest: dict[str, Any]
     digest: str
     streams: bool = field(init=False)
+    # Coroutine functions and async generators run on the process's event loop.
+    predict_is_async: bool = field(init=False)
+    stream_is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.streams = type(self.model).supports_streaming()
+        model_class = type(self.model)
+        self.streams = model_class.supports_streaming()
+        self.predict_is_async = inspect.iscoroutinefunction(model_class.predict)
+        self.stream_is_async = inspect.isasyncgenfunction(model_class.predict_stream)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -348,7 +355,7 @@ def open_package(data: bytes, *, expected_digest: str, work_dir: Path | str) -> 
     except Exception as error:
         raise ModelRaised(f"unpickling the model raised {_one_line(error)}") from error
     try:
-        model.load_context(context)
+        eventloop.resolve(model.load_context(context))
     except Exception as error:
         raise ModelRaised(f"load_context raised {_one_line(error)}") from error
     return LoadedModel(model=model, context=context, manifest=manifest, digest=actual)
@@ -422,7 +429,7 @@ def validate_model(loaded: LoadedModel, input_example: dict[str, Any]) -> ChatRe
     """Run `predict` once on the input example and check what it returns."""
     messages, params = ChatRequest.from_dict(input_example).split()
     try:
-        value = loaded.model.predict(loaded.context, messages, params)
+        value = eventloop.resolve(loaded.model.predict(loaded.context, messages, params))
     except Exception as error:
         raise ModelRaised(f"predict raised {_one_line(error)}") from error
     return check_response(value)

@@ -3,6 +3,11 @@
 A loaded model is keyed by the immutable (version id, digest): loaded once, `load_context`
 once, shared by every thread. Which version an alias or "latest" means is never cached here;
 the API resolves it on every request.
+
+Sync models run on the request thread; async ones on the process's event loop (`eventloop`).
+A stream is produced apart from the request thread (a task on the loop, or a thread of its own
+for a sync generator) into a queue, so that the request thread can send keep-alives through a
+long silence, give up on a stuck model, and stop the model the moment the client goes away.
 """
 
 from __future__ import annotations
@@ -10,16 +15,18 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
 
-from chatmodels import packaging
-from chatmodels.exceptions import ChatModelsError, ModelLoadError, ModelRaised
-from chatmodels.models import ModelVersion
+from chatmodels import eventloop, packaging
+from chatmodels.exceptions import ChatModelsError, ModelLoadError, ModelRaised, ModelTimeout
+from chatmodels.models import package_storage
+from chatmodels.selectors import ResolvedVersion
 from chatmodels.types import ChatChoiceDelta, ChatChunk, ChatChunkChoice, ChatRequest
 
 logger = logging.getLogger(__name__)
@@ -28,10 +35,13 @@ _loaded: dict[tuple[int, str], packaging.LoadedModel] = {}
 _loading_locks: dict[tuple[int, str], threading.Lock] = {}
 _registry_lock = threading.Lock()
 
+# What a stream yields when the model has been silent for the keep-alive interval.
+KEEP_ALIVE = None
 
-def get_loaded_model(version: ModelVersion) -> packaging.LoadedModel:
+
+def get_loaded_model(version: ResolvedVersion) -> packaging.LoadedModel:
     """The loaded model of `version`, loading it on first use (one loader per version)."""
-    key = (version.pk, version.digest)
+    key = (version.id, version.digest)
     loaded = _loaded.get(key)
     if loaded is not None:
         return loaded
@@ -45,10 +55,10 @@ def get_loaded_model(version: ModelVersion) -> packaging.LoadedModel:
     return loaded
 
 
-def _load(version: ModelVersion) -> packaging.LoadedModel:
+def _load(version: ResolvedVersion) -> packaging.LoadedModel:
     started = time.perf_counter()
     try:
-        with version.package.open("rb") as package_file:
+        with package_storage().open(version.package, "rb") as package_file:
             data = package_file.read()
         loaded = packaging.open_package(
             data, expected_digest=version.digest, work_dir=settings.CHATMODELS_CACHE_DIR
@@ -82,66 +92,233 @@ def completion_id() -> str:
 # Invocation
 
 
-def invoke(version: ModelVersion, request: ChatRequest, *, served_name: str) -> dict[str, Any]:
+def invoke(version: ResolvedVersion, request: ChatRequest, *, served_name: str) -> dict[str, Any]:
     """Run `predict` and return an OpenAI `chat.completion` dict (502 on invalid output)."""
     loaded = get_loaded_model(version)
     messages, params = request.split()
-    try:
-        value = loaded.model.predict(loaded.context, messages, params)
-    except Exception as error:
-        logger.exception("predict of %s raised", version)
-        raise ModelRaised(f"model {served_name} raised an error while answering") from error
+    value = _predict(loaded, messages, params, served_name=served_name)
     response = packaging.check_response(value)
     return completion_dict(response.to_dict(), served_name=served_name)
 
 
-def invoke_stream(
-    version: ModelVersion, request: ChatRequest, *, served_name: str, include_usage: bool = False
-) -> Iterator[dict[str, Any]]:
-    """OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one `predict` answer.
+def _predict(loaded: packaging.LoadedModel, messages, params, *, served_name: str) -> Any:
+    timeout = settings.CHATMODELS_MODEL_TIMEOUT
+    try:
+        if loaded.predict_is_async:
+            return eventloop.run(loaded.model.predict(loaded.context, messages, params), timeout)
+        if timeout is None:
+            return loaded.model.predict(loaded.context, messages, params)
+        return _call_with_timeout(
+            lambda: loaded.model.predict(loaded.context, messages, params), timeout
+        )
+    except eventloop.WaitTimedOut:
+        raise _timed_out(served_name, timeout) from None
+    except Exception as error:
+        logger.exception("predict of %s raised", served_name)
+        raise ModelRaised(f"model {served_name} raised an error while answering") from error
 
-    The first chunk is computed before this returns, so a model that fails at once is answered
-    with an ordinary error response; a failure later raises from the iterator.
+
+def _call_with_timeout(function: Callable[[], Any], timeout: float) -> Any:
+    """`function()` on a thread of its own, given up on (not stopped: Python cannot) after
+    `timeout` seconds, so that the request is answered even when a sync model is stuck."""
+    done = threading.Event()
+    outcome: list = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, function()))
+        except BaseException as error:  # handed to the waiting thread
+            outcome.append((False, error))
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="chatmodels-predict", daemon=True).start()
+    if not done.wait(timeout):
+        raise eventloop.WaitTimedOut(f"no result within {timeout} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _timed_out(served_name: str, timeout: float | None) -> ModelTimeout:
+    logger.error("model %s timed out after %s s (CHATMODELS_MODEL_TIMEOUT)", served_name, timeout)
+    return ModelTimeout(f"model {served_name} did not answer within {timeout:g} s", param=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams
+
+
+def invoke_stream(
+    version: ResolvedVersion, request: ChatRequest, *, served_name: str, include_usage: bool = False
+) -> Iterator[dict[str, Any] | None]:
+    """OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one `predict` answer,
+    with KEEP_ALIVE (None) after each keep-alive interval of silence.
+
+    The first chunk is awaited (for up to one keep-alive interval) before this returns, so a
+    model that fails at once is answered with an ordinary error response; a later failure
+    raises from the iterator. Closing the iterator stops the model (see `_Feed`).
     """
     loaded = get_loaded_model(version)
     messages, params = request.split()
-    stream_id, created = completion_id(), int(time.time())
-    if loaded.streams:
-        chunks = _checked_chunks(loaded, messages, params, served_name=served_name)
-    else:
-        chunks = iter([_chunk_of(invoke(version, request, served_name=served_name))])
-    first = next(chunks, None)
+    feed = _Feed(loaded, messages, params, served_name=served_name)
+    try:
+        first = feed.next()
+        if first is not KEEP_ALIVE and first is not _Feed.END:
+            first = _as_chunk(first, loaded_streams=feed.streams, served_name=served_name)
+    except BaseException:
+        feed.close()
+        raise
+    return _chunks(feed, first, served_name=served_name, include_usage=include_usage)
 
-    def generate() -> Iterator[dict[str, Any]]:
-        usage = None
-        for chunk in itertools.chain([] if first is None else [first], chunks):
+
+def _chunks(
+    feed: _Feed, first: Any, *, served_name: str, include_usage: bool
+) -> Iterator[dict[str, Any] | None]:
+    stream_id, created = completion_id(), int(time.time())
+    usage = None
+    try:
+        rest = iter(feed.next, _Feed.END) if first is not _Feed.END else iter(())
+        for value in itertools.chain([] if first is _Feed.END else [first], rest):
+            if value is KEEP_ALIVE:
+                yield KEEP_ALIVE
+                continue
+            if not isinstance(value, ChatChunk) or value is not first:
+                value = _as_chunk(value, loaded_streams=feed.streams, served_name=served_name)
+            chunk = value
             usage = chunk.usage or usage
             data = chunk.to_dict()
             data.pop("usage", None)
             if data["choices"] or not include_usage:
                 yield chunk_dict(data, stream_id=stream_id, created=created, model=served_name)
-        if include_usage:
-            final = {"choices": [], "usage": usage.to_dict() if usage else {}}
-            yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)
+    finally:
+        feed.close()
+    if include_usage:
+        final = {"choices": [], "usage": usage.to_dict() if usage else {}}
+        yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)
 
-    return generate()
+
+def _as_chunk(value: Any, *, loaded_streams: bool, served_name: str) -> ChatChunk:
+    if loaded_streams:
+        return packaging.check_chunk(value)
+    response = packaging.check_response(value)
+    return _chunk_of(completion_dict(response.to_dict(), served_name=served_name))
 
 
-def _checked_chunks(loaded, messages, params, *, served_name: str) -> Iterator[ChatChunk]:
-    try:
-        iterator = iter(loaded.model.predict_stream(loaded.context, messages, params))
-    except Exception as error:
-        logger.exception("predict_stream of %s raised", served_name)
-        raise ModelRaised(f"model {served_name} raised an error while answering") from error
-    while True:
+class _Feed:
+    """What a model streams, produced apart from the request thread into a queue.
+
+    Async models: a task on the event loop (`predict_stream`, or `predict` for one chunk).
+    Sync models: a thread of its own that iterates `predict_stream` (or calls `predict`).
+    `next()` waits at most one keep-alive interval and returns KEEP_ALIVE if nothing came;
+    after CHATMODELS_MODEL_TIMEOUT seconds without a chunk it stops the model and raises.
+    `close()` stops the model: the task is cancelled at once (CancelledError at its `await`),
+    the thread closes the generator as soon as its current `next()` returns.
+    """
+
+    END = object()
+    _VALUE, _ERROR, _DONE = range(3)
+
+    def __init__(self, loaded: packaging.LoadedModel, messages, params, *, served_name: str):
+        self.streams = loaded.streams
+        self.served_name = served_name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        self._finished = False
+        self._future = None
+        self._last_item = time.monotonic()
+        model, context = loaded.model, loaded.context
+        if loaded.stream_is_async if loaded.streams else loaded.predict_is_async:
+            self._future = eventloop.submit(self._produce_async(model, context, messages, params))
+        else:
+            threading.Thread(
+                target=self._produce_sync,
+                args=(model, context, messages, params),
+                name="chatmodels-stream",
+                daemon=True,
+            ).start()
+
+    # -- producers (not on the request thread)
+
+    async def _produce_async(self, model, context, messages, params) -> None:
+        put = self._queue.put
         try:
-            value = next(iterator)
-        except StopIteration:
-            return
+            if self.streams:
+                generator = model.predict_stream(context, messages, params)
+                try:
+                    async for value in generator:
+                        put((self._VALUE, value))
+                finally:
+                    await generator.aclose()
+            else:
+                put((self._VALUE, await model.predict(context, messages, params)))
         except Exception as error:
-            logger.exception("predict_stream of %s raised", served_name)
-            raise ModelRaised(f"model {served_name} raised an error while streaming") from error
-        yield packaging.check_chunk(value)
+            put((self._ERROR, error))
+        else:
+            put((self._DONE, None))
+
+    def _produce_sync(self, model, context, messages, params) -> None:
+        put = self._queue.put
+        try:
+            if not self.streams:
+                put((self._VALUE, model.predict(context, messages, params)))
+            else:
+                generator = iter(model.predict_stream(context, messages, params))
+                try:
+                    for value in generator:
+                        put((self._VALUE, value))
+                        if self._stopped.is_set():
+                            break
+                finally:
+                    close = getattr(generator, "close", None)
+                    if close is not None:
+                        close()
+        except Exception as error:
+            put((self._ERROR, error))
+        else:
+            put((self._DONE, None))
+
+    # -- the request thread's side
+
+    def next(self) -> Any:
+        """The next value the model gave, KEEP_ALIVE after a silence, or END."""
+        if self._finished:
+            return self.END
+        interval = settings.CHATMODELS_STREAM_KEEPALIVE
+        timeout = settings.CHATMODELS_MODEL_TIMEOUT
+        wait = interval
+        if timeout is not None:
+            left = self._last_item + timeout - time.monotonic()
+            wait = max(0.0, min(interval, left))
+        try:
+            kind, value = self._queue.get(timeout=wait)
+        except queue.Empty:
+            if timeout is not None and time.monotonic() - self._last_item >= timeout:
+                self.close()
+                raise _timed_out(self.served_name, timeout) from None
+            return KEEP_ALIVE
+        self._last_item = time.monotonic()
+        if kind == self._VALUE:
+            return value
+        self._finished = True
+        if kind == self._ERROR:
+            logger.error("predict_stream of %s raised", self.served_name, exc_info=value)
+            raise ModelRaised(
+                f"model {self.served_name} raised an error while streaming"
+            ) from value
+        return self.END
+
+    def close(self) -> None:
+        """Stop the model now (async) or at its next yield (sync). Idempotent."""
+        self._finished = True
+        self._stopped.set()
+        if self._future is not None:
+            self._future.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI shapes: fill what a model may leave empty so every object validates against the spec.
 
 
 def _chunk_of(completion: dict[str, Any]) -> ChatChunk:
@@ -164,10 +341,6 @@ def _chunk_of(completion: dict[str, Any]) -> ChatChunk:
             )
         )
     return ChatChunk(choices=choices, usage=completion.get("usage"))
-
-
-# ---------------------------------------------------------------------------------------------
-# OpenAI shapes: fill what a model may leave empty so every object validates against the spec.
 
 
 def completion_dict(data: dict[str, Any], *, served_name: str) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, Max, Prefetch, Q, QuerySet
-from django.db.models.base import ModelState
 
 from chatmodels.exceptions import (
     AliasNotFound,
@@ -79,22 +79,33 @@ def _native_sql(sql: str, vendor: str) -> str:
     return native
 
 
-def _instance(model_class, names: tuple[str, ...], values) -> Any:
-    """A saved model instance from some of its columns; the others load if they are read.
+@dataclass(frozen=True, slots=True)
+class ResolvedVersion:
+    """The version a request means, with what serving needs of it and of its model."""
 
-    What `Model.from_db` makes, without `Model.__init__` walking every field and sending two
-    signals: on this path that costs more than the query.
-    """
-    instance = model_class.__new__(model_class)
-    instance.__dict__.update(zip(names, values, strict=True))
-    instance._state = ModelState()
-    instance._state.adding = False
-    instance._state.db = DEFAULT_DB_ALIAS
-    return instance
+    id: int
+    model_id: int
+    model_name: str
+    version: int
+    status: str
+    digest: str
+    package: str  # its name in package storage
+    created_at: datetime
+    model_created_at: datetime
+    max_concurrency: int | None  # the model's; None: no limit
+
+    def __str__(self) -> str:
+        return f"{self.model_name}/{self.version}"
 
 
-_VERSION_COLUMNS = ("id", "model_id", "version", "status", "digest", "package")
-_MODEL_COLUMNS = ("name",)
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    """An active API key as a request sees it. `restricted`: limited to some models."""
+
+    id: int
+    name: str
+    prefix: str
+    restricted: bool
 
 
 def _version_sql(where: str, *, alias_join: bool = False) -> str:
@@ -103,11 +114,10 @@ def _version_sql(where: str, *, alias_join: bool = False) -> str:
     join = ""
     if alias_join:
         join = f" JOIN {ModelAlias._meta.db_table} a ON a.version_id = v.id AND a.model_id = m.id"
-    columns = ", ".join(
-        [*(f"v.{c}" for c in _VERSION_COLUMNS), *(f"m.{c}" for c in _MODEL_COLUMNS)]
-    )
     return (
-        f"SELECT {columns} FROM {version_table} v"
+        "SELECT v.id, v.model_id, m.name, v.version, v.status, v.digest, v.package,"
+        " v.created_at, m.created_at, m.max_concurrency"
+        f" FROM {version_table} v"
         f" JOIN {model_table} m ON m.id = v.model_id{join} WHERE m.name = %s AND {where}"
     )
 
@@ -121,11 +131,8 @@ _RESOLVE_SQL = {
 
 def resolve_version(
     *, name: str, version: int | None = None, alias: str | None = None
-) -> ModelVersion:
-    """The version a request means: by number, by alias, or the latest ready one. One query.
-
-    The version comes with its model; its heavy columns (signature, code…) load only if read.
-    """
+) -> ResolvedVersion:
+    """The version a request means: by number, by alias, or the latest ready one. One query."""
     if version is not None:
         sql, params = _RESOLVE_SQL["version"], [name, version]
     elif alias is not None:
@@ -135,12 +142,20 @@ def resolve_version(
     row = _fetch_one(sql, params)
     if row is None:
         raise _not_found(name=name, version=version, alias=alias)
-    split = len(_VERSION_COLUMNS)
-    found = _instance(ModelVersion, _VERSION_COLUMNS, row[:split])
-    found.model = _instance(
-        RegisteredModel, ("id", *_MODEL_COLUMNS), (found.model_id, *row[split:])
+    *head, created_at, model_created_at, max_concurrency = row
+    return ResolvedVersion(
+        *head,
+        created_at=_datetime(created_at),
+        model_created_at=_datetime(model_created_at),
+        max_concurrency=max_concurrency,
     )
-    return found
+
+
+def _datetime(value: datetime | str) -> datetime:
+    # SQLite hands back text from a raw cursor; PostgreSQL an aware datetime.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _not_found(*, name: str, version: int | None, alias: str | None) -> Exception:
@@ -190,7 +205,7 @@ def list_versions(*, name: str, model: RegisteredModel | None = None) -> QuerySe
     )
 
 
-def get_api_key(raw_key: str) -> ApiKey | None:
+def get_api_key(raw_key: str) -> ApiKeyInfo | None:
     """The active key with this raw value, or None. One query, which also tells whether the key
     is limited to some models (`restricted`), so unrestricted keys cost no second query."""
     if not raw_key:
@@ -198,21 +213,16 @@ def get_api_key(raw_key: str) -> ApiKey | None:
     row = _fetch_one(_KEY_SQL, [ApiKey.hash_key(raw_key)])
     if row is None:
         return None
-    key = _instance(ApiKey, ("id", "name", "prefix"), row[:3])
-    key.restricted = bool(row[3])
-    return key
+    key_id, name, prefix, restricted = row
+    return ApiKeyInfo(id=key_id, name=name, prefix=prefix, restricted=bool(restricted))
 
 
-def key_allows(key: ApiKey, model: RegisteredModel | int) -> bool:
+def key_allows(key: ApiKeyInfo, model: RegisteredModel | int) -> bool:
     """Whether `key` may call `model`: no query for unrestricted keys, else one."""
-    restricted = getattr(key, "restricted", None)  # set by get_api_key
-    if restricted is False:
+    if not key.restricted:
         return True
     model_id = model if isinstance(model, int) else model.pk
-    allowed = ApiKey.allowed_models.through.objects.filter(apikey_id=key.pk)
-    if restricted is None and not allowed.exists():
-        return True
-    return _fetch_one(_KEY_ALLOWS_SQL, [key.pk, model_id]) is not None
+    return _fetch_one(_KEY_ALLOWS_SQL, [key.id, model_id]) is not None
 
 
 _ALLOWED_TABLE = ApiKey.allowed_models.through._meta.db_table

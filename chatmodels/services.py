@@ -68,8 +68,12 @@ def register_model(
     input_example: Mapping[str, Any] | None = None,
     signature: Any = None,
     created_by: str = "",
+    max_concurrency: int | None = None,
 ) -> ModelVersion:
     """Validate a ChatModel, freeze it and store it as the model's next version.
+
+    `max_concurrency` sets the model's limit of requests per server process (0: no limit;
+    None: leave it as it is).
 
     What is validated is the unpacked package itself, so it is exactly what will be served.
     A failure at any step leaves no row and no file behind.
@@ -80,6 +84,14 @@ def register_model(
     for alias in aliases:
         validate_alias(alias)
     tags = _validate_tags(tags)
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 0
+    ):
+        raise RegistrationError(
+            f"max_concurrency must be a whole number >= 0 (0: no limit), got {max_concurrency!r}"
+        )
     example = copy.deepcopy(DEFAULT_INPUT_EXAMPLE if input_example is None else input_example)
     try:
         check_input_example(example)
@@ -111,6 +123,7 @@ def register_model(
             description=description,
             tags=tags,
             created_by=created_by,
+            max_concurrency=max_concurrency,
         )
     except BaseException:
         storage.delete(stored_name)
@@ -146,17 +159,21 @@ def _create_version_rows(
     description: str | None,
     tags: dict[str, str],
     created_by: str,
+    max_concurrency: int | None,
 ) -> ModelVersion:
     # The unique (model, version) constraint is the arbiter; a lost race retries with a new number.
     for attempt in range(REGISTRATION_ATTEMPTS):
         try:
             with transaction.atomic():
                 registered, _created = RegisteredModel.objects.get_or_create(name=name)
+                changed = ["updated_at"]
                 if description is not None and registered.description != description:
                     registered.description = description
-                    registered.save(update_fields=["description", "updated_at"])
-                else:
-                    registered.save(update_fields=["updated_at"])
+                    changed.append("description")
+                if max_concurrency is not None:
+                    registered.max_concurrency = max_concurrency or None
+                    changed.append("max_concurrency")
+                registered.save(update_fields=changed)
                 for key, value in tags.items():
                     ModelTag.objects.update_or_create(
                         model=registered, key=key, defaults={"value": value}

@@ -72,6 +72,17 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DB_POOL", default=True
+):
+    # Hundreds of request threads per worker share a few connections: a request borrows one
+    # for its lookups and gives it back before the model runs (chatmodels/api/chat.py).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them instead
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DB_POOL_SIZE", default=16),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers (serving) go on while a writer (registration) commits.
     DATABASES["default"].setdefault("OPTIONS", {})
@@ -120,6 +131,14 @@ CHATMODELS_ALLOW_ANONYMOUS = env.bool("CHATMODELS_ALLOW_ANONYMOUS", default=Fals
 CHATMODELS_MAX_REQUEST_BYTES = env.int("CHATMODELS_MAX_REQUEST_BYTES", default=1024 * 1024)
 CHATMODELS_THROTTLE_RATE = env.str("CHATMODELS_THROTTLE_RATE", default="6000/min") or None
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHATMODELS_MAX_REQUEST_BYTES
+# Capacity (scripts/server): each worker process runs up to THREADS requests at once; one past
+# that waits up to CHATMODELS_QUEUE_TIMEOUT seconds for a free slot, then gets 503.
+THREADS = env.int("THREADS", default=512)
+CHATMODELS_QUEUE_TIMEOUT = env.float("CHATMODELS_QUEUE_TIMEOUT", default=10.0)
+# Seconds a model may take to answer (or, streaming, between two chunks) before a 504; unset: no
+# limit. A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
+CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=None)
+CHATMODELS_STREAM_KEEPALIVE = env.float("CHATMODELS_STREAM_KEEPALIVE", default=15.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["chatmodels.api.auth.ApiKeyAuthentication"],

@@ -1,4 +1,4 @@
-"""WSGI entry point (gunicorn project.wsgi)."""
+"""WSGI entry point (scripts/server runs it under granian: project.wsgi:application)."""
 
 import os
 

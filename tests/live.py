@@ -1,5 +1,6 @@
 """Real processes for the multi-process tests: a deployment's environment, its own database,
-gunicorn, `manage.py` and moto's S3 server, all on 127.0.0.1, every wait bounded in count and time.
+the production server (`scripts/server`), `manage.py` and moto's S3 server, all on 127.0.0.1,
+every wait bounded in count and time.
 """
 
 from __future__ import annotations
@@ -252,7 +253,8 @@ class Deployment:
         inherited = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("AWS_", "GUNICORN_", "CHATMODELS_", "DJANGO_", "PYTEST_"))
+            if not key.startswith(("AWS_", "GRANIAN_", "CHATMODELS_", "DJANGO_", "PYTEST_"))
+            and key not in ("HOST", "PORT", "WORKERS", "THREADS")
         }
         host_dir = self.directory / host
         # Without S3 the hosts share one package folder (as they would over NFS); with S3 each
@@ -302,21 +304,23 @@ class Deployment:
     def create_api_key(self, name: str = "live") -> str:
         return self.manage("create_api_key", name).stdout.strip().splitlines()[-1]
 
-    def start_gunicorn(self, host: str, *, workers: int = 2, **extra: str) -> str:
-        """gunicorn with the project's gunicorn.conf.py on a free loopback port; its base URL."""
+    def start_server(self, host: str, *, workers: int = 2, threads: int = 8, **extra: str) -> str:
+        """The production server (`scripts/server`) on a free loopback port; its base URL."""
         process, base_url = start_server(
             lambda port: (
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "project.wsgi"],
+                ["bash", "scripts/server"],
                 self.env(
                     host,
-                    GUNICORN_BIND=f"127.0.0.1:{port}",
-                    GUNICORN_WORKERS=str(workers),
-                    GUNICORN_THREADS="4",
+                    PYTHON=sys.executable,
+                    HOST="127.0.0.1",
+                    PORT=str(port),
+                    WORKERS=str(workers),
+                    THREADS=str(threads),
                     **extra,
                 ),
             ),
-            log_path=self.directory / host / "gunicorn.log",
-            name=f"gunicorn on {host}",
+            log_path=self.directory / host / "server.log",
+            name=f"server on {host}",
             probe="/health",
         )
         self.processes.append(process)

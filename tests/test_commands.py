@@ -327,7 +327,7 @@ def test_create_api_key_prints_the_key_alone_on_the_last_line():
     assert key is not None and key.name == "ci"
     assert re.fullmatch(r"cm_[A-Za-z0-9_-]{40,}", raw_key)
     assert f"{key.prefix}… for all models" in output.splitlines()[0]
-    assert not key.allowed_models.exists()
+    assert not ApiKey.objects.get(pk=key.id).allowed_models.exists()
 
 
 def test_create_api_key_limited_to_models():
@@ -336,7 +336,7 @@ def test_create_api_key_limited_to_models():
 
     raw_key = run("create_api_key", "ci", "--model", "echo", "--model", "other").splitlines()[-1]
 
-    key = get_api_key(raw_key)
+    key = ApiKey.objects.get(pk=get_api_key(raw_key).id)
     assert sorted(key.allowed_models.values_list("name", flat=True)) == ["echo", "other"]
 
 

@@ -1,5 +1,5 @@
 """Production settings as an operator runs them: `check --deploy` clean with DEBUG off, the admin's
-static files served by whitenoise under gunicorn, one JSON log line per request.
+static files served by whitenoise under the production server, one JSON log line per request.
 """
 
 from __future__ import annotations
@@ -58,13 +58,13 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
 
 
 @pytest.mark.slow
-def test_gunicorn_serves_admin_static_files_and_logs_one_json_line_per_request(tmp_path):
+def test_the_server_serves_admin_static_files_and_logs_one_json_line_per_request(tmp_path):
     # Static files, /health and the admin's login page need no migrated database.
     installation = Deployment(tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}")
     try:
         installation.manage("collectstatic", "--noinput", "-v", "0")
         # Production defaults (HTTPS redirect on), behind a proxy that terminates TLS.
-        server = installation.start_gunicorn("web", workers=1, SECURE_SSL_REDIRECT="true")
+        server = installation.start_server("web", workers=1, SECURE_SSL_REDIRECT="true")
         https = {"X-Forwarded-Proto": "https"}
 
         plain = http("GET", f"{server}/static/admin/css/base.css", headers={})
@@ -97,7 +97,7 @@ def test_gunicorn_serves_admin_static_files_and_logs_one_json_line_per_request(t
 
         installation.stop()  # flush and close the log
         records = []
-        for line in (tmp_path / "web" / "gunicorn.log").read_text().splitlines():
+        for line in (tmp_path / "web" / "server.log").read_text().splitlines():
             if line.startswith("{"):
                 records.append(json.loads(line))
         requests = [r for r in records if r.get("logger") == "chatmodels.requests"]
@@ -114,15 +114,24 @@ def test_gunicorn_serves_admin_static_files_and_logs_one_json_line_per_request(t
 
 def _variables_read_by(path) -> set[str]:
     source = (ROOT / path).read_text()
-    pattern = r"""(?:env(?:\.\w+)?\(|environ\.get\(|environ\[)\s*["']([A-Z][A-Z0-9_]*)["']"""
-    return set(re.findall(pattern, source))
+    python = r"""(?:env(?:\.\w+)?\(|environ\.get\(|environ\[)\s*["']([A-Z][A-Z0-9_]*)["']"""
+    shell = r"\$\{([A-Z][A-Z0-9_]*)"
+    return set(re.findall(python, source)) | set(re.findall(shell, source))
 
 
 def test_every_configuration_variable_is_documented():
-    variables = _variables_read_by("project/settings.py") | _variables_read_by("gunicorn.conf.py")
-    assert {"SECRET_KEY", "DATABASE_URL", "AWS_S3_ENDPOINT_URL", "GUNICORN_WORKERS", "PORT"} <= (
-        variables
-    )
+    variables = _variables_read_by("project/settings.py") | _variables_read_by("scripts/server")
+    assert {
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "AWS_S3_ENDPOINT_URL",
+        "WORKERS",
+        "THREADS",
+        "HOST",
+        "PORT",
+        "CHATMODELS_QUEUE_TIMEOUT",
+        "GRACEFUL_TIMEOUT",
+    } <= variables
     deploy_doc = (ROOT / "docs" / "deploy.md").read_text()
     env_example = (ROOT / ".env.example").read_text()
     assert sorted(v for v in variables if f"`{v}`" not in deploy_doc) == []
@@ -144,5 +153,5 @@ def test_compose_file_runs_migrations_and_bucket_creation_before_the_app():
     )
     assert app_env["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "project.wsgi"]' in dockerfile
+    assert 'CMD ["./scripts/server"]' in dockerfile
     assert "\nUSER chatmodels\n" in dockerfile

@@ -1,4 +1,4 @@
-"""Scale-out: two gunicorn instances (two "hosts", each with its own local folders) sharing one
+"""Scale-out: two server instances (two "hosts", each with its own local folders) sharing one
 database (PostgreSQL when the run has one, else one SQLite file) and one S3-compatible store.
 """
 
@@ -53,8 +53,8 @@ def test_model_registered_on_one_instance_is_served_by_the_other_and_alias_moves
 ):
     source = _model_file(tmp_path)
     with moto_s3(tmp_path) as s3, deployment(tmp_path, s3=s3) as installation:
-        host_a = installation.start_gunicorn("host-a", workers=1)
-        host_b = installation.start_gunicorn("host-b")
+        host_a = installation.start_server("host-a", workers=1)
+        host_b = installation.start_server("host-b")
         key = installation.create_api_key()
 
         # Registered on host A (its own environment and folders); host B has never seen it.
@@ -157,7 +157,7 @@ def test_hosts_registering_one_name_at_once_get_distinct_versions(tmp_path):
         assert len(s3.keys()) == processes  # no lost or duplicated package
 
         key = installation.create_api_key()
-        server = installation.start_gunicorn("server", workers=1)
+        server = installation.start_server("server", workers=1)
         versions = http("GET", f"{server}/api/models/contended/versions/", key=key).body
         numbers = sorted(item["version"] for item in versions["results"])
         assert numbers == list(range(1, processes + 1))

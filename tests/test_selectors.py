@@ -49,8 +49,8 @@ def test_parse_model_reference_refuses_malformed_references(reference):
 
 def test_resolve_version_by_latest_number_and_alias(echo):
     assert selectors.resolve_version(name="echo").version == 2
-    assert selectors.resolve_version(name="echo", version=1) == echo
-    assert selectors.resolve_version(name="echo", alias="prod") == echo
+    assert selectors.resolve_version(name="echo", version=1).id == echo.pk
+    assert selectors.resolve_version(name="echo", alias="prod").id == echo.pk
 
 
 def test_latest_skips_archived_versions(echo):
@@ -103,7 +103,7 @@ def test_resolve_version_is_one_query_however_large_the_registry(
         grow_registry(echo, models=models, versions=versions)
         with django_assert_num_queries(1):
             version = selectors.resolve_version(**lookup)
-            assert version.model.name == "echo"  # the model comes with it
+            assert version.model_name == "echo"  # the model comes with it
 
 
 # --- list_models / list_versions --------------------------------------------------------------
@@ -158,7 +158,9 @@ def test_list_versions_costs_three_queries_however_many_versions(echo, django_as
 def test_get_api_key_finds_active_keys_only(echo):
     key, raw_key = services.create_api_key(name="ci", models=["echo"])
 
-    assert selectors.get_api_key(raw_key) == key
+    assert selectors.get_api_key(raw_key) == selectors.ApiKeyInfo(
+        id=key.pk, name="ci", prefix=key.prefix, restricted=True
+    )
     assert selectors.get_api_key(raw_key + "x") is None
     assert selectors.get_api_key("") is None
     services.revoke_api_key(key=key)
@@ -167,8 +169,8 @@ def test_get_api_key_finds_active_keys_only(echo):
 
 def test_key_allows_its_models_or_all_when_none_are_listed(echo):
     other = register(name="other", model=TriggerModel())
-    limited, _ = services.create_api_key(name="limited", models=["echo"])
-    everything, _ = services.create_api_key(name="everything")
+    limited = selectors.get_api_key(services.create_api_key(name="limited", models=["echo"])[1])
+    everything = selectors.get_api_key(services.create_api_key(name="everything")[1])
 
     assert selectors.key_allows(limited, echo.model)
     assert not selectors.key_allows(limited, other.model)

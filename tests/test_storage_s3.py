@@ -69,7 +69,7 @@ def test_package_in_s3_is_served_by_another_process_without_a_local_copy(tmp_pat
         stored_digest = hashlib.sha256(s3.read(keys[0])).hexdigest()
 
         key = installation.create_api_key()
-        server = installation.start_gunicorn("server", workers=1)
+        server = installation.start_server("server", workers=1)
         server_cache = tmp_path / "server" / "cache"
         assert not server_cache.exists() or not any(server_cache.iterdir())
 
@@ -105,7 +105,7 @@ def test_tampered_object_in_s3_is_refused_not_served(tmp_path):
         s3.write(second_key, forged)
 
         key = installation.create_api_key()
-        server = installation.start_gunicorn("server", workers=1)
+        server = installation.start_server("server", workers=1)
         url = f"{server}/api/models/greeter/invocations"
 
         refused = http("POST", f"{url}?version=2", body=chat_body("Ada"), key=key)

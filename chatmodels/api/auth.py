@@ -7,12 +7,10 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from chatmodels import selectors
-from chatmodels.exceptions import ModelNotAllowed
-from chatmodels.models import ApiKey, RegisteredModel
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """Sets `request.auth` to the ApiKey. No user is involved: `request.user` stays None."""
+    """Sets `request.auth` to the ApiKeyInfo. No user is involved: `request.user` stays None."""
 
     keyword = "Bearer"
 
@@ -44,10 +42,3 @@ class HasApiKey(permissions.BasePermission):
         if request.auth is not None or settings.CHATMODELS_ALLOW_ANONYMOUS:
             return True
         raise exceptions.NotAuthenticated(self.message)
-
-
-def check_model_allowed(request: Request, model: RegisteredModel | int, name: str) -> None:
-    """403 unless the request's key may call this model (anonymous access allows all)."""
-    key = request.auth
-    if isinstance(key, ApiKey) and not selectors.key_allows(key, model):
-        raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")

@@ -25,8 +25,10 @@ from chatmodels.exceptions import (
     ModelNotAllowed,
     ModelNotFound,
     ModelRaised,
+    ModelTimeout,
     NotFound,
     RequestTooLarge,
+    ServerBusy,
     ServiceUnavailable,
     VersionNotFound,
 )
@@ -53,12 +55,16 @@ MODEL_ERROR = ErrorKind(500, "server_error", "model_error")
 SERVER_ERROR = ErrorKind(500, "server_error", None)
 UNAVAILABLE = ErrorKind(503, "server_error", "unavailable")
 BAD_MODEL_OUTPUT = ErrorKind(502, "server_error", "invalid_model_output")
+BUSY = ErrorKind(503, "server_error", "server_busy")
+MODEL_TIMEOUT = ErrorKind(504, "server_error", "model_timeout")
 
 # Domain error -> kind, most specific first.
 _DOMAIN_KINDS: tuple[tuple[type[ChatModelsError], ErrorKind], ...] = (
     (RequestTooLarge, TOO_LARGE),
     (ModelNotAllowed, FORBIDDEN),
+    (ServerBusy, BUSY),
     (ServiceUnavailable, UNAVAILABLE),
+    (ModelTimeout, MODEL_TIMEOUT),
     (ModelNotFound, ErrorKind(404, "invalid_request_error", "model_not_found")),
     (VersionNotFound, ErrorKind(404, "invalid_request_error", "version_not_found")),
     (AliasNotFound, ErrorKind(404, "invalid_request_error", "alias_not_found")),
@@ -106,7 +112,9 @@ def domain_error_kind(error: ChatModelsError) -> ErrorKind:
 
 
 def domain_error_response(error: ChatModelsError) -> HttpResponse:
-    return error_response(error.message, domain_error_kind(error), error.param)
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return error_response(error.message, domain_error_kind(error), error.param, headers=headers)
 
 
 def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:

@@ -17,5 +17,5 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view) -> str:
         key = request.auth
-        ident = f"key:{key.pk}" if key is not None else f"ip:{self.get_ident(request)}"
+        ident = f"key:{key.id}" if key is not None else f"ip:{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}

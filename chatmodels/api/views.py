@@ -10,13 +10,11 @@ import json
 import logging
 import os
 import platform
-from collections.abc import Iterator
 from typing import Any
 
 import django
-from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -26,9 +24,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import chatmodels
-from chatmodels import runtime, selectors
-from chatmodels.api import errors
-from chatmodels.api.auth import check_model_allowed
+from chatmodels import selectors
+from chatmodels.api.chat import answer_chat, check_model_allowed, read_json_object
 from chatmodels.api.serializers import (
     CHAT_REQUEST_SCHEMA,
     CHAT_RESPONSE_SCHEMA,
@@ -39,15 +36,12 @@ from chatmodels.api.serializers import (
     RegisteredModelSerializer,
 )
 from chatmodels.exceptions import (
-    ChatModelsError,
     InvalidRequest,
     ModelNotFound,
-    RequestTooLarge,
     ServiceUnavailable,
     VersionNotFound,
 )
-from chatmodels.models import ApiKey, ModelVersion, package_storage
-from chatmodels.types import ChatRequest
+from chatmodels.models import ModelVersion, package_storage
 
 logger = logging.getLogger(__name__)
 
@@ -78,88 +72,6 @@ _CHAT_RESPONSES = {
 # Chat: shared by /api/models/<name>/invocations and /v1/chat/completions
 
 
-def read_json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, whatever the Content-Type; 413 past the size limit."""
-    limit = settings.CHATMODELS_MAX_REQUEST_BYTES
-    declared = request._request.META.get("CONTENT_LENGTH") or "0"
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    raw = request._request.read(limit + 1)
-    if len(raw) > limit:
-        raise RequestTooLarge(f"request body is over the limit of {limit} bytes")
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise InvalidRequest("the request body is nested too deeply") from None
-    except ValueError as error:
-        raise InvalidRequest(f"the request body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(
-            f"the request body must be a JSON object, got {type(body).__name__}", param=None
-        )
-    return body
-
-
-def _include_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    if options is None:
-        return False
-    if not isinstance(options, dict):
-        raise InvalidRequest("stream_options: expected an object", param="stream_options")
-    include = options.get("include_usage", False)
-    if not isinstance(include, bool):
-        raise InvalidRequest(
-            "stream_options.include_usage: expected a boolean", param="stream_options.include_usage"
-        )
-    return include
-
-
-def answer_chat(
-    request: Request,
-    body: dict[str, Any],
-    *,
-    name: str,
-    version: int | None,
-    alias: str | None,
-    served_name: str,
-) -> HttpResponse:
-    """Resolve the version (every request: alias moves are seen at once), check, invoke, answer."""
-    model_version = selectors.resolve_version(name=name, version=version, alias=alias)
-    check_model_allowed(request, model_version.model_id, name)
-    chat_request = ChatRequest.from_dict(body)
-    if chat_request.stream:
-        chunks = runtime.invoke_stream(
-            model_version,
-            chat_request,
-            served_name=served_name,
-            include_usage=_include_usage(body),
-        )
-        response = StreamingHttpResponse(
-            _server_sent_events(chunks), content_type="text/event-stream"
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
-        return response
-    completion = runtime.invoke(model_version, chat_request, served_name=served_name)
-    return HttpResponse(json.dumps(completion), content_type="application/json")
-
-
-def _server_sent_events(chunks: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    try:
-        for chunk in chunks:
-            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
-    except ChatModelsError as error:
-        body = errors.error_body(error.message, errors.domain_error_kind(error), error.param)
-        yield b"data: " + json.dumps(body).encode() + b"\n\n"
-        return
-    except Exception:
-        logger.exception("stream failed")
-        body = errors.error_body("the stream failed; see the server log", errors.SERVER_ERROR)
-        yield b"data: " + json.dumps(body).encode() + b"\n\n"
-        return
-    yield b"data: [DONE]\n\n"
-
-
 # ---------------------------------------------------------------------------------------------
 # The registry: /api/models/...
 
@@ -167,8 +79,8 @@ def _server_sent_events(chunks: Iterator[dict[str, Any]]) -> Iterator[bytes]:
 def _visible_models(request: Request):
     models = selectors.list_models()
     key = request.auth
-    if isinstance(key, ApiKey) and getattr(key, "restricted", True):
-        models = models.filter(api_keys=key)
+    if key is not None and key.restricted:
+        models = models.filter(api_keys=key.id)
     return models
 
 
@@ -188,7 +100,7 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         model = selectors.list_models().filter(name=name).first()
         if model is None:
             raise ModelNotFound(f"model '{name}' not found", param="model")
-        check_model_allowed(request, model, name)
+        check_model_allowed(request.auth, model.pk, name)
         return Response(self.get_serializer(model).data)
 
     @extend_schema(
@@ -209,7 +121,9 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         if version_text is not None and alias is not None:
             raise InvalidRequest("give either version or alias, not both", param="version")
         version = selectors.parse_version_number(version_text) if version_text else None
-        return answer_chat(request, body, name=name, version=version, alias=alias, served_name=name)
+        return answer_chat(
+            body, key=request.auth, name=name, version=version, alias=alias, served_name=name
+        )
 
 
 @extend_schema(tags=["models"])
@@ -225,7 +139,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             return ModelVersion.objects.none()
         name = self.kwargs["name"]
         model = selectors.get_model(name=name)
-        check_model_allowed(self.request, model, name)
+        check_model_allowed(self.request.auth, model.pk, name)
         return selectors.list_versions(name=name, model=model)
 
     @extend_schema(responses={200: ModelVersionSerializer, **_ERRORS})
@@ -265,7 +179,7 @@ class ChatCompletionsView(APIView):
             )
         name, version, alias = selectors.parse_model_reference(reference)
         return answer_chat(
-            request, body, name=name, version=version, alias=alias, served_name=reference
+            body, key=request.auth, name=name, version=version, alias=alias, served_name=reference
         )
 
 
@@ -304,8 +218,8 @@ class OpenAIModelView(APIView):
     def get(self, request: Request, model: str) -> HttpResponse:
         name, version, alias = selectors.parse_model_reference(model)
         found = selectors.resolve_version(name=name, version=version, alias=alias)
-        check_model_allowed(request, found.model_id, name)
-        created = found.model.created_at if version is None and alias is None else found.created_at
+        check_model_allowed(request.auth, found.model_id, name)
+        created = found.model_created_at if version is None and alias is None else found.created_at
         return HttpResponse(
             json.dumps(_openai_model(model, created)), content_type="application/json"
         )

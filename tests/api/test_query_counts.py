@@ -101,7 +101,7 @@ LISTINGS = [
     ("/api/models/echo/versions/", 5, 6),
     ("/api/models/echo/versions/1/", 4, 5),
     ("/v1/models", 4, 4),
-    ("/v1/models/echo@prod", 3, 4),
+    ("/v1/models/echo@prod", 2, 3),
 ]
 
 

@@ -23,6 +23,13 @@ class Command(BaseCommand):
         parser.add_argument("--model-config", metavar="FILE.json", help="JSON object")
         parser.add_argument("--input-example", metavar="FILE.json", help="chat request JSON")
         parser.add_argument(
+            "--max-concurrency",
+            type=int,
+            metavar="N",
+            help="requests each server process runs at once on this model (e.g. 1 for a local"
+            " GPU model); more wait, then get 503. 0: no limit",
+        )
+        parser.add_argument(
             "--signature",
             metavar="FILE.json",
             help="refused: a ChatModel's signature is always generated (MLflow does the same)",
@@ -51,6 +58,7 @@ class Command(BaseCommand):
                 input_example=input_example,
                 signature=options["signature"],
                 created_by=_current_user(),
+                max_concurrency=options["max_concurrency"],
             )
         aliases = f", aliases {', '.join(options['alias'])}" if options["alias"] else ""
         self.stdout.write(
