@@ -1,31 +1,29 @@
 """The admin playground: a chat page for staff and the JSON view it posts to.
 
 Both are routed by `RegisteredModelAdmin.get_urls()` behind `admin_site.admin_view` (staff
-session, CSRF). The invoke view resolves the version and calls `runtime.invoke` server-side,
-exactly as the HTTP API would, without an API key.
+session, CSRF). The invoke view answers through the API's chat pipeline (`answer_chat`: resolve
+→ parse → admit → invoke → stream), without an API key.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from chatmodels import runtime, selectors
+from chatmodels import selectors
 from chatmodels.api import errors
+from chatmodels.api.chat import answer_chat, read_json_object
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidRequest,
 )
 from chatmodels.models import ModelAlias, ModelVersion, RegisteredModel
-from chatmodels.types import ChatRequest
 
 logger = logging.getLogger(__name__)
 
@@ -96,29 +94,33 @@ def playground(request: HttpRequest, *, model_admin) -> HttpResponse:
 
 @require_POST
 def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponse:
-    """Body: {"model", "version" | "alias", "messages", "temperature"?, "max_tokens"?, ...}."""
-    _check_permission(request, model_admin)
-    try:
-        payload = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
-        return errors.error_response("The request body is not valid JSON.", errors.INVALID)
-    if not isinstance(payload, dict):
-        return errors.error_response("Expected a JSON object.", errors.INVALID)
+    """Body: {"model", "version" | "alias", "messages", "temperature"?, "max_tokens"?, ...}.
 
-    name = payload.pop("model", None)
-    alias = payload.pop("alias", None) or None
+    Always answered as a stream (`text/event-stream` of `chat.completion.chunk` events, then
+    `data: [DONE]`) by the API's own pipeline, without an API key. Each chunk's `model` is
+    `name/N`: the version that answered, whatever the page asked for (an alias, the latest).
+    An error before the stream starts is an OpenAI error object with the API's status.
+    """
+    _check_permission(request, model_admin)
+    name = None
     try:
+        payload = read_json_object(request)
+        name = payload.pop("model", None)
+        alias = payload.pop("alias", None) or None
+        number = payload.pop("version", None)
         if not isinstance(name, str) or not name:
             raise InvalidRequest("model: choose a model", param="model")
-        number = payload.pop("version", None)
+        if alias is not None and not isinstance(alias, str):
+            raise InvalidRequest("alias: expected a string", param="alias")
         number = selectors.parse_version_number(str(number)) if number not in (None, "") else None
-        version = selectors.resolve_version(name=name, version=number, alias=alias)
-        payload["stream"] = False
-        chat_request = ChatRequest.from_dict(payload)
-        served_name = f"{name}@{alias}" if alias else f"{name}/{version.version}"
-        started = time.perf_counter()
-        completion = runtime.invoke(version, chat_request, served_name=served_name)
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        if number is not None and alias is not None:
+            raise InvalidRequest("give either version or alias, not both", param="version")
+        payload["stream"] = True  # the playground shows the answer as it comes
+        payload["stream_options"] = {"include_usage": True}
+        # served_name=None: each chunk says `name/N`, so the page learns the version it got.
+        return answer_chat(
+            payload, key=None, name=name, version=number, alias=alias, served_name=None
+        )
     except ChatModelsError as error:
         return errors.domain_error_response(error)  # the same statuses as the HTTP API
     except Exception:
@@ -126,14 +128,3 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponse:
         return errors.error_response(
             "Unexpected server error; see the server log.", errors.SERVER_ERROR
         )
-    return JsonResponse(
-        {
-            "model": name,
-            "version": version.version,
-            "version_url": reverse(
-                f"{model_admin.admin_site.name}:chatmodels_modelversion_change", args=[version.id]
-            ),
-            "elapsed_ms": round(elapsed_ms, 1),
-            "completion": completion,
-        }
-    )

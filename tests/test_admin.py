@@ -12,11 +12,13 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chatmodels import services
+from chatmodels import capacity, services
+from chatmodels.exceptions import ServerBusy
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
 from chatmodels.signature import signature_rows
+from tests.api.calls import error_of, stream_events
 from tests.helpers import copy_version, grow_registry, register
-from tests.sample_models import TriggerModel
+from tests.sample_models import StreamingModel, TriggerModel
 
 pytestmark = pytest.mark.django_db
 
@@ -590,9 +592,22 @@ def invoke(client, **body):
     return client.post(PLAYGROUND_INVOKE, json.dumps(body), content_type="application/json")
 
 
-def test_playground_invoke_returns_the_echoed_reply(admin_client):
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def reply_of(events: list) -> str:
+    """The assistant's text: every chunk's `choices[0].delta.content`, joined."""
+    return "".join(
+        chunk["choices"][0]["delta"].get("content") or ""
+        for chunk in events
+        if chunk != "[DONE]" and chunk.get("choices")
+    )
+
+
+def test_playground_invoke_streams_the_reply_as_chunks(admin_client):
     register(name="echo", model=TriggerModel())
-    second = register(name="echo", model=TriggerModel(), aliases=["prod"])
+    register(name="echo", model=TriggerModel(), aliases=["prod"])
 
     response = invoke(
         admin_client,
@@ -606,47 +621,98 @@ def test_playground_invoke_returns_the_echoed_reply(admin_client):
         max_tokens=20,
     )
 
-    assert response.status_code == 200, response.content
-    body = response.json()
-    assert body["version"] == 2
-    assert body["version_url"] == version_url(second)
-    assert body["completion"]["object"] == "chat.completion"
-    assert body["completion"]["choices"][0]["message"] == {
-        "role": "assistant",
-        "content": "hi there",
-        "refusal": None,  # as in OpenAI's chat.completion
-    }
+    assert response.streaming
+    assert "no-cache" in response["Cache-Control"]
+    events = stream_events(response)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    # Each chunk names the version that answered (the alias's), which the page shows and links.
+    assert {chunk["model"] for chunk in chunks} == {"echo/2"}
+    assert reply_of(events) == "hi there"
+    assert chunks[-1]["choices"] == []  # the usage chunk: the page shows the token count
+    assert chunks[-1]["usage"]["total_tokens"] == 2
 
-    pinned = invoke(
-        admin_client, model="echo", version=1, messages=[{"role": "user", "content": "v1?"}]
-    )
-    assert pinned.json()["version"] == 1
+    pinned = stream_events(invoke(admin_client, model="echo", version=1, messages=user("v1?")))
+    assert {chunk["model"] for chunk in pinned[:-1]} == {"echo/1"}
+    latest = stream_events(invoke(admin_client, model="echo", version="", messages=user("x")))
+    assert {chunk["model"] for chunk in latest[:-1]} == {"echo/2"}
 
 
-def test_playground_invoke_reports_errors_inline(admin_client):
+def test_playground_invoke_streams_a_streaming_model_word_by_word(admin_client):
+    register(name="words", model=StreamingModel())
+
+    events = stream_events(invoke(admin_client, model="words", messages=user("one two three")))
+
+    assert events[-1] == "[DONE]"
+    contents = [
+        chunk["choices"][0]["delta"].get("content") for chunk in events[:-1] if chunk["choices"]
+    ]
+    assert contents == ["one ", "two ", "three ", None]
+    assert reply_of(events) == "one two three "
+    finish = [c["choices"][0].get("finish_reason") for c in events[:-1] if c["choices"]]
+    assert finish[-1] == "stop"
+
+
+def test_playground_invoke_sends_an_error_event_when_the_model_fails_mid_stream(admin_client):
+    register(name="words", model=StreamingModel())
+
+    events = stream_events(invoke(admin_client, model="words", messages=user("raise now")))
+
+    assert events[0]["choices"][0]["delta"]["content"] == "raise "
+    error = events[-1]["error"]  # no [DONE]: the answer is incomplete
+    assert error["type"] == "server_error"
+    assert "stream broke" not in error["message"]  # no internals leak to the page
+
+
+def test_playground_invoke_reports_errors_as_openai_error_objects(admin_client):
     register(name="echo", model=TriggerModel())
-    user = [{"role": "user", "content": "raise"}]
 
-    raised = invoke(admin_client, model="echo", messages=user)
-    assert raised.status_code == 500
-    assert raised.json()["error"]["message"]
+    raised = error_of(invoke(admin_client, model="echo", messages=user("raise")), 500)
+    assert raised["code"] == "model_error"
+    assert "/etc/passwd" not in raised["message"]
 
-    garbage = invoke(admin_client, model="echo", messages=[{"role": "user", "content": "garbage"}])
-    assert garbage.status_code == 502
-    assert garbage.json()["error"]["message"]
+    garbage = error_of(invoke(admin_client, model="echo", messages=user("garbage")), 502)
+    assert garbage["code"] == "invalid_model_output"
 
-    bad_input = invoke(admin_client, model="echo", messages=[{"role": 5, "content": "x"}])
-    assert bad_input.status_code == 400
-    assert "role" in bad_input.json()["error"]["message"]
+    bad_input = error_of(invoke(admin_client, model="echo", messages=[{"role": 5}]), 400)
+    assert "role" in bad_input["message"]
 
-    unknown = invoke(admin_client, model="nope", messages=user)
-    assert unknown.status_code == 404
+    unknown = error_of(invoke(admin_client, model="nope", messages=user("hi")), 404)
+    assert unknown["code"] == "model_not_found"
 
-    no_version = invoke(admin_client, model="echo", version=7, messages=user)
-    assert no_version.status_code == 404
+    no_version = error_of(invoke(admin_client, model="echo", version=7, messages=user("hi")), 404)
+    assert no_version["code"] == "version_not_found"
+
+    bad_version = error_of(
+        invoke(admin_client, model="echo", version="x", messages=user("hi")), 400
+    )
+    assert bad_version["param"] == "version"
+
+    no_alias = error_of(invoke(admin_client, model="echo", alias="prod", messages=user("hi")), 404)
+    assert no_alias["code"] == "alias_not_found"
+
+    no_model = error_of(invoke(admin_client, messages=user("hi")), 400)
+    assert no_model["param"] == "model"
 
     not_json = admin_client.post(PLAYGROUND_INVOKE, "{", content_type="application/json")
-    assert not_json.status_code == 400
+    assert error_of(not_json, 400)["type"] == "invalid_request_error"
+
+    not_object = admin_client.post(PLAYGROUND_INVOKE, "[]", content_type="application/json")
+    error_of(not_object, 400)
+
+
+def test_playground_invoke_answers_503_with_retry_after_past_capacity(admin_client, monkeypatch):
+    register(name="echo", model=TriggerModel())
+
+    def busy(**kwargs):
+        raise ServerBusy("busy", retry_after=3)
+
+    monkeypatch.setattr(capacity, "acquire", busy)
+    response = invoke(admin_client, model="echo", messages=user("hi"))
+
+    assert error_of(response, 503)["code"] == "server_busy"
+    assert response["Retry-After"] == "3"
 
 
 def test_playground_is_staff_only_and_csrf_protected(admin_user, django_user_model):
@@ -663,6 +729,9 @@ def test_playground_is_staff_only_and_csrf_protected(admin_user, django_user_mod
     not_staff = Client()
     not_staff.force_login(member)
     assert not_staff.get(PLAYGROUND).status_code == 302
+    refused = not_staff.post(PLAYGROUND_INVOKE, body, content_type="application/json")
+    assert refused.status_code == 302
+    assert refused["Location"].startswith(reverse("admin:login"))
 
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(admin_user)
@@ -672,4 +741,4 @@ def test_playground_is_staff_only_and_csrf_protected(admin_user, django_user_mod
     allowed = strict.post(
         PLAYGROUND_INVOKE, body, content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
-    assert allowed.status_code == 200
+    assert stream_events(allowed)[-1] == "[DONE]"

@@ -1,4 +1,5 @@
-// The admin playground: fills the model/version pickers, posts the conversation, renders replies.
+// The admin playground: fills the model/version pickers, posts the conversation and renders the
+// reply as it streams (text/event-stream read with fetch + a reader; no EventSource: it is a POST).
 // Text is always inserted with textContent: nothing a model returns is interpreted as HTML.
 "use strict";
 
@@ -22,6 +23,7 @@
   const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
 
   let history = []; // [{role, content}] without the system prompt
+  let conversation = 0; // bumped by "Clear": an answer still streaming then leaves history alone
   let busy = false;
 
   function element(tag, className, text) {
@@ -144,36 +146,6 @@
     return JSON.stringify(content, null, 2);
   }
 
-  function renderCompletion(data) {
-    const completion = data.completion || {};
-    const choices = completion.choices || [];
-    for (const choice of choices) {
-      const message = choice.message || {};
-      const text = contentText(message.content);
-      const bubble = addBubble(message.role || "assistant", text || (message.refusal ? "" : "(empty reply)"));
-      if (message.refusal) bubble.appendChild(element("div", "cm-refusal", `Refusal: ${message.refusal}`));
-      if (message.tool_calls && message.tool_calls.length) {
-        bubble.appendChild(element("div", "cm-message-role", "tool calls"));
-        bubble.appendChild(element("pre", "cm-code", JSON.stringify(message.tool_calls, null, 2)));
-      }
-      const meta = [`${data.model}/v${data.version}`, `${data.elapsed_ms} ms`];
-      const usage = completion.usage;
-      if (usage && usage.total_tokens !== undefined) meta.push(`${usage.total_tokens} tokens`);
-      if (choice.finish_reason) meta.push(`finish: ${choice.finish_reason}`);
-      if (choices.length > 1) meta.push(`choice ${choice.index}`);
-      const footer = element("div", "cm-message-meta", meta.join(" · "));
-      const raw = element("details", "cm-raw");
-      raw.appendChild(element("summary", null, "raw response"));
-      raw.appendChild(element("pre", "cm-code", JSON.stringify(completion, null, 2)));
-      footer.appendChild(raw);
-      bubble.appendChild(footer);
-      if (message.role !== "tool") {
-        history.push({ role: message.role || "assistant", content: text });
-      }
-      if (choices.length > 1) break; // continue the conversation with the first choice
-    }
-  }
-
   function renderError(status, body) {
     const error = (body && body.error) || {};
     const title = error.type ? `${error.type} (${status})` : `HTTP ${status}`;
@@ -198,10 +170,241 @@
 
   function setBusy(value) {
     busy = value;
-    sendButton.disabled = value;
-    sendButton.textContent = value ? "Sending…" : "Send";
+    // While an answer streams, the button stops it (closing the stream stops the model).
+    sendButton.textContent = value ? "Stop" : "Send";
+    sendButton.classList.toggle("cm-stop", value);
     transcript.classList.toggle("cm-busy", value);
   }
+
+  function seconds(ms) {
+    return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+  }
+
+  // --- server-sent events ---------------------------------------------------------------------
+
+  // Reads `response.body` as text/event-stream: onData(text) for each event's data, onComment()
+  // for each comment line (": keep-alive"). Resolves when the body ends.
+  async function readEvents(response, onData, onComment) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder("utf-8");
+    let buffer = "";
+    let data = [];
+
+    function line(text) {
+      if (text === "") {
+        if (data.length) onData(data.join("\n"));
+        data = [];
+      } else if (text.startsWith(":")) {
+        onComment(text.slice(1).trim());
+      } else {
+        const colon = text.indexOf(":");
+        const field = colon < 0 ? text : text.slice(0, colon);
+        let value = colon < 0 ? "" : text.slice(colon + 1);
+        if (value.startsWith(" ")) value = value.slice(1);
+        if (field === "data") data.push(value);
+      }
+    }
+
+    function drain(final) {
+      const lines = buffer.split(/\r\n|\r|\n/);
+      buffer = lines.pop(); // an unfinished line waits for the rest
+      for (const text of lines) line(text);
+      if (final) {
+        if (buffer !== "") line(buffer);
+        line(""); // an event cut short at the end still counts
+        buffer = "";
+      }
+    }
+
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      // A "\r" at the very end may be the first half of "\r\n": keep it for the next read.
+      const pending = buffer.endsWith("\r") ? "\r" : "";
+      if (pending) buffer = buffer.slice(0, -1);
+      drain(false);
+      buffer += pending;
+    }
+    buffer += decoder.decode();
+    drain(true);
+  }
+
+  // --- one streamed answer --------------------------------------------------------------------
+
+  // The bubbles of one answer (one per choice) filled in as chunks arrive.
+  function startAnswer(startedAt) {
+    const answer = {
+      startedAt,
+      firstTokenAt: null,
+      model: null, // "name/N" from the chunks: the version that answered
+      usage: null,
+      chunks: 0,
+      keepAlives: 0,
+      events: [],
+      choices: new Map(),
+      done: false,
+      failed: false,
+    };
+    answer.choice = (index) => {
+      let choice = answer.choices.get(index);
+      if (choice) return choice;
+      const bubble = addBubble("assistant", "", "cm-message-streaming");
+      choice = {
+        index,
+        bubble,
+        content: bubble.querySelector(".cm-message-content"),
+        text: "",
+        refusal: "",
+        refusalNode: null,
+        toolCalls: [],
+        toolNode: null,
+        finish: null,
+        status: element("div", "cm-message-meta cm-live", "waiting for the first token…"),
+      };
+      bubble.appendChild(choice.status);
+      answer.choices.set(index, choice);
+      return choice;
+    };
+    answer.choice(0); // shown at once, before anything arrives
+    return answer;
+  }
+
+  function mergeToolCalls(choice, deltas) {
+    deltas.forEach((delta, position) => {
+      const index = Number.isInteger(delta.index) ? delta.index : position;
+      const call = choice.toolCalls[index] || { id: null, type: "function", function: { name: "", arguments: "" } };
+      if (delta.id) call.id = delta.id;
+      if (delta.type) call.type = delta.type;
+      const fn = delta.function || {};
+      if (fn.name) call.function.name += fn.name;
+      if (fn.arguments) call.function.arguments += fn.arguments;
+      choice.toolCalls[index] = call;
+    });
+    if (!choice.toolNode) {
+      choice.bubble.insertBefore(element("div", "cm-message-role", "tool calls"), choice.status);
+      choice.toolNode = element("pre", "cm-code");
+      choice.bubble.insertBefore(choice.toolNode, choice.status);
+    }
+    const shown = choice.toolCalls.filter(Boolean).map((call) => {
+      let args = call.function.arguments;
+      try {
+        args = JSON.parse(args);
+      } catch (incomplete) {
+        // still arriving (or not JSON): shown as text
+      }
+      return { ...call, function: { ...call.function, arguments: args } };
+    });
+    choice.toolNode.textContent = JSON.stringify(shown, null, 2);
+  }
+
+  function applyChunk(answer, chunk) {
+    answer.chunks += 1;
+    if (chunk.model) answer.model = chunk.model;
+    if (chunk.usage) answer.usage = chunk.usage;
+    for (const part of chunk.choices || []) {
+      const choice = answer.choice(Number.isInteger(part.index) ? part.index : 0);
+      const delta = part.delta || {};
+      const text = contentText(delta.content);
+      const gotToken = Boolean(text) || Boolean(delta.refusal) || Boolean(delta.tool_calls && delta.tool_calls.length);
+      if (gotToken && answer.firstTokenAt === null) answer.firstTokenAt = performance.now();
+      if (delta.role && delta.role !== "assistant") {
+        choice.bubble.querySelector(".cm-message-role").textContent = delta.role;
+      }
+      if (text) {
+        choice.text += text;
+        choice.content.append(text); // a text node: never interpreted as HTML
+      }
+      if (delta.refusal) {
+        choice.refusal += delta.refusal;
+        if (!choice.refusalNode) {
+          choice.refusalNode = element("div", "cm-refusal");
+          choice.bubble.insertBefore(choice.refusalNode, choice.status);
+        }
+        choice.refusalNode.textContent = `Refusal: ${choice.refusal}`;
+      }
+      if (delta.tool_calls && delta.tool_calls.length) mergeToolCalls(choice, delta.tool_calls);
+      if (part.finish_reason) choice.finish = part.finish_reason;
+    }
+  }
+
+  function versionOf(answer) {
+    const model = currentModel();
+    if (!answer.model || !model) return null;
+    const number = Number(answer.model.slice(answer.model.lastIndexOf("/") + 1));
+    return model.versions.find((version) => version.version === number) || { version: number, url: null };
+  }
+
+  function liveStatus(answer) {
+    const elapsed = seconds(performance.now() - answer.startedAt);
+    let text = answer.firstTokenAt === null ? `waiting for the first token… ${elapsed}` : `streaming… ${elapsed}`;
+    if (answer.keepAlives) text += ` · ${answer.keepAlives} keep-alive${answer.keepAlives > 1 ? "s" : ""}`;
+    for (const choice of answer.choices.values()) choice.status.textContent = text;
+  }
+
+  function finishAnswer(answer, outcome) {
+    const endedAt = performance.now();
+    const version = versionOf(answer);
+    const choices = [...answer.choices.values()].sort((a, b) => a.index - b.index);
+    for (const choice of choices) {
+      choice.bubble.classList.remove("cm-message-streaming");
+      if (!choice.text && !choice.refusal && !choice.toolCalls.length && outcome === "done") {
+        choice.content.textContent = "(empty reply)";
+      }
+      const meta = element("div", "cm-message-meta");
+      if (version && version.url) {
+        const link = element("a", null, answer.model);
+        link.href = version.url;
+        link.title = `Version ${version.version}: signature, code, curl`;
+        meta.appendChild(link);
+      } else {
+        meta.append(answer.model || modelSelect.value);
+      }
+      const parts = [];
+      if (answer.firstTokenAt !== null) parts.push(`first token ${seconds(answer.firstTokenAt - answer.startedAt)}`);
+      parts.push(`total ${seconds(endedAt - answer.startedAt)}`);
+      const usage = answer.usage;
+      if (usage && usage.total_tokens !== undefined) parts.push(`${usage.total_tokens} tokens`);
+      if (choice.finish) parts.push(`finish: ${choice.finish}`);
+      if (outcome === "stopped") parts.push("stopped");
+      if (choices.length > 1) parts.push(`choice ${choice.index}`);
+      meta.append(` · ${parts.join(" · ")}`);
+      const raw = element("details", "cm-raw");
+      raw.appendChild(element("summary", null, `raw stream (${answer.chunks} chunks)`));
+      raw.appendChild(element("pre", "cm-code", answer.events.join("\n")));
+      meta.appendChild(raw);
+      choice.status.replaceWith(meta);
+      choice.status = meta;
+    }
+  }
+
+  function failAnswer(answer, error) {
+    for (const choice of answer.choices.values()) {
+      if (!choice.text && !choice.refusal && !choice.toolCalls.length) {
+        choice.bubble.remove();
+        answer.choices.delete(choice.index);
+      }
+    }
+    if (answer.choices.size) finishAnswer(answer, "failed");
+    renderError(error.status, { error: error.body });
+  }
+
+  function historyOf(answer) {
+    const first = answer.choices.get(0) || [...answer.choices.values()][0];
+    return first ? { role: "assistant", content: first.text } : null;
+  }
+
+  async function errorBody(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error) return body.error;
+    } catch (parseError) {
+      // not JSON
+    }
+    return { message: `The server answered ${response.status} without an OpenAI error object.` };
+  }
+
+  let controller = null;
 
   async function send() {
     const text = input.value.trim();
@@ -210,40 +413,91 @@
     history.push({ role: "user", content: text });
     input.value = "";
     setBusy(true);
+    const started = conversation;
+    controller = new AbortController();
+    const answer = startAnswer(performance.now());
+    const ticker = window.setInterval(() => liveStatus(answer), 100);
+    let failure = null; // {status, body}: the message was not answered
     try {
       const response = await fetch(config.invokeUrl, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream", "X-CSRFToken": csrfToken },
         body: JSON.stringify(buildRequest()),
+        signal: controller.signal,
       });
-      let body = null;
-      try {
-        body = await response.json();
-      } catch (parseError) {
-        body = { error: { message: `The server answered ${response.status} without JSON.` } };
-      }
-      if (response.ok) {
-        renderCompletion(body);
+      const type = response.headers.get("Content-Type") || "";
+      if (!response.ok || !type.startsWith("text/event-stream")) {
+        failure = { status: response.status, body: await errorBody(response) };
       } else {
-        // The message was not answered: keep it out of the history so it can be resent.
-        history.pop();
-        userBubble.classList.add("cm-message-unsent");
-        renderError(response.status, body);
-        if (!input.value) input.value = text;
+        await readEvents(
+          response,
+          (data) => {
+            if (answer.done) return;
+            answer.events.push(`data: ${data}`);
+            if (data === "[DONE]") {
+              answer.done = true;
+              return;
+            }
+            let event;
+            try {
+              event = JSON.parse(data);
+            } catch (parseError) {
+              failure = { status: response.status, body: { type: "stream error", message: `Not JSON: ${data}` } };
+              return;
+            }
+            if (event && event.error) {
+              // The model failed after the stream began: the status is already 200.
+              failure = { status: response.status, body: event.error };
+              return;
+            }
+            applyChunk(answer, event);
+            scrollToEnd();
+          },
+          (comment) => {
+            answer.events.push(`: ${comment}`);
+            if (comment === "keep-alive") answer.keepAlives += 1;
+            liveStatus(answer);
+          },
+        );
+        if (!answer.done && !failure) {
+          failure = {
+            status: response.status,
+            body: { type: "stream error", message: "The stream ended before data: [DONE]." },
+          };
+        }
       }
     } catch (networkError) {
+      if (networkError.name === "AbortError") {
+        answer.stopped = true;
+      } else {
+        failure = { status: 0, body: { type: "network error", message: String(networkError) } };
+      }
+    } finally {
+      window.clearInterval(ticker);
+      controller = null;
+    }
+    if (started !== conversation) {
+      finishAnswer(answer, "stopped"); // its bubbles are gone with the conversation
+    } else if (failure) {
+      // The message was not answered: keep it out of the history so it can be resent.
       history.pop();
       userBubble.classList.add("cm-message-unsent");
-      renderError(0, { error: { type: "network error", message: String(networkError) } });
+      failAnswer(answer, failure);
       if (!input.value) input.value = text;
-    } finally {
-      setBusy(false);
-      input.focus();
+    } else {
+      finishAnswer(answer, answer.stopped ? "stopped" : "done");
+      const reply = historyOf(answer);
+      if (reply) history.push(reply);
     }
+    setBusy(false);
+    scrollToEnd();
+    input.focus();
   }
 
   function clearConversation() {
+    if (controller) controller.abort();
+    conversation += 1;
     history = [];
     for (const node of [...transcript.querySelectorAll(".cm-message")]) node.remove();
     if (emptyNote) emptyNote.hidden = false;
@@ -252,7 +506,8 @@
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    send();
+    if (busy && controller) controller.abort();
+    else send();
   });
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
