@@ -1,19 +1,26 @@
-"""The examples: the echo demo model and the OpenAI proxy against a tiny local upstream."""
+"""The examples: the echo model, and the OpenAI proxies (sync, async) against a local upstream."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import cloudpickle
 import pytest
+from django.core.cache import cache
 
-from chatmodels import ChatChunk, ChatParams, ChatResponse
+from chatmodels import ChatChunk, ChatParams, ChatResponse, eventloop, runtime
 from chatmodels.exceptions import ModelRaised
+from chatmodels.models import RegisteredModel
 from chatmodels.packaging import build_package, load_target, open_package, validate_model
 from chatmodels.signature import DEFAULT_INPUT_EXAMPLE, chat_signature
 from chatmodels.types import ChatRequest
+from tests.api.calls import completion_text, error_of, post, stream_events
+from tests.helpers import chat, make_key, register
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -88,6 +95,8 @@ class Upstream:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.slow_events_sent = 0
+        self.client_went_away = threading.Event()
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,6 +109,8 @@ class Upstream:
                     self._send(404, "application/json", b'{"error": {"message": "no route"}}')
                 elif body["messages"][-1]["content"] == "fail":
                     self._send(429, "application/json", b'{"error": {"message": "slow down"}}')
+                elif body["messages"][-1]["content"] == "slow":
+                    self._send_slowly()
                 elif body.get("stream"):
                     self._send(200, "text/event-stream", upstream.events(body))
                 else:
@@ -111,6 +122,25 @@ class Upstream:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _send_slowly(self) -> None:
+                # An event every 20 ms for up to 10 s, no Content-Length (the body ends when
+                # the connection does); a failed write means the client closed the connection.
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                chunk = {"object": "chat.completion.chunk", "created": 1700000000}
+                delta = {"index": 0, "delta": {"content": "tick "}, "finish_reason": None}
+                event = f"data: {json.dumps({**chunk, 'choices': [delta]})}\n\n".encode()
+                for _ in range(500):
+                    try:
+                        self.wfile.write(event)
+                        self.wfile.flush()
+                    except OSError:  # BrokenPipeError, ConnectionResetError
+                        upstream.client_went_away.set()
+                        return
+                    upstream.slow_events_sent += 1
+                    time.sleep(0.02)
 
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass
@@ -256,3 +286,150 @@ def test_proxy_reads_base_url_from_the_environment(upstream, tmp_path, monkeypat
 
     assert response.choices[0].message.content == "env-model heard: Hello!"
     assert upstream.requests[-1]["auth"] == "Bearer sk-from-config"
+
+
+# ---------------------------------------------------------------------------------------------
+# examples/openai_proxy_async.py: registered and served for real (database, HTTP API, upstream)
+
+ASYNC_PROXY = f"{EXAMPLES / 'openai_proxy_async.py'}:AsyncOpenAIProxyModel"
+COMPLETIONS = "/v1/chat/completions"
+
+
+@pytest.fixture
+def served_async_proxy(db, upstream, monkeypatch):
+    """async-proxy/1 registered through the service, with no loaded model carried over."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-environment")
+    runtime.clear_cache()
+    cache.clear()
+    version = register(
+        name="async-proxy",
+        model=ASYNC_PROXY,
+        model_config={"base_url": upstream.base_url, "model": "upstream-model"},
+    )
+    yield version
+    runtime.clear_cache()
+    cache.clear()
+
+
+@pytest.fixture
+def api_key(db) -> str:
+    return make_key(name="async-proxy-caller")[1]
+
+
+def test_async_proxy_is_async_and_picklable_before_load_context():
+    model_class = load_target(ASYNC_PROXY)
+
+    assert inspect.iscoroutinefunction(model_class.predict)
+    assert inspect.isasyncgenfunction(model_class.predict_stream)
+    assert inspect.iscoroutinefunction(model_class.load_context)
+    assert vars(cloudpickle.loads(cloudpickle.dumps(model_class()))) == {}
+
+
+def test_async_proxy_registers_and_forwards_a_request(served_async_proxy, upstream):
+    assert served_async_proxy.version == 1
+    assert served_async_proxy.model.name == "async-proxy"
+    sent = upstream.requests[-1]  # registration ran predict once on the default input example
+    assert len(upstream.requests) == 1
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["auth"] == "Bearer sk-from-environment"
+    assert sent["body"] == {
+        "model": "upstream-model",
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "temperature": 1.0,
+        "max_tokens": 10,
+        "stop": ["\n"],
+        "n": 1,
+        "stream": False,
+    }
+
+
+def test_async_proxy_answers_through_the_http_api(client, served_async_proxy, upstream, api_key):
+    body = chat("hi there", model="async-proxy", top_k=5, custom_inputs={"trace": True})
+
+    response = post(client, COMPLETIONS, body, key=api_key)
+
+    assert completion_text(response) == "upstream-model heard: hi there"
+    completion = response.json()
+    assert completion["id"] == "chatcmpl-up"
+    assert completion["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    sent = upstream.requests[-1]["body"]
+    assert sent["messages"] == [{"role": "user", "content": "hi there"}]
+    assert sent["stream"] is False
+    assert "top_k" not in sent and "custom_inputs" not in sent
+
+
+def test_async_proxy_streams_the_upstream_chunks_then_done(
+    client, served_async_proxy, upstream, api_key
+):
+    body = chat("stream me", model="async-proxy", stream=True)
+
+    events = stream_events(post(client, COMPLETIONS, body, key=api_key))
+
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert [chunk["choices"][0]["delta"].get("content") for chunk in chunks] == [
+        "",
+        "upstream-model ",
+        "heard: ",
+        "stream ",
+        "me ",
+        None,
+    ]
+    assert [chunk["choices"][0]["finish_reason"] for chunk in chunks] == [None] * 5 + ["stop"]
+    assert {chunk["model"] for chunk in chunks} == {"async-proxy"}
+    assert upstream.requests[-1]["body"]["stream"] is True
+
+
+def test_async_proxy_stream_closed_early_closes_the_upstream_response(
+    client, served_async_proxy, upstream, api_key
+):
+    body = chat("slow", model="async-proxy", stream=True)
+    response = post(client, COMPLETIONS, body, key=api_key)
+    assert response.status_code == 200
+    events = iter(response.streaming_content)
+    first = next(events)
+    assert json.loads(first.removeprefix(b"data: "))["choices"][0]["delta"]["content"] == "tick "
+
+    response.close()  # what the server does when the client goes away
+
+    assert upstream.client_went_away.wait(timeout=5), "the upstream response was left open"
+    assert upstream.slow_events_sent < 250  # stopped early, not drained for 10 s
+
+
+def test_async_proxy_stream_aclosed_between_chunks_closes_the_upstream_response(upstream, tmp_path):
+    loaded = package_and_open(ASYNC_PROXY, tmp_path, model_config={"base_url": upstream.base_url})
+    messages, params = request("slow", stream=True).split()
+    stream = loaded.model.predict_stream(loaded.context, messages, params)
+    first = eventloop.run(anext(stream), timeout=5)
+    assert first.choices[0].delta.content == "tick "
+
+    eventloop.run(stream.aclose(), timeout=5)  # closed at its `yield`, not cancelled mid-read
+
+    assert upstream.client_went_away.wait(timeout=5), "the upstream response was left open"
+
+
+def test_async_proxy_upstream_error_fails_registration(db, upstream, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    with pytest.raises(
+        ModelRaised, match=r"predict raised RuntimeError: upstream answered HTTP 429: .*slow down"
+    ):
+        register(
+            name="async-proxy",
+            model=ASYNC_PROXY,
+            model_config={"base_url": upstream.base_url, "model": "upstream-model"},
+            input_example={"messages": [{"role": "user", "content": "fail"}]},
+        )
+
+    assert upstream.requests[-1]["auth"] is None
+    assert not RegisteredModel.objects.filter(name="async-proxy").exists()
+
+
+def test_async_proxy_upstream_error_at_serving_is_a_500_without_the_detail(
+    client, served_async_proxy, api_key
+):
+    response = post(client, COMPLETIONS, chat("fail", model="async-proxy"), key=api_key)
+
+    error = error_of(response, 500)
+    assert "slow down" not in error["message"]
