@@ -73,10 +73,9 @@ def direct_predict(model_name: str):
 
     messages, params = [ChatMessage(role="user", content="Hello!")], ChatParams()
     try:
-        from chatmodels import runtime
-        from chatmodels.models import ModelVersion
+        from chatmodels import runtime, selectors
 
-        version = ModelVersion.objects.filter(model__name=model_name).order_by("-version").first()
+        version = selectors.resolve_version(name=model_name)
         loaded = runtime.get_loaded_model(version)
         model, context = loaded.model, loaded.context
         source = f"{model_name} version {version.version}, loaded by chatmodels.runtime"

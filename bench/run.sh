@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 MLFLOW_VERSION=3.17.2  # the newest MLflow 3 whose mlflow-skinny is published alongside it
 DURATION=${BENCH_DURATION:-15}
 WARMUP=${BENCH_WARMUP:-3}
-THREADS=${BENCH_THREADS:-2}
+WRK_THREADS=${BENCH_THREADS:-2}  # wrk's (THREADS, in the environment, is ./scripts/server's)
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 WORKERS=2
 ONLY=${BENCH_ONLY:-}
@@ -91,17 +91,18 @@ tool() { "$PY" bench/benchtool.py "$@"; }
 run_wrk() {
   local name=$1 mode=$2 round=$3 url=$4 key=$5 pid=$6 close=0 cpu
   [ "$mode" = close ] && close=1
-  log "$name, $mode, round $round: warm-up ${WARMUP}s, then wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s"
-  BENCH_AUTH=$key BENCH_CLOSE=$close wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
+  log "$name, $mode, round $round: warm-up ${WARMUP}s," \
+    "then wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s"
+  BENCH_AUTH=$key BENCH_CLOSE=$close wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
     --timeout 5s -s bench/post.lua "$url" >"$results/warmup-$name-$mode-$round.txt"
   cut -d' ' -f1 /proc/loadavg >"$results/load-$name-$mode-$round.txt"  # other work on the machine
   cpu=$(tool cpu "$pid")
-  BENCH_AUTH=$key BENCH_CLOSE=$close wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+  BENCH_AUTH=$key BENCH_CLOSE=$close wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
     --timeout 5s --latency -s bench/post.lua "$url" | tee "$results/wrk-$name-$mode-$round.txt"
   echo "$cpu $(tool cpu "$pid")" >"$results/cpu-$name-$mode-$round.txt"
 }
 
-"$PY" - "$results/meta.json" "$DURATION" "$WARMUP" "$THREADS" "$CONNECTIONS" "$MLFLOW_VERSION" \
+"$PY" - "$results/meta.json" "$DURATION" "$WARMUP" "$WRK_THREADS" "$CONNECTIONS" "$MLFLOW_VERSION" \
   "$ROUNDS" <<'PY'
 import json, os, platform, sys, time
 out, duration, warmup, threads, connections, mlflow, rounds = sys.argv[1:]
@@ -131,7 +132,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = mlflow ]; then
   sides+=(mlflow)
 fi
 
-# --- chatmodels: a throwaway install served by gunicorn, as in production --------------------
+# --- chatmodels: a throwaway install served by ./scripts/server (granian WSGI), as in production
 if [ -z "$ONLY" ] || [ "$ONLY" = chatmodels ]; then
   SECRET_KEY=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(50))')
   export SECRET_KEY DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost
@@ -143,9 +144,8 @@ if [ -z "$ONLY" ] || [ "$ONLY" = chatmodels ]; then
   "$PY" manage.py register_model echo examples/echo.py:EchoModel | tee "$results/register.txt"
   chatmodels_key=$("$PY" manage.py create_api_key bench | tail -n 1)
   chatmodels_port=$(tool port)
-  log "chatmodels: gunicorn -c gunicorn.conf.py project.wsgi, $WORKERS workers, 127.0.0.1:$chatmodels_port"
-  GUNICORN_WORKERS=$WORKERS GUNICORN_BIND="127.0.0.1:$chatmodels_port" GUNICORN_LOGLEVEL=warning \
-    setsid .venv/bin/gunicorn -c gunicorn.conf.py project.wsgi \
+  log "chatmodels: ./scripts/server (granian WSGI), $WORKERS workers, 127.0.0.1:$chatmodels_port"
+  HOST=127.0.0.1 PORT=$chatmodels_port WORKERS=$WORKERS PYTHON=$PY setsid ./scripts/server \
     >"$results/server-chatmodels.log" 2>&1 &
   chatmodels_pid=$!
   servers+=("$chatmodels_pid")
