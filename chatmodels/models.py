@@ -205,6 +205,22 @@ class ApiKey(models.Model):
         related_name="api_keys",
         help_text="Models this key may call. Empty: all models.",
     )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most requests per minute. Empty: no limit."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most prompt + completion tokens per minute. Empty: no limit.",
+    )
+    monthly_token_budget = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most prompt + completion tokens per calendar month (UTC). Empty: no limit.",
+    )
+    can_read_metrics = models.BooleanField(
+        default=False, help_text="May read GET /metrics from other hosts than the server itself."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
