@@ -1,4 +1,5 @@
-"""Registry tables: registered models, their immutable versions, aliases, tags and API keys."""
+"""Registry tables: registered models, their immutable versions, aliases, tags and API keys;
+usage buckets (requests and tokens per model, version, key and hour)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 from django.core.files.storage import storages
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chatmodels.exceptions import ImmutableVersionError
@@ -239,3 +241,52 @@ class ApiKey(models.Model):
     def hash_key(raw_key: str) -> str:
         # Keys are 256-bit random tokens, so a fast unsalted hash is safe and keeps lookup O(1).
         return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class UsageBucket(models.Model):
+    """What one model version served one API key in one hour (UTC), summed over every worker.
+
+    Written only by additive upserts (`chatmodels.usage`), never a row per request. Requests
+    without a key (the admin playground, anonymous calls) count with `api_key` empty.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="usage")
+    version = models.PositiveIntegerField()
+    # PROTECT: usage is an account of what a key did; revoke a key instead of deleting it.
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="usage"
+    )
+    hour = models.DateTimeField(help_text="Start of the hour (UTC)")
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0, help_text="Requests answered with an error")
+    invalid_requests = models.BigIntegerField(default=0, help_text="4xx but 429: bad input, 403")
+    rejected = models.BigIntegerField(default=0, help_text="429 limits and 503 capacity")
+    model_errors = models.BigIntegerField(default=0, help_text="500/502: the model failed")
+    timeouts = models.BigIntegerField(default=0, help_text="504: the model did not answer")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    latency_ms_sum = models.BigIntegerField(default=0)
+    latency_ms_max = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-hour", "model", "version"]
+        verbose_name = "usage bucket"
+        verbose_name_plural = "usage"
+        constraints = [
+            # NULL keys are distinct in a plain unique index, so the upsert could never find
+            # the keyless bucket: the index is on COALESCE(api_key_id, 0) instead.
+            models.UniqueConstraint(
+                "model",
+                "version",
+                Coalesce("api_key", Value(0)),
+                "hour",
+                name="unique_usage_bucket",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["hour"], name="usage_hour_idx"),
+            models.Index(fields=["api_key", "hour"], name="usage_key_hour_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id}/{self.version} key {self.api_key_id} at {self.hour:%Y-%m-%d %H}:00"

@@ -152,7 +152,7 @@ def _timed_out(served_name: str, timeout: float | None) -> ModelTimeout:
 
 def invoke_stream(
     version: ResolvedVersion, request: ChatRequest, *, served_name: str, include_usage: bool = False
-) -> Iterator[dict[str, Any] | None]:
+) -> ChunkStream:
     """OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one `predict` answer,
     with KEEP_ALIVE (None) after each keep-alive interval of silence.
 
@@ -170,11 +170,31 @@ def invoke_stream(
     except BaseException:
         feed.close()
         raise
-    return _chunks(feed, first, served_name=served_name, include_usage=include_usage)
+    return ChunkStream(feed, first, served_name=served_name, include_usage=include_usage)
+
+
+class ChunkStream:
+    """The iterator `invoke_stream` returns. `usage` is the token usage the model has reported
+    so far (an OpenAI `usage` dict, or None), whether or not the client asked for it."""
+
+    def __init__(self, feed: _Feed, first: Any, *, served_name: str, include_usage: bool):
+        self.usage: dict[str, int] | None = None
+        self._chunks = _chunks(
+            self, feed, first, served_name=served_name, include_usage=include_usage
+        )
+
+    def __iter__(self) -> ChunkStream:
+        return self
+
+    def __next__(self) -> dict[str, Any] | None:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
 
 
 def _chunks(
-    feed: _Feed, first: Any, *, served_name: str, include_usage: bool
+    stream: ChunkStream, feed: _Feed, first: Any, *, served_name: str, include_usage: bool
 ) -> Iterator[dict[str, Any] | None]:
     stream_id, created = completion_id(), int(time.time())
     usage = None
@@ -187,7 +207,9 @@ def _chunks(
             if not isinstance(value, ChatChunk) or value is not first:
                 value = _as_chunk(value, loaded_streams=feed.streams, served_name=served_name)
             chunk = value
-            usage = chunk.usage or usage
+            if chunk.usage is not None:
+                usage = chunk.usage
+                stream.usage = _usage(usage.to_dict())
             data = chunk.to_dict()
             data.pop("usage", None)
             if data["choices"] or not include_usage:

@@ -1,4 +1,4 @@
-"""Writes to the registry: one function per action, one transaction each.
+"""Writes to the registry (and usage retention): one function per action, one transaction each.
 
 The admin, the API and the management commands all call these; no registry logic lives elsewhere.
 """
@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from chatmodels.exceptions import (
     ApiKeyNotFound,
     ChatDataError,
     InvalidName,
+    InvalidRequest,
     ModelNotFound,
     RegistrationError,
     VersionNotFound,
@@ -42,6 +44,7 @@ from chatmodels.models import (
     ModelTag,
     ModelVersion,
     RegisteredModel,
+    UsageBucket,
     package_storage,
 )
 from chatmodels.signature import (
@@ -304,3 +307,17 @@ def revoke_api_key(*, key: ApiKey | str) -> ApiKey:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
     return key
+
+
+@transaction.atomic
+def prune_usage(*, older_than_days: int) -> int:
+    """Delete the usage buckets of hours that started more than `older_than_days` days ago;
+    returns how many were deleted."""
+    if not isinstance(older_than_days, int) or older_than_days < 0:
+        raise InvalidRequest(
+            f"older_than_days must be a whole number of days, 0 or more, got {older_than_days!r}",
+            param="older_than_days",
+        )
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    deleted, _by_model = UsageBucket.objects.filter(hour__lt=cutoff).delete()
+    return deleted

@@ -139,6 +139,12 @@ CHATMODELS_QUEUE_TIMEOUT = env.float("CHATMODELS_QUEUE_TIMEOUT", default=10.0)
 # limit. A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
 CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=None)
 CHATMODELS_STREAM_KEEPALIVE = env.float("CHATMODELS_STREAM_KEEPALIVE", default=15.0)
+# Usage accounting (chatmodels/usage.py): counted in each process, written every
+# CHATMODELS_USAGE_FLUSH_SECONDS (0: only when the process stops) as additive upserts;
+# `manage.py prune_usage` deletes buckets older than CHATMODELS_USAGE_RETENTION_DAYS.
+CHATMODELS_USAGE = env.bool("CHATMODELS_USAGE", default=True)
+CHATMODELS_USAGE_FLUSH_SECONDS = env.float("CHATMODELS_USAGE_FLUSH_SECONDS", default=5.0)
+CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", default=90)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["chatmodels.api.auth.ApiKeyAuthentication"],

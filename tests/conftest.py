@@ -7,3 +7,12 @@ import pytest
 def _isolated_runtime_cache(settings, tmp_path):
     """Each test unpacks models into its own cache folder."""
     settings.CHATMODELS_CACHE_DIR = tmp_path / "cache"
+
+
+@pytest.fixture(autouse=True)
+def _no_usage_carried_over():
+    """Usage one test counted is never written by another test, nor at exit elsewhere."""
+    yield
+    from chatmodels import usage
+
+    usage.discard()

@@ -6,16 +6,18 @@ through `answer_chat`, so they resolve, check, stream and fail alike.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from chatmodels import capacity, runtime, selectors
+from chatmodels import capacity, runtime, selectors, usage
 from chatmodels.api import errors
 from chatmodels.exceptions import (
     ChatModelsError,
@@ -79,8 +81,26 @@ def answer_chat(
     """Resolve the version (every request: alias moves are seen at once), check, invoke, answer.
 
     `served_name` is the model name the answer carries (default: `name/N` of the version).
+    Every request that reaches a version is counted once in `usage` (a stream when it closes).
     """
+    started = time.perf_counter()
     resolved = selectors.resolve_version(name=name, version=version, alias=alias)
+    try:
+        return _answer(resolved, body, key=key, name=name, served_name=served_name, started=started)
+    except Exception as error:
+        usage.record(resolved, key, started=started, status=_status_of(error))
+        raise
+
+
+def _answer(
+    resolved: selectors.ResolvedVersion,
+    body: dict[str, Any],
+    *,
+    key: ApiKeyInfo | None,
+    name: str,
+    served_name: str | None,
+    started: float,
+) -> HttpResponse:
     check_model_allowed(key, resolved.model_id, name)
     chat_request = ChatRequest.from_dict(body)
     include_usage = _include_usage(body) if chat_request.stream else False
@@ -96,6 +116,7 @@ def answer_chat(
             completion = runtime.invoke(resolved, chat_request, served_name=served_name)
         finally:
             slot.release()
+        usage.record(resolved, key, started=started, tokens=completion.get("usage"))
         return HttpResponse(json.dumps(completion), content_type="application/json")
     try:
         chunks = runtime.invoke_stream(
@@ -104,7 +125,10 @@ def answer_chat(
     except BaseException:
         slot.release()
         raise
-    response = StreamingHttpResponse(_EventStream(chunks, slot), content_type="text/event-stream")
+    counted = functools.partial(usage.record, resolved, key, started=started)
+    response = StreamingHttpResponse(
+        _EventStream(chunks, slot, counted), content_type="text/event-stream"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
     return response
@@ -115,6 +139,12 @@ def _release_pooled_connection() -> None:
     # none; without a pool (SQLite) each thread keeps its own, which costs nothing to hold.
     if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
         connection.close()
+
+
+def _status_of(error: Exception) -> int:
+    if isinstance(error, ChatModelsError):
+        return errors.domain_error_kind(error).status
+    return getattr(error, "status_code", 500)  # DRF's exceptions carry theirs; others are bugs
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
@@ -133,12 +163,17 @@ def _include_usage(body: dict[str, Any]) -> bool:
 
 class _EventStream:
     """The SSE body of a stream. The server closes it when the client goes away (or when the
-    stream ends): that stops the model and gives its slot back, even if it never started."""
+    stream ends): that stops the model and gives its slot back, even if it never started, and
+    counts the request once (`counted(tokens=, status=)`), with the tokens the model reported."""
 
-    def __init__(self, chunks: Iterator[dict[str, Any] | None], slot: capacity.Slot) -> None:
+    def __init__(
+        self, chunks: runtime.ChunkStream, slot: capacity.Slot, counted: Callable[..., None]
+    ) -> None:
         self._chunks = chunks
         self._slot = slot
-        self._events = _server_sent_events(chunks, slot)
+        self._counted = counted
+        self.status = 200  # the status of the error event that ended it, if one did
+        self._events = _server_sent_events(chunks, slot, self)
 
     def __iter__(self) -> Iterator[bytes]:
         return self._events
@@ -147,9 +182,12 @@ class _EventStream:
         self._events.close()
         self._chunks.close()
         self._slot.release()
+        counted, self._counted = self._counted, None
+        if counted is not None:
+            counted(tokens=self._chunks.usage, status=self.status)
 
 
-def _server_sent_events(chunks: Iterator[dict[str, Any] | None], slot: capacity.Slot):
+def _server_sent_events(chunks: runtime.ChunkStream, slot: capacity.Slot, stream: _EventStream):
     """Each event is written as soon as it is yielded; a keep-alive comment through silences."""
     try:
         for chunk in chunks:
@@ -158,11 +196,14 @@ def _server_sent_events(chunks: Iterator[dict[str, Any] | None], slot: capacity.
             else:
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
     except ChatModelsError as error:
-        body = errors.error_body(error.message, errors.domain_error_kind(error), error.param)
+        kind = errors.domain_error_kind(error)
+        stream.status = kind.status
+        body = errors.error_body(error.message, kind, error.param)
         yield b"data: " + json.dumps(body).encode() + b"\n\n"
         return
     except Exception:
         logger.exception("stream failed")
+        stream.status = errors.SERVER_ERROR.status
         body = errors.error_body("the stream failed; see the server log", errors.SERVER_ERROR)
         yield b"data: " + json.dumps(body).encode() + b"\n\n"
         return
