@@ -1,4 +1,5 @@
-"""Reads of the registry, shared by the API, the admin and the commands (query-count aware)."""
+"""Reads of the registry and of usage, shared by the API, the admin and the commands (query-count
+aware)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, Max, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Max, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay
 
 from chatmodels.exceptions import (
     AliasNotFound,
@@ -15,7 +17,7 @@ from chatmodels.exceptions import (
     ModelNotFound,
     VersionNotFound,
 )
-from chatmodels.models import ApiKey, ModelAlias, ModelVersion, RegisteredModel
+from chatmodels.models import ApiKey, ModelAlias, ModelVersion, RegisteredModel, UsageBucket
 
 _REFERENCE = re.compile(r"^(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?\Z")
 
@@ -232,3 +234,119 @@ _KEY_SQL = (
     " WHERE k.key_hash = %s AND k.revoked_at IS NULL"
 )
 _KEY_ALLOWS_SQL = f"SELECT 1 FROM {_ALLOWED_TABLE} WHERE apikey_id = %s AND registeredmodel_id = %s"
+
+
+# --- Usage ---------------------------------------------------------------------------------------
+
+USAGE_BUCKETS = ("hour", "day")
+USAGE_GROUPS = ("start", "model", "version", "key")
+# What each usage row sums (as `sum_<counter>`), and the largest single latency (`max_latency_ms`).
+USAGE_COUNTERS = (
+    "requests",
+    "errors",
+    "invalid_requests",
+    "rejected",
+    "model_errors",
+    "timeouts",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms_sum",
+)
+
+
+def _usage_buckets(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    key_id: int | None = None,
+    key_prefix: str | None = None,
+    without_key: bool = False,
+) -> QuerySet[UsageBucket]:
+    rows = UsageBucket.objects.all()
+    if since is not None:
+        rows = rows.filter(hour__gte=since)
+    if until is not None:
+        rows = rows.filter(hour__lt=until)
+    if model:
+        rows = rows.filter(model__name=model)
+    if key_id is not None:
+        rows = rows.filter(api_key_id=key_id)
+    if key_prefix:
+        rows = rows.filter(api_key__prefix=key_prefix)
+    if without_key:
+        rows = rows.filter(api_key__isnull=True)
+    return rows
+
+
+def _usage_sums() -> dict:
+    return {
+        **{f"sum_{name}": Sum(name) for name in USAGE_COUNTERS},
+        "max_latency_ms": Max("latency_ms_max"),
+    }
+
+
+def list_usage(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    key_id: int | None = None,
+    key_prefix: str | None = None,
+    without_key: bool = False,
+    bucket: str = "hour",
+    by: tuple[str, ...] = USAGE_GROUPS,
+) -> QuerySet[dict]:
+    """Usage summed per `by` (of "start", "model", "version", "key"): one query, newest first.
+
+    Hours are from `since` (included) to `until` (excluded); `bucket="day"` adds up each UTC
+    day. Rows are dicts: the group's `start`, `model_name`, `version`, `key_id`, `key_name`,
+    `key_prefix` (None for requests without a key), then `sum_<counter>` and `max_latency_ms`.
+    """
+    group: dict = {}
+    if "start" in by:
+        group["start"] = F("hour") if bucket == "hour" else TruncDay("hour", tzinfo=timezone.utc)
+    if "model" in by:
+        group["model_name"] = F("model__name")
+    if "version" in by:
+        group["version_number"] = F("version")
+    if "key" in by:
+        group.update(
+            key_id=F("api_key_id"), key_name=F("api_key__name"), key_prefix=F("api_key__prefix")
+        )
+    order = [
+        name
+        for name in ("-start", "model_name", "version_number", "key_id")
+        if name.lstrip("-") in group
+    ]
+    rows = _usage_buckets(
+        since=since,
+        until=until,
+        model=model,
+        key_id=key_id,
+        key_prefix=key_prefix,
+        without_key=without_key,
+    )
+    return rows.values(**group).annotate(**_usage_sums()).order_by(*order)
+
+
+def usage_totals(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    model: str | None = None,
+    key_id: int | None = None,
+    key_prefix: str | None = None,
+    without_key: bool = False,
+) -> dict:
+    """Everything summed into one row (zeros when nothing was used): one query."""
+    rows = _usage_buckets(
+        since=since,
+        until=until,
+        model=model,
+        key_id=key_id,
+        key_prefix=key_prefix,
+        without_key=without_key,
+    )
+    totals = rows.aggregate(**_usage_sums())
+    return {name: value or 0 for name, value in totals.items()}

@@ -42,3 +42,18 @@ class HasApiKey(permissions.BasePermission):
         if request.auth is not None or settings.CHATMODELS_ALLOW_ANONYMOUS:
             return True
         raise exceptions.NotAuthenticated(self.message)
+
+
+class CanReadUsage(permissions.BasePermission):
+    """`/api/usage/`: an API key (which sees its own usage), or a staff session allowed to view
+    usage in the admin (which sees everyone's)."""
+
+    def has_permission(self, request: Request, view) -> bool:
+        if request.auth is not None:
+            return True
+        user = request.user
+        if user is None or not user.is_authenticated:
+            raise exceptions.NotAuthenticated(HasApiKey.message)
+        if not (user.is_active and user.is_staff and user.has_perm("chatmodels.view_usagebucket")):
+            raise exceptions.PermissionDenied("Only staff allowed to view usage may read it.")
+        return True

@@ -46,6 +46,7 @@ class ErrorKind:
 INVALID = ErrorKind(400, "invalid_request_error", "invalid_value")
 UNAUTHENTICATED = ErrorKind(401, "invalid_request_error", "invalid_api_key")
 FORBIDDEN = ErrorKind(403, "permission_error", "model_not_allowed")
+PERMISSION_DENIED = ErrorKind(403, "permission_error", "permission_denied")
 NOT_FOUND = ErrorKind(404, "invalid_request_error", "not_found")
 METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "method_not_allowed")
 TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
@@ -79,7 +80,7 @@ _DOMAIN_KINDS: tuple[tuple[type[ChatModelsError], ErrorKind], ...] = (
 _DRF_KINDS: tuple[tuple[type[drf.APIException], ErrorKind], ...] = (
     (drf.NotAuthenticated, UNAUTHENTICATED),
     (drf.AuthenticationFailed, UNAUTHENTICATED),
-    (drf.PermissionDenied, FORBIDDEN),
+    (drf.PermissionDenied, PERMISSION_DENIED),
     (drf.NotFound, NOT_FOUND),
     (drf.MethodNotAllowed, METHOD_NOT_ALLOWED),
     (drf.UnsupportedMediaType, UNSUPPORTED_MEDIA),

@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chatmodels.models import ModelVersion, RegisteredModel
+from chatmodels.selectors import USAGE_BUCKETS
 from chatmodels.signature import REQUEST_SCHEMA, RESPONSE_SCHEMA
 
 
@@ -133,3 +134,89 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     def get_aliases(self, version: ModelVersion) -> list[str]:
         return sorted(alias.name for alias in version.aliases.all())
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    """The query of `GET /api/usage/`."""
+
+    model = serializers.CharField(required=False, max_length=128, help_text="a model name")
+    key = serializers.CharField(
+        required=False,
+        max_length=16,
+        help_text="an API key's prefix (staff; a key may only name itself)",
+    )
+    since = serializers.DateTimeField(
+        required=False, help_text="ISO 8601; the first hour counted (UTC when no offset)"
+    )
+    until = serializers.DateTimeField(
+        required=False, help_text="ISO 8601; counting stops before this hour"
+    )
+    bucket = serializers.ChoiceField(
+        choices=USAGE_BUCKETS, default="hour", help_text="add up per hour or per UTC day"
+    )
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        since, until = data.get("since"), data.get("until")
+        if since is not None and until is not None and since >= until:
+            raise serializers.ValidationError({"until": "must be later than since"})
+        return data
+
+
+class UsageErrorsSerializer(serializers.Serializer):
+    invalid_request = serializers.IntegerField(
+        source="sum_invalid_requests", help_text="4xx but 429: bad input, a model not allowed"
+    )
+    rejected = serializers.IntegerField(
+        source="sum_rejected", help_text="429 limits and 503 capacity: may be retried"
+    )
+    model_error = serializers.IntegerField(
+        source="sum_model_errors", help_text="500/502: the model raised or answered wrongly"
+    )
+    timeout = serializers.IntegerField(source="sum_timeouts", help_text="504")
+
+
+class UsageRowSerializer(serializers.Serializer):
+    """One row of `GET /api/usage/`: a model version's use by one key in one hour or day."""
+
+    start = serializers.DateTimeField(help_text="start of the hour or day (UTC)")
+    bucket = serializers.SerializerMethodField()
+    model = serializers.CharField(source="model_name")
+    version = serializers.IntegerField(source="version_number")
+    key = serializers.SerializerMethodField()
+    requests = serializers.IntegerField(source="sum_requests")
+    errors = serializers.IntegerField(source="sum_errors")
+    errors_by_kind = UsageErrorsSerializer(source="*")
+    prompt_tokens = serializers.IntegerField(source="sum_prompt_tokens")
+    completion_tokens = serializers.IntegerField(source="sum_completion_tokens")
+    total_tokens = serializers.SerializerMethodField()
+    latency_ms_avg = serializers.SerializerMethodField()
+    latency_ms_max = serializers.IntegerField(source="max_latency_ms")
+
+    @extend_schema_field({"type": "string", "enum": list(USAGE_BUCKETS)})
+    def get_bucket(self, row: dict[str, Any]) -> str:
+        return self.context["bucket"]
+
+    @extend_schema_field(
+        {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "prefix": {"type": "string"}},
+                },
+                {"type": "null"},
+            ],
+            "description": "the API key, or null for calls without one (admin playground, "
+            "anonymous)",
+        }
+    )
+    def get_key(self, row: dict[str, Any]) -> dict[str, str] | None:
+        if row["key_id"] is None:
+            return None
+        return {"name": row["key_name"], "prefix": row["key_prefix"]}
+
+    def get_total_tokens(self, row: dict[str, Any]) -> int:
+        return row["sum_prompt_tokens"] + row["sum_completion_tokens"]
+
+    def get_latency_ms_avg(self, row: dict[str, Any]) -> float:
+        requests = row["sum_requests"]
+        return round(row["sum_latency_ms_sum"] / requests, 1) if requests else 0.0

@@ -33,6 +33,7 @@ urlpatterns = [
     path("v1/chat/completions", views.ChatCompletionsView.as_view(), name="chat-completions"),
     path("v1/models", views.OpenAIModelsView.as_view(), name="openai-models"),
     path("v1/models/<path:model>", views.OpenAIModelView.as_view(), name="openai-model"),
+    path("api/usage/", views.UsageView.as_view(), name="usage"),
     path("health", views.HealthView.as_view(), name="health"),
     path("ready", views.ReadyView.as_view(), name="ready"),
     path("version", views.VersionView.as_view(), name="version"),

@@ -16,8 +16,10 @@ import django
 from django.db import connection
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import viewsets
+from rest_framework import generics, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +27,7 @@ from rest_framework.views import APIView
 
 import chatmodels
 from chatmodels import selectors
+from chatmodels.api.auth import ApiKeyAuthentication, CanReadUsage
 from chatmodels.api.chat import answer_chat, check_model_allowed, read_json_object
 from chatmodels.api.serializers import (
     CHAT_REQUEST_SCHEMA,
@@ -34,6 +37,8 @@ from chatmodels.api.serializers import (
     OPENAI_MODEL_LIST_SCHEMA,
     ModelVersionSerializer,
     RegisteredModelSerializer,
+    UsageQuerySerializer,
+    UsageRowSerializer,
 )
 from chatmodels.exceptions import (
     InvalidRequest,
@@ -223,6 +228,42 @@ class OpenAIModelView(APIView):
         return HttpResponse(
             json.dumps(_openai_model(model, created)), content_type="application/json"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage: /api/usage/
+
+
+@extend_schema(
+    tags=["usage"],
+    parameters=[UsageQuerySerializer],
+    responses={200: UsageRowSerializer(many=True), **_ERRORS},
+)
+class UsageView(generics.ListAPIView):
+    """Requests, tokens, errors and latency per model, version, API key and hour (or day),
+    newest first. An API key sees its own usage; a staff session sees everyone's."""
+
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [CanReadUsage]
+    serializer_class = UsageRowSerializer
+
+    def get_queryset(self):
+        query = UsageQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = dict(query.validated_data)
+        self.bucket = filters.pop("bucket")
+        key = self.request.auth
+        if key is not None:
+            if filters.get("key") not in (None, key.prefix):
+                raise PermissionDenied("An API key sees only its own usage.")
+            filters.pop("key", None)
+            filters["key_id"] = key.id
+        else:
+            filters["key_prefix"] = filters.pop("key", None)
+        return selectors.list_usage(bucket=self.bucket, **filters)
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "bucket": getattr(self, "bucket", "hour")}
 
 
 # ---------------------------------------------------------------------------------------------
