@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from chatmodels import admin_views, services
+from chatmodels import admin_usage, admin_views, services  # noqa: F401 - admin_usage registers "Usage"
 from chatmodels.exceptions import ChatModelsError
 from chatmodels.models import (
     RESERVED_ALIASES,
