@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# What usage accounting (and the other per-request features) costs, in two parts:
+#
+#   ./bench/usage_cost.sh                      (both parts, about 5 minutes)
+#   BENCH_PARTS=cost ./bench/usage_cost.sh     (or writes)
+#
+#   cost    the echo model through POST /api/models/echo/invocations with a key, on two servers
+#           of one throwaway install (SQLite), 2 workers each, side by side: every feature ON
+#           against all OFF. wrk loads them in turn, round after round; prints each one's median
+#           req/s and the ratio ON / OFF (the issue's bar: a cost of at most 5%).
+#   writes  the same, features ON, against PostgreSQL (scripts/with-postgres starts a throwaway
+#           one), at a fixed BENCH_RATE req/s (bench/rate.lua) for BENCH_WRITES_DURATION s; prints
+#           the requests served, the usage writes they caused per second (upserts of
+#           chatmodels_usagebucket rows, from pg_stat_user_tables), and checks that the usage
+#           table counted every request.
+#
+# The features are switched by environment variables, given as "NAME=VALUE ..." lists:
+# BENCH_ON_ENV (default: CHATMODELS_USAGE=true) and BENCH_OFF_ENV (default:
+# CHATMODELS_USAGE=false). Metrics and per-key limits are switched by their own settings; add
+# them to both lists (ON and OFF) to measure them in the same run.
+#
+# Environment: BENCH_PARTS (cost,writes), BENCH_DURATION (s per wrk run, 15), BENCH_WARMUP (s, 3),
+# BENCH_ROUNDS (3), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
+# BENCH_WRITES_DURATION (s, 60), BENCH_WRITES_CONNECTIONS (64), BENCH_TIMEOUT (s for the whole
+# run, 900). Servers listen on 127.0.0.1 only and are stopped on success, failure or Ctrl-C.
+# Raw output: bench/results/<UTC time>-usage/ (bench/results/latest-usage links to it).
+set -euo pipefail
+
+if [ -z "${BENCH_UNDER_TIMEOUT:-}" ]; then  # bound the whole run, set-up included
+  export BENCH_UNDER_TIMEOUT=1
+  exec timeout -k 15 "${BENCH_TIMEOUT:-900}" "$0" "$@"
+fi
+cd "$(dirname "$0")/.."
+
+PARTS=${BENCH_PARTS:-cost,writes}
+DURATION=${BENCH_DURATION:-15}
+WARMUP=${BENCH_WARMUP:-3}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNECTIONS=${BENCH_CONNECTIONS:-16}
+WRK_THREADS=${BENCH_THREADS:-2}  # wrk's (THREADS, in the environment, is ./scripts/server's)
+RATE=${BENCH_RATE:-1000}
+WRITES_DURATION=${BENCH_WRITES_DURATION:-60}
+WRITES_CONNECTIONS=${BENCH_WRITES_CONNECTIONS:-64}
+ON_ENV=${BENCH_ON_ENV:-CHATMODELS_USAGE=true}
+OFF_ENV=${BENCH_OFF_ENV:-CHATMODELS_USAGE=false}
+WORKERS=2
+PY=.venv/bin/python
+
+log() { printf '\n== %s\n' "$*"; }
+die() { echo "bench: FAILED: $*" >&2; exit 1; }
+has() { [[ ",$PARTS," == *",$1,"* ]]; }
+tool() { "$PY" bench/benchtool.py "$@"; }
+
+# --- the "writes" part runs again inside scripts/with-postgres, with DATABASE_URL set ----------
+if [ "${1:-}" = "--writes-inside-postgres" ]; then
+  results=$2
+else
+  if [ ! -x "$PY" ]; then
+    log "creating the project venv (.venv)"
+    "${PYTHON:-python3}" -m venv .venv
+  fi
+  "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+  command -v wrk >/dev/null || die "wrk is missing: apt-get install wrk (or run ./bench/run.sh once)"
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)-usage
+  results=bench/results/$stamp
+  mkdir -p "$results"
+  ln -sfn "$stamp" bench/results/latest-usage
+fi
+
+tmp=$(mktemp -d)
+servers=()
+stop_server() {  # stop a server's whole process group (each is started in its own session)
+  local pid=$1 i
+  kill -TERM -- "-$pid" 2>/dev/null || return 0
+  for i in $(seq 1 120); do
+    kill -0 -- "-$pid" 2>/dev/null || return 0
+    sleep 0.25
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+cleanup() {
+  local pid
+  for pid in "${servers[@]}"; do stop_server "$pid"; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+
+# install DATABASE_URL: a throwaway install there, with the echo model and a key ($key).
+install() {
+  SECRET_KEY=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(50))')
+  export SECRET_KEY DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost
+  export DATABASE_URL=$1 CACHE_URL=locmemcache://
+  export CHATMODELS_PACKAGE_DIR="$tmp/packages" CHATMODELS_CACHE_DIR="$tmp/cache"
+  export AWS_STORAGE_BUCKET_NAME= CHATMODELS_THROTTLE_RATE= LOG_LEVEL=WARNING
+  export DJANGO_SETTINGS_MODULE=project.settings ENV_FILE=
+  "$PY" manage.py migrate --noinput -v 0
+  "$PY" manage.py register_model echo examples/echo.py:EchoModel >"$results/register.txt"
+  key=$("$PY" manage.py create_api_key bench-usage | tail -n 1)
+}
+
+# start NAME "ENV=VALUE ...": ./scripts/server with those variables; sets $port and $pid.
+start() {
+  local name=$1 settings=$2
+  port=$(tool port)
+  # shellcheck disable=SC2086  # the list is split into NAME=VALUE words on purpose
+  env $settings HOST=127.0.0.1 PORT="$port" WORKERS=$WORKERS PYTHON=$PY \
+    setsid ./scripts/server >"$results/server-$name.log" 2>&1 &
+  pid=$!
+  servers+=("$pid")
+  tool wait "http://127.0.0.1:$port/health" 60 "$pid"
+  tool verify "http://127.0.0.1:$port/api/models/echo/invocations" "$key" \
+    | tee "$results/verify-$name.txt"
+}
+
+# wrk_run NAME ROUND URL: a warm-up, then the measured run (its BENCH_RESULT line is kept).
+wrk_run() {
+  local name=$1 round=$2 url=$3
+  log "$name, round $round: warm-up ${WARMUP}s, then wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s"
+  BENCH_AUTH=$key wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s \
+    -s bench/post.lua "$url" >/dev/null
+  BENCH_AUTH=$key wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s \
+    --latency -s bench/post.lua "$url" | tee "$results/wrk-$name-$round.txt"
+}
+
+# --- part 1: the cost, ON against OFF, side by side ----------------------------------------------
+cost() {
+  log "cost: a throwaway install (SQLite, in $tmp); ON: $ON_ENV; OFF: $OFF_ENV"
+  install "sqlite:///$tmp/db.sqlite3"
+  start on "$ON_ENV"
+  local on_url="http://127.0.0.1:$port/api/models/echo/invocations" on_pid=$pid
+  start off "$OFF_ENV"
+  local off_url="http://127.0.0.1:$port/api/models/echo/invocations" off_pid=$pid
+  for round in $(seq 1 "$ROUNDS"); do  # in turn, so other work on the machine weighs on both
+    wrk_run off "$round" "$off_url"
+    wrk_run on "$round" "$on_url"
+  done
+  stop_server "$on_pid"
+  stop_server "$off_pid"
+  "$PY" - "$results" "$ROUNDS" "$ON_ENV" "$OFF_ENV" <<'PY' | tee "$results/summary-cost.txt"
+import json, statistics, sys
+from pathlib import Path
+results, rounds, on_env, off_env = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def rates(name):
+    out = []
+    for round in range(1, rounds + 1):
+        text = (results / f"wrk-{name}-{round}.txt").read_text()
+        line = next(l for l in text.splitlines() if l.startswith("BENCH_RESULT "))
+        result = json.loads(line[len("BENCH_RESULT "):])
+        errors = sum(v for k, v in result.items() if k.startswith(("errors_", "non_2xx")))
+        if errors:
+            sys.exit(f"bench: FAILED: {name} round {round} had {errors} errors")
+        out.append(result["requests"] / (result["duration_us"] / 1e6))
+    return out
+on, off = rates("on"), rates("off")
+on_median, off_median = statistics.median(on), statistics.median(off)
+ratio = on_median / off_median
+print(f"\nusage cost ({rounds} rounds each, median; ranges in brackets)")
+print(f"  OFF ({off_env}): {off_median:,.0f} req/s [{min(off):,.0f}-{max(off):,.0f}]")
+print(f"  ON  ({on_env}): {on_median:,.0f} req/s [{min(on):,.0f}-{max(on):,.0f}]")
+print(f"  ON / OFF = {ratio:.3f}: a throughput cost of {100 * (1 - ratio):.1f}% (bar: at most 5%)")
+json.dump({"on": on, "off": off, "ratio": ratio, "on_env": on_env, "off_env": off_env},
+          open(results / "summary-cost.json", "w"), indent=2)
+PY
+}
+
+# --- part 2: usage writes at a fixed rate, on PostgreSQL -----------------------------------------
+pg_writes() {  # rows of chatmodels_usagebucket inserted + updated so far (after stats are flushed)
+  "$PY" - <<'PY'
+import os, psycopg
+with psycopg.connect(os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)) as db:
+    db.execute("SELECT pg_stat_clear_snapshot()")
+    row = db.execute(
+        "SELECT n_tup_ins + n_tup_upd, (SELECT COALESCE(SUM(requests), 0) FROM chatmodels_usagebucket)"
+        " FROM pg_stat_user_tables WHERE relname = 'chatmodels_usagebucket'"
+    ).fetchone()
+    print(row[0], row[1])
+PY
+}
+
+writes() {
+  log "writes: PostgreSQL at $DATABASE_URL; ON: $ON_ENV; ~$RATE req/s for ${WRITES_DURATION}s"
+  install "$DATABASE_URL"
+  start writes "$ON_ENV"
+  local url="http://127.0.0.1:$port/api/models/echo/invocations" server_pid=$pid
+  sleep 6  # the verify request's usage is written (every 5 s by default) before counting starts
+  read -r writes_before counted_before < <(pg_writes)
+  BENCH_AUTH=$key BENCH_RATE=$RATE BENCH_THREADS=$WRK_THREADS wrk -t"$WRK_THREADS" \
+    -c"$WRITES_CONNECTIONS" -d"${WRITES_DURATION}s" --timeout 5s --latency -s bench/rate.lua \
+    "$url" | tee "$results/wrk-writes.txt"
+  stop_server "$server_pid"  # SIGTERM: the workers write what they still hold, then exit
+  sleep 2  # PostgreSQL reports a backend's statistics within a second or so
+  read -r writes_after counted_after < <(pg_writes)
+  "$PY" - "$results" "$WRITES_DURATION" "$writes_before" "$writes_after" "$counted_before" \
+    "$counted_after" "$RATE" <<'PY' | tee "$results/summary-writes.txt"
+import json, sys
+from pathlib import Path
+results, duration = Path(sys.argv[1]), float(sys.argv[2])
+writes_before, writes_after, counted_before, counted_after, rate = map(int, sys.argv[3:])
+text = (results / "wrk-writes.txt").read_text()
+result = json.loads(next(l for l in text.splitlines() if l.startswith("BENCH_RESULT "))[13:])
+served = result["requests"]
+writes = writes_after - writes_before
+counted = counted_after - counted_before
+print(f"\nusage writes on PostgreSQL (target {rate:,} req/s for {duration:.0f} s)")
+print(f"  requests: {served:,} ({served / (result['duration_us'] / 1e6):,.0f} req/s,"
+      f" p99 {result['p99_us'] / 1000:.1f} ms, {result['non_2xx_3xx']} non-2xx)")
+print(f"  usage row writes (upserts, one bucket each here): {writes} in all,"
+      f" {writes / duration:.2f} per second, {1000 * writes / max(served, 1):.3f} per 1,000 requests")
+print(f"  requests counted in the usage table: {counted:,} of {served:,}"
+      + ("" if counted == served else "  <-- MISMATCH"))
+json.dump({"served": served, "writes": writes, "writes_per_second": writes / duration,
+           "counted": counted}, open(results / "summary-writes.json", "w"), indent=2)
+sys.exit(0 if counted == served else 1)
+PY
+}
+
+if [ "${1:-}" = "--writes-inside-postgres" ]; then
+  writes
+  exit 0
+fi
+if has cost; then cost; fi
+if has writes; then
+  log "writes: starting a throwaway PostgreSQL (scripts/with-postgres)"
+  scripts/with-postgres bash bench/usage_cost.sh --writes-inside-postgres "$results"
+fi
+log "results in $results/"
