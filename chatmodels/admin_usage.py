@@ -140,10 +140,10 @@ def _day_start(day: date) -> datetime:
 # --- The data behind the charts ----------------------------------------------------------------
 
 
-def _series_by_start(rows, window: Window, value) -> list[float]:
-    """One value per bucket of `window` (0 where nothing was used)."""
+def _series_by_start(rows, window: Window, value, *, missing: float | None = 0) -> list:
+    """One value per bucket of `window` (`missing` where nothing was used)."""
     by_start = {row["start"]: value(row) for row in rows}
-    return [by_start.get(start, 0) for start in window.starts()]
+    return [by_start.get(start, missing) for start in window.starts()]
 
 
 def _average_latency(row: dict) -> float:
@@ -205,10 +205,17 @@ def usage_charts(window: Window, filters: dict[str, Any]) -> dict[str, Any]:
         )
         for name, label, colour in ERROR_KINDS
     ]
+    # No requests, no latency: a gap in the line, not a fall to 0 ms.
     latency_series = [
-        charts.Series("average", _series_by_start(over_time, window, _average_latency), "#0072b2"),
         charts.Series(
-            "slowest", _series_by_start(over_time, window, lambda r: r["max_latency_ms"]), "#d55e00"
+            "average",
+            _series_by_start(over_time, window, _average_latency, missing=None),
+            "#0072b2",
+        ),
+        charts.Series(
+            "slowest",
+            _series_by_start(over_time, window, lambda r: r["max_latency_ms"], missing=None),
+            "#d55e00",
         ),
     ]
     per = "hour" if window.bucket == "hour" else "day"
@@ -241,10 +248,11 @@ def _summary(row: dict) -> dict[str, Any]:
     return {
         **row,
         "requests": requests,
-        "errors": errors,
+        "requests_text": f"{requests:,}",
+        "errors": f"{errors:,}",
         "error_rate": f"{errors / requests:.1%}" if requests else "—",
-        "prompt_tokens": row["sum_prompt_tokens"] or 0,
-        "completion_tokens": row["sum_completion_tokens"] or 0,
+        "prompt_tokens": f"{row['sum_prompt_tokens'] or 0:,}",
+        "completion_tokens": f"{row['sum_completion_tokens'] or 0:,}",
         "latency_avg": f"{_average_latency(row):.0f} ms" if requests else "—",
         "latency_max": f"{row['max_latency_ms'] or 0} ms" if requests else "—",
     }
@@ -310,8 +318,10 @@ def key_usage(key: ApiKey) -> dict[str, Any]:
     window = Window(_midnight(until - timedelta(days=30)), until, "day")
     rows = list(selectors.list_usage(by=("start",), key_id=key.pk, **_range(window)))
     labels = [window.label(start) for start in window.starts()]
-    requests = charts.Series(
-        "requests", _series_by_start(rows, window, lambda r: r["sum_requests"]), charts.colour(0)
+    answered = charts.Series(
+        "answered",
+        _series_by_start(rows, window, lambda r: r["sum_requests"] - r["sum_errors"]),
+        charts.colour(0),
     )
     errors = charts.Series(
         "errors", _series_by_start(rows, window, lambda r: r["sum_errors"]), "#d55e00"
@@ -326,7 +336,7 @@ def key_usage(key: ApiKey) -> dict[str, Any]:
     return {
         "totals": totals,
         "charts": [
-            _chart("Requests per day, last 30 days", labels, [requests, errors], unit=""),
+            _chart("Requests per day, last 30 days", labels, [answered, errors], unit=""),
             _chart("Tokens per day, last 30 days", labels, [tokens], unit=" tokens"),
         ],
         "usage_url": reverse("admin:chatmodels_usagebucket_changelist")

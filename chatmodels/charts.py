@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 760, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 34
+LEFT, RIGHT, TOP, BOTTOM = 60, 34, 14, 34  # room for the axis labels
 # Colour-blind-friendly (Okabe-Ito); the last is for "other".
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442")
 OTHER_COLOUR = "#999999"
@@ -20,10 +20,10 @@ OTHER_COLOUR = "#999999"
 
 @dataclass(frozen=True)
 class Series:
-    """One named row of values, one per time bucket."""
+    """One named row of values, one per time bucket (None: no value, a gap in a line)."""
 
     label: str
-    values: Sequence[float]
+    values: Sequence[float | None]
     colour: str
 
 
@@ -31,15 +31,17 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 times 10^n at least `value` (1 for nothing), for the y axis."""
-    if value <= 0:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * power:
-            return step * power
-    return 10 * power  # not reached
+def axis(largest: float) -> tuple[float, float]:
+    """(top, step) of a y axis showing `largest`: at most 5 steps of 1, 2, 2.5 or 5 times 10^n."""
+    if largest <= 0:
+        return 1, 0.25
+    power = 10 ** (math.floor(math.log10(largest)) - 1)
+    for scale in (1, 10, 100):
+        for base in (1, 2, 2.5, 5):
+            step = base * power * scale
+            if largest / step <= 5:
+                return math.ceil(largest / step - 1e-9) * step, step
+    return largest, largest  # not reached
 
 
 def short_number(value: float) -> str:
@@ -69,10 +71,10 @@ def time_chart(
     count = len(labels)
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     if kind == "bars":
-        tops = [sum(s.values[i] for s in series) for i in range(count)]
+        tops = [sum(s.values[i] or 0 for s in series) for i in range(count)]
     else:
-        tops = [max((s.values[i] for s in series), default=0) for i in range(count)]
-    top = nice_ceiling(max(tops, default=0))
+        tops = [max((s.values[i] or 0 for s in series), default=0) for i in range(count)]
+    top, step = axis(max(tops, default=0))
     slot = plot_width / max(count, 1)
 
     def y(value: float) -> float:
@@ -83,8 +85,8 @@ def time_chart(
         f' aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">',
         f"<title>{escape(title)}</title>",
     ]
-    for step in range(5):  # gridlines and y labels
-        value = top * step / 4
+    for index in range(round(top / step) + 1):  # gridlines and y labels
+        value = index * step
         line_y = y(value)
         parts.append(
             f'<line class="cm-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}"'
@@ -92,11 +94,11 @@ def time_chart(
             f'<text class="cm-axis" x="{LEFT - 6}" y="{line_y + 4:.1f}"'
             f' text-anchor="end">{escape(short_number(value))}</text>'
         )
-    every = tick_every or max(1, math.ceil(count / 8))
+    every = tick_every or max(1, math.ceil(count / 6))
     for index in range(0, count, every):  # x labels
         x = LEFT + slot * (index + 0.5)
         parts.append(
-            f'<text class="cm-axis" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}"'
+            f'<text class="cm-axis" x="{x:.1f}" y="{HEIGHT - BOTTOM + 20}"'
             f' text-anchor="middle">{escape(labels[index])}</text>'
         )
     if kind == "bars":
@@ -107,7 +109,7 @@ def time_chart(
         f'<line class="cm-baseline" x1="{LEFT}" x2="{WIDTH - RIGHT}"'
         f' y1="{TOP + plot_height}" y2="{TOP + plot_height}"/>'
     )
-    if not any(any(s.values) for s in series):
+    if not any(any(s.values) for s in series):  # nothing, or only zeros and gaps
         parts.append(
             f'<text class="cm-empty" x="{LEFT + plot_width / 2:.1f}"'
             f' y="{TOP + plot_height / 2:.1f}" text-anchor="middle">nothing in this range</text>'
@@ -143,16 +145,24 @@ def _bars(labels, series, *, slot, y, unit) -> list[str]:
 def _lines(labels, series, *, slot, y, unit) -> list[str]:
     parts = []
     for one in series:
-        points = [(LEFT + slot * (i + 0.5), y(v)) for i, v in enumerate(one.values)]
-        path = " ".join(f"{x:.1f},{py:.1f}" for x, py in points)
-        parts.append(
-            f'<polyline fill="none" stroke="{one.colour}" stroke-width="2" points="{path}"/>'
-        )
-        for (x, py), label, value in zip(points, labels, one.values, strict=True):
+        runs: list[list[str]] = [[]]  # unbroken stretches of values; None breaks the line
+        for index, (label, value) in enumerate(zip(labels, one.values, strict=True)):
+            if value is None:
+                runs.append([])
+                continue
+            x, py = LEFT + slot * (index + 0.5), y(value)
+            runs[-1].append(f"{x:.1f},{py:.1f}")
             parts.append(
-                f'<circle cx="{x:.1f}" cy="{py:.1f}" r="2.5" fill="{one.colour}">'
+                f'<circle cx="{x:.1f}" cy="{py:.1f}" r="3" fill="{one.colour}">'
                 f"<title>{_tooltip(label, one, value, unit)}</title></circle>"
             )
+        for run in runs:
+            if len(run) > 1:
+                parts.insert(
+                    0,
+                    f'<polyline fill="none" stroke="{one.colour}" stroke-width="2.5"'
+                    f' points="{" ".join(run)}"/>',
+                )
     return parts
 
 
