@@ -695,6 +695,15 @@ class KeyStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+# Per-key limits and the metrics permission: set when a key is made, changeable later.
+API_KEY_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "monthly_token_budget",
+    "can_read_metrics",
+)
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = (
@@ -727,8 +736,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("name", "allowed_models")
-        return ("name", "prefix_display", "allowed_models", "created_at", "state_display")
+            return ("name", "allowed_models", *API_KEY_LIMIT_FIELDS)
+        return (
+            "name",
+            "prefix_display",
+            "allowed_models",
+            *API_KEY_LIMIT_FIELDS,
+            "created_at",
+            "state_display",
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -741,6 +757,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         key, raw_key = services.create_api_key(
             name=form.cleaned_data["name"],
             models=[model.name for model in form.cleaned_data["allowed_models"]],
+            **{field: form.cleaned_data[field] for field in API_KEY_LIMIT_FIELDS},
         )
         # The admin goes on with `obj` (change message, redirect): make it the created row.
         for field in ("pk", "prefix", "key_hash", "created_at", "revoked_at"):

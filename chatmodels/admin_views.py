@@ -119,7 +119,13 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponse:
         payload["stream_options"] = {"include_usage": True}
         # served_name=None: each chunk says `name/N`, so the page learns the version it got.
         return answer_chat(
-            payload, key=None, name=name, version=number, alias=alias, served_name=None
+            payload,
+            request=request,
+            key=None,
+            name=name,
+            version=number,
+            alias=alias,
+            served_name=None,
         )
     except ChatModelsError as error:
         return errors.domain_error_response(error)  # the same statuses as the HTTP API

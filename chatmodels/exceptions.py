@@ -106,3 +106,22 @@ class ServerBusy(ChatModelsError):
 
 class ModelTimeout(ChatModelsError):
     """The model gave no answer (or no next chunk) within CHATMODELS_MODEL_TIMEOUT (HTTP 504)."""
+
+
+class RateLimited(ChatModelsError):
+    """An API key is over its requests or tokens per minute (HTTP 429, Retry-After).
+
+    `retry_after` is the number of seconds after which the request would be let through.
+    """
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExhausted(RateLimited):
+    """An API key has used its monthly token budget (HTTP 429, `insufficient_quota`)."""
+
+
+class MetricsNotAllowed(ChatModelsError):
+    """The API key may not read GET /metrics (HTTP 403)."""

@@ -1,5 +1,5 @@
 """Registry tables: registered models, their immutable versions, aliases, tags and API keys;
-usage buckets (requests and tokens per model, version, key and hour)."""
+usage buckets (requests and tokens per model, version, key and hour) and per-key limit counters."""
 
 from __future__ import annotations
 
@@ -290,3 +290,26 @@ class UsageBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id}/{self.version} key {self.api_key_id} at {self.hour:%Y-%m-%d %H}:00"
+
+
+class LimitCounter(models.Model):
+    """A per-key limit's count in one time window, in the database store of `chatmodels.limits`.
+
+    Written with atomic upserts (`count = count + n`), and only for keys that have limits;
+    rows past `expires_at` are deleted now and then. A Redis cache (`CACHE_URL`) replaces this.
+    """
+
+    subject = models.CharField(max_length=100, help_text="Whose count: key id and limit kind.")
+    window_start = models.BigIntegerField(help_text="Unix time at which the window starts.")
+    count = models.BigIntegerField(default=0)
+    expires_at = models.BigIntegerField(help_text="Unix time after which the row is not needed.")
+
+    class Meta:
+        ordering = ["subject", "window_start"]
+        constraints = [
+            models.UniqueConstraint(fields=["subject", "window_start"], name="unique_limit_window")
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="limit_counter_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.window_start}: {self.count}"

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chatmodels import eventloop, packaging
+from chatmodels import eventloop, metrics, packaging
 from chatmodels.exceptions import ChatModelsError, ModelLoadError, ModelRaised, ModelTimeout
 from chatmodels.models import package_storage
 from chatmodels.selectors import ResolvedVersion
@@ -69,10 +69,12 @@ def _load(version: ResolvedVersion) -> packaging.LoadedModel:
     except OSError as error:
         logger.error("cannot read the package of %s: %s", version, error)
         raise ModelLoadError(f"model version {version} could not be loaded") from error
+    seconds = time.perf_counter() - started
+    metrics.record_model_load(
+        model=version.model_name, version=str(version.version), seconds=seconds
+    )
     logger.info(
-        "loaded %s",
-        version,
-        extra={"digest": version.digest, "load_ms": round((time.perf_counter() - started) * 1e3)},
+        "loaded %s", version, extra={"digest": version.digest, "load_ms": round(seconds * 1e3)}
     )
     return loaded
 
@@ -151,10 +153,17 @@ def _timed_out(served_name: str, timeout: float | None) -> ModelTimeout:
 
 
 def invoke_stream(
-    version: ResolvedVersion, request: ChatRequest, *, served_name: str, include_usage: bool = False
-) -> ChunkStream:
+    version: ResolvedVersion,
+    request: ChatRequest,
+    *,
+    served_name: str,
+    include_usage: bool = False,
+    on_usage: Callable[[dict[str, Any] | None], None] | None = None,
+) -> Iterator[dict[str, Any] | None]:
     """OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one `predict` answer,
-    with KEEP_ALIVE (None) after each keep-alive interval of silence.
+    with KEEP_ALIVE (None) after each keep-alive interval of silence. When the stream has come
+    to its end, `on_usage` is called with the usage the model reported (None if it did not),
+    whether or not the client asked for it (`include_usage`).
 
     The first chunk is awaited (for up to one keep-alive interval) before this returns, so a
     model that fails at once is answered with an ordinary error response; a later failure
@@ -170,31 +179,18 @@ def invoke_stream(
     except BaseException:
         feed.close()
         raise
-    return ChunkStream(feed, first, served_name=served_name, include_usage=include_usage)
-
-
-class ChunkStream:
-    """The iterator `invoke_stream` returns. `usage` is the token usage the model has reported
-    so far (an OpenAI `usage` dict, or None), whether or not the client asked for it."""
-
-    def __init__(self, feed: _Feed, first: Any, *, served_name: str, include_usage: bool):
-        self.usage: dict[str, int] | None = None
-        self._chunks = _chunks(
-            self, feed, first, served_name=served_name, include_usage=include_usage
-        )
-
-    def __iter__(self) -> ChunkStream:
-        return self
-
-    def __next__(self) -> dict[str, Any] | None:
-        return next(self._chunks)
-
-    def close(self) -> None:
-        self._chunks.close()
+    return _chunks(
+        feed, first, served_name=served_name, include_usage=include_usage, on_usage=on_usage
+    )
 
 
 def _chunks(
-    stream: ChunkStream, feed: _Feed, first: Any, *, served_name: str, include_usage: bool
+    feed: _Feed,
+    first: Any,
+    *,
+    served_name: str,
+    include_usage: bool,
+    on_usage: Callable[[dict[str, Any] | None], None] | None,
 ) -> Iterator[dict[str, Any] | None]:
     stream_id, created = completion_id(), int(time.time())
     usage = None
@@ -207,15 +203,15 @@ def _chunks(
             if not isinstance(value, ChatChunk) or value is not first:
                 value = _as_chunk(value, loaded_streams=feed.streams, served_name=served_name)
             chunk = value
-            if chunk.usage is not None:
-                usage = chunk.usage
-                stream.usage = _usage(usage.to_dict())
+            usage = chunk.usage or usage
             data = chunk.to_dict()
             data.pop("usage", None)
             if data["choices"] or not include_usage:
                 yield chunk_dict(data, stream_id=stream_id, created=created, model=served_name)
     finally:
         feed.close()
+    if on_usage is not None:
+        on_usage(_usage(usage.to_dict()) if usage else None)
     if include_usage:
         final = {"choices": [], "usage": usage.to_dict() if usage else {}}
         yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)

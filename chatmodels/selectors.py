@@ -102,12 +102,21 @@ class ResolvedVersion:
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyInfo:
-    """An active API key as a request sees it. `restricted`: limited to some models."""
+    """An active API key as a request sees it. `restricted`: limited to some models; the
+    limits (None: none) and the metrics permission come with it, in the same query."""
 
     id: int
     name: str
     prefix: str
     restricted: bool
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    monthly_token_budget: int | None = None
+    can_read_metrics: bool = False
+
+    @property
+    def has_limits(self) -> bool:
+        return bool(self.requests_per_minute or self.tokens_per_minute or self.monthly_token_budget)
 
 
 def _version_sql(where: str, *, alias_join: bool = False) -> str:
@@ -209,14 +218,24 @@ def list_versions(*, name: str, model: RegisteredModel | None = None) -> QuerySe
 
 def get_api_key(raw_key: str) -> ApiKeyInfo | None:
     """The active key with this raw value, or None. One query, which also tells whether the key
-    is limited to some models (`restricted`), so unrestricted keys cost no second query."""
+    is limited to some models (`restricted`), so unrestricted keys cost no second query, and
+    brings its request/token limits and metrics permission."""
     if not raw_key:
         return None
     row = _fetch_one(_KEY_SQL, [ApiKey.hash_key(raw_key)])
     if row is None:
         return None
-    key_id, name, prefix, restricted = row
-    return ApiKeyInfo(id=key_id, name=name, prefix=prefix, restricted=bool(restricted))
+    key_id, name, prefix, restricted, rpm, tpm, budget, can_read_metrics = row
+    return ApiKeyInfo(
+        id=key_id,
+        name=name,
+        prefix=prefix,
+        restricted=bool(restricted),
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        monthly_token_budget=budget,
+        can_read_metrics=bool(can_read_metrics),
+    )
 
 
 def key_allows(key: ApiKeyInfo, model: RegisteredModel | int) -> bool:
@@ -230,7 +249,8 @@ def key_allows(key: ApiKeyInfo, model: RegisteredModel | int) -> bool:
 _ALLOWED_TABLE = ApiKey.allowed_models.through._meta.db_table
 _KEY_SQL = (
     f"SELECT k.id, k.name, k.prefix, EXISTS(SELECT 1 FROM {_ALLOWED_TABLE} a"
-    f" WHERE a.apikey_id = k.id) FROM {ApiKey._meta.db_table} k"
+    " WHERE a.apikey_id = k.id), k.requests_per_minute, k.tokens_per_minute,"
+    f" k.monthly_token_budget, k.can_read_metrics FROM {ApiKey._meta.db_table} k"
     " WHERE k.key_hash = %s AND k.revoked_at IS NULL"
 )
 _KEY_ALLOWS_SQL = f"SELECT 1 FROM {_ALLOWED_TABLE} WHERE apikey_id = %s AND registeredmodel_id = %s"

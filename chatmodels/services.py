@@ -277,18 +277,49 @@ def remove_alias(*, name: str, alias: str) -> None:
 
 
 @transaction.atomic
-def create_api_key(*, name: str, models: Iterable[str] = ()) -> tuple[ApiKey, str]:
-    """Make a key; returns it with its raw value, which is shown once and never stored."""
+def create_api_key(
+    *,
+    name: str,
+    models: Iterable[str] = (),
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+    monthly_token_budget: int | None = None,
+    can_read_metrics: bool = False,
+) -> tuple[ApiKey, str]:
+    """Make a key; returns it with its raw value, which is shown once and never stored.
+
+    The limits (None: no limit) are counted by `chatmodels.limits`; `can_read_metrics` lets
+    the key read GET /metrics from other hosts.
+    """
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise InvalidName("an API key name is 1-100 characters", param="name")
+    limits = {
+        "requests_per_minute": requests_per_minute,
+        "tokens_per_minute": tokens_per_minute,
+        "monthly_token_budget": monthly_token_budget,
+    }
+    for field, value in limits.items():
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise InvalidRequest(
+                f"{field} must be a whole number, 0 or more (or none), got {value!r}",
+                param=field,
+            )
     model_names = list(dict.fromkeys(models))
     found = list(RegisteredModel.objects.filter(name__in=model_names))
     missing = sorted(set(model_names) - {model.name for model in found})
     if missing:
         raise ModelNotFound(f"model '{missing[0]}' not found", param="model")
     raw_key = f"cm_{secrets.token_urlsafe(32)}"
-    key = ApiKey.objects.create(name=name, prefix=raw_key[:12], key_hash=ApiKey.hash_key(raw_key))
+    key = ApiKey.objects.create(
+        name=name,
+        prefix=raw_key[:12],
+        key_hash=ApiKey.hash_key(raw_key),
+        can_read_metrics=can_read_metrics,
+        **limits,
+    )
     key.allowed_models.set(found)
     return key, raw_key
 

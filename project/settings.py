@@ -94,6 +94,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# django-environ lower-cases the query's KEY_PREFIX, TIMEOUT, … for Django's own Redis backend,
+# where Django reads them upper-case only (`rediscache://host:6379/0?key_prefix=prod`).
+for _option in ("key_prefix", "timeout", "version", "key_function"):
+    if _option in CACHES["default"]:
+        CACHES["default"][_option.upper()] = CACHES["default"].pop(_option)
 
 # Model packages live in their own storage: local files, or S3-compatible when a bucket is set.
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
@@ -129,7 +134,10 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 CHATMODELS_CACHE_DIR = env.path("CHATMODELS_CACHE_DIR", default=VAR_DIR / "cache")
 CHATMODELS_ALLOW_ANONYMOUS = env.bool("CHATMODELS_ALLOW_ANONYMOUS", default=False)
 CHATMODELS_MAX_REQUEST_BYTES = env.int("CHATMODELS_MAX_REQUEST_BYTES", default=1024 * 1024)
-CHATMODELS_THROTTLE_RATE = env.str("CHATMODELS_THROTTLE_RATE", default="6000/min") or None
+# A request rate for every API request of each key (or anonymous client address), e.g.
+# `600/min`, counted in the limits store (chatmodels/limits.py) shared by every worker and host;
+# empty: none. Off by default: with the database store it would cost a write per request.
+CHATMODELS_THROTTLE_RATE = env.str("CHATMODELS_THROTTLE_RATE", default="") or None
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHATMODELS_MAX_REQUEST_BYTES
 # Capacity (scripts/server): each worker process runs up to THREADS requests at once; one past
 # that waits up to CHATMODELS_QUEUE_TIMEOUT seconds for a free slot, then gets 503.
@@ -146,11 +154,23 @@ CHATMODELS_USAGE = env.bool("CHATMODELS_USAGE", default=True)
 CHATMODELS_USAGE_FLUSH_SECONDS = env.float("CHATMODELS_USAGE_FLUSH_SECONDS", default=5.0)
 CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", default=90)
 
+# Observability (DESIGN §7). Metrics: GET /metrics, open from this host, to keys with the
+# metrics permission, or to all with CHATMODELS_METRICS_PUBLIC. scripts/server sets
+# PROMETHEUS_MULTIPROC_DIR so that every worker process is counted.
+CHATMODELS_METRICS = env.bool("CHATMODELS_METRICS", default=True)
+CHATMODELS_METRICS_PUBLIC = env.bool("CHATMODELS_METRICS_PUBLIC", default=False)
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Tracing is on when an OTLP endpoint is named (the exporter reads the OTEL_* variables itself).
+CHATMODELS_TRACING = bool(
+    env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+    or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+)
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="chatmodels")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["chatmodels.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["chatmodels.api.auth.HasApiKey"],
     "DEFAULT_THROTTLE_CLASSES": ["chatmodels.api.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": CHATMODELS_THROTTLE_RATE},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "chatmodels.api.negotiation.JSONOnlyNegotiation",
@@ -189,7 +209,7 @@ USE_TZ = True
 # Production safety: on whenever DEBUG is off, each one overridable from the environment.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)

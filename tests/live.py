@@ -301,8 +301,9 @@ class Deployment:
             )
         return result
 
-    def create_api_key(self, name: str = "live") -> str:
-        return self.manage("create_api_key", name).stdout.strip().splitlines()[-1]
+    def create_api_key(self, name: str = "live", *options: str) -> str:
+        """A new key's raw value; `options` as `create_api_key` takes them (`--rpm`, `20` …)."""
+        return self.manage("create_api_key", name, *options).stdout.strip().splitlines()[-1]
 
     def start_server(self, host: str, *, workers: int = 2, threads: int = 8, **extra: str) -> str:
         """The production server (`scripts/server`) on a free loopback port; its base URL."""
@@ -316,6 +317,8 @@ class Deployment:
                     PORT=str(port),
                     WORKERS=str(workers),
                     THREADS=str(threads),
+                    # Each server its own metrics folder (scripts/server empties it at start).
+                    PROMETHEUS_MULTIPROC_DIR=str(self.directory / host / f"metrics-{port}"),
                     **extra,
                 ),
             ),

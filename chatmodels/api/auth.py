@@ -7,6 +7,9 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from chatmodels import selectors
+from chatmodels.exceptions import MetricsNotAllowed
+
+LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -57,3 +60,34 @@ class CanReadUsage(permissions.BasePermission):
         if not (user.is_active and user.is_staff and user.has_perm("chatmodels.view_usagebucket")):
             raise exceptions.PermissionDenied("Only staff allowed to view usage may read it.")
         return True
+
+
+class CanReadMetrics(permissions.BasePermission):
+    """GET /metrics: open to the server's own host, to a key with the metrics permission, or to
+    all when CHATMODELS_METRICS_PUBLIC is on.
+
+    A request forwarded by a proxy (`X-Forwarded-For` or `Forwarded` set) is not the host's own
+    even when the proxy connects from loopback.
+    """
+
+    def has_permission(self, request: Request, view) -> bool:
+        if settings.CHATMODELS_METRICS_PUBLIC or _from_this_host(request):
+            return True
+        key = request.auth
+        if key is None:
+            raise exceptions.NotAuthenticated(
+                "GET /metrics from another host needs 'Authorization: Bearer <API key>' with a"
+                " key that may read metrics."
+            )
+        if not key.can_read_metrics:
+            raise MetricsNotAllowed(f"API key '{key.name}' may not read metrics")
+        return True
+
+
+def _from_this_host(request: Request) -> bool:
+    meta = request._request.META
+    return (
+        meta.get("REMOTE_ADDR") in LOOPBACK_ADDRESSES
+        and "HTTP_X_FORWARDED_FOR" not in meta
+        and "HTTP_FORWARDED" not in meta
+    )

@@ -1,4 +1,4 @@
-"""The one chat pipeline: resolve → check the key → parse → admit → invoke → answer.
+"""The one chat pipeline: resolve → check the key and its limits → parse → admit → invoke → answer.
 
 `/api/models/<name>/invocations`, `/v1/chat/completions` and the admin playground all answer
 through `answer_chat`, so they resolve, check, stream and fail alike.
@@ -6,19 +6,18 @@ through `answer_chat`, so they resolve, check, stream and fail alike.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from rest_framework.request import Request
 
-from chatmodels import capacity, runtime, selectors, usage
-from chatmodels.api import errors
+from chatmodels import capacity, limits, runtime, selectors
+from chatmodels.api import errors, observability
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidRequest,
@@ -72,6 +71,7 @@ def check_model_allowed(key: ApiKeyInfo | None, model_id: int, name: str) -> Non
 def answer_chat(
     body: dict[str, Any],
     *,
+    request: HttpRequest | Request,
     key: ApiKeyInfo | None,
     name: str,
     version: int | None,
@@ -81,53 +81,49 @@ def answer_chat(
     """Resolve the version (every request: alias moves are seen at once), check, invoke, answer.
 
     `served_name` is the model name the answer carries (default: `name/N` of the version).
-    Every request that reaches a version is counted once in `usage` (a stream when it closes).
+    `request` is the HTTP request: its route names the metrics, its `traceparent` the span.
+    Every outcome, error or answer, is reported once through `observability.ChatCall`.
     """
-    started = time.perf_counter()
-    resolved = selectors.resolve_version(name=name, version=version, alias=alias)
+    call = observability.ChatCall(request=request, key=key, model=served_name or name, body=body)
     try:
-        return _answer(resolved, body, key=key, name=name, served_name=served_name, started=started)
-    except Exception as error:
-        usage.record(resolved, key, started=started, status=_status_of(error))
-        raise
-
-
-def _answer(
-    resolved: selectors.ResolvedVersion,
-    body: dict[str, Any],
-    *,
-    key: ApiKeyInfo | None,
-    name: str,
-    served_name: str | None,
-    started: float,
-) -> HttpResponse:
-    check_model_allowed(key, resolved.model_id, name)
-    chat_request = ChatRequest.from_dict(body)
-    include_usage = _include_usage(body) if chat_request.stream else False
-    served_name = served_name or str(resolved)
-    _release_pooled_connection()
-    slot = capacity.acquire(
-        model_id=resolved.model_id,
-        model_name=name,
-        max_concurrency=resolved.max_concurrency,
-    )
-    if not chat_request.stream:
-        try:
-            completion = runtime.invoke(resolved, chat_request, served_name=served_name)
-        finally:
-            slot.release()
-        usage.record(resolved, key, started=started, tokens=completion.get("usage"))
-        return HttpResponse(json.dumps(completion), content_type="application/json")
-    try:
-        chunks = runtime.invoke_stream(
-            resolved, chat_request, served_name=served_name, include_usage=include_usage
+        resolved = selectors.resolve_version(name=name, version=version, alias=alias)
+        call.resolved(resolved)
+        check_model_allowed(key, resolved.model_id, name)
+        if key is not None:
+            limits.check(key)
+        chat_request = ChatRequest.from_dict(body)
+        include_usage = _include_usage(body) if chat_request.stream else False
+        served_name = served_name or str(resolved)
+        _release_pooled_connection()
+        slot = capacity.acquire(
+            model_id=resolved.model_id,
+            model_name=name,
+            max_concurrency=resolved.max_concurrency,
         )
-    except BaseException:
-        slot.release()
+        if not chat_request.stream:
+            try:
+                completion = runtime.invoke(resolved, chat_request, served_name=served_name)
+            finally:
+                slot.release()
+            call.set_usage(completion.get("usage"))
+            call.finish()
+            return HttpResponse(json.dumps(completion), content_type="application/json")
+        try:
+            chunks = runtime.invoke_stream(
+                resolved,
+                chat_request,
+                served_name=served_name,
+                include_usage=include_usage,
+                on_usage=call.set_usage,
+            )
+        except BaseException:
+            slot.release()
+            raise
+    except BaseException as error:
+        call.finish(error=error)
         raise
-    counted = functools.partial(usage.record, resolved, key, started=started)
     response = StreamingHttpResponse(
-        _EventStream(chunks, slot, counted), content_type="text/event-stream"
+        _EventStream(chunks, slot, call), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
@@ -139,12 +135,6 @@ def _release_pooled_connection() -> None:
     # none; without a pool (SQLite) each thread keeps its own, which costs nothing to hold.
     if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
         connection.close()
-
-
-def _status_of(error: Exception) -> int:
-    if isinstance(error, ChatModelsError):
-        return errors.domain_error_kind(error).status
-    return getattr(error, "status_code", 500)  # DRF's exceptions carry theirs; others are bugs
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
@@ -163,17 +153,18 @@ def _include_usage(body: dict[str, Any]) -> bool:
 
 class _EventStream:
     """The SSE body of a stream. The server closes it when the client goes away (or when the
-    stream ends): that stops the model and gives its slot back, even if it never started, and
-    counts the request once (`counted(tokens=, status=)`), with the tokens the model reported."""
+    stream ends): that stops the model and gives its slot back, even if it never started."""
 
     def __init__(
-        self, chunks: runtime.ChunkStream, slot: capacity.Slot, counted: Callable[..., None]
+        self,
+        chunks: Iterator[dict[str, Any] | None],
+        slot: capacity.Slot,
+        call: observability.ChatCall,
     ) -> None:
         self._chunks = chunks
         self._slot = slot
-        self._counted = counted
-        self.status = 200  # the status of the error event that ended it, if one did
-        self._events = _server_sent_events(chunks, slot, self)
+        self._call = call
+        self._events = _server_sent_events(chunks, slot, call)
 
     def __iter__(self) -> Iterator[bytes]:
         return self._events
@@ -182,32 +173,33 @@ class _EventStream:
         self._events.close()
         self._chunks.close()
         self._slot.release()
-        counted, self._counted = self._counted, None
-        if counted is not None:
-            counted(tokens=self._chunks.usage, status=self.status)
+        self._call.finish(client_closed=True)  # a no-op when the stream came to its end
 
 
-def _server_sent_events(chunks: runtime.ChunkStream, slot: capacity.Slot, stream: _EventStream):
+def _server_sent_events(
+    chunks: Iterator[dict[str, Any] | None], slot: capacity.Slot, call: observability.ChatCall
+):
     """Each event is written as soon as it is yielded; a keep-alive comment through silences."""
     try:
         for chunk in chunks:
             if chunk is runtime.KEEP_ALIVE:
                 yield KEEP_ALIVE_EVENT
             else:
+                call.first_chunk()
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
     except ChatModelsError as error:
-        kind = errors.domain_error_kind(error)
-        stream.status = kind.status
-        body = errors.error_body(error.message, kind, error.param)
+        call.finish(error=error)
+        body = errors.error_body(error.message, errors.domain_error_kind(error), error.param)
         yield b"data: " + json.dumps(body).encode() + b"\n\n"
         return
-    except Exception:
+    except Exception as error:
         logger.exception("stream failed")
-        stream.status = errors.SERVER_ERROR.status
+        call.finish(error=error)
         body = errors.error_body("the stream failed; see the server log", errors.SERVER_ERROR)
         yield b"data: " + json.dumps(body).encode() + b"\n\n"
         return
     finally:
         chunks.close()
         slot.release()
+    call.finish()
     yield b"data: [DONE]\n\n"

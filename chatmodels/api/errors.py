@@ -21,12 +21,15 @@ from chatmodels.exceptions import (
     ChatModelsError,
     InvalidModelOutput,
     InvalidRequest,
+    MetricsNotAllowed,
     ModelLoadError,
     ModelNotAllowed,
     ModelNotFound,
     ModelRaised,
     ModelTimeout,
     NotFound,
+    QuotaExhausted,
+    RateLimited,
     RequestTooLarge,
     ServerBusy,
     ServiceUnavailable,
@@ -52,6 +55,9 @@ METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "method_not_allowed
 TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
 UNSUPPORTED_MEDIA = ErrorKind(415, "invalid_request_error", "unsupported_media_type")
 THROTTLED = ErrorKind(429, "rate_limit_error", "rate_limit_exceeded")
+# OpenAI's own answer when an account's quota is used up (its SDKs raise RateLimitError).
+QUOTA_EXHAUSTED = ErrorKind(429, "insufficient_quota", "insufficient_quota")
+METRICS_FORBIDDEN = ErrorKind(403, "permission_error", "metrics_not_allowed")
 MODEL_ERROR = ErrorKind(500, "server_error", "model_error")
 SERVER_ERROR = ErrorKind(500, "server_error", None)
 UNAVAILABLE = ErrorKind(503, "server_error", "unavailable")
@@ -63,7 +69,10 @@ MODEL_TIMEOUT = ErrorKind(504, "server_error", "model_timeout")
 _DOMAIN_KINDS: tuple[tuple[type[ChatModelsError], ErrorKind], ...] = (
     (RequestTooLarge, TOO_LARGE),
     (ModelNotAllowed, FORBIDDEN),
+    (MetricsNotAllowed, METRICS_FORBIDDEN),
     (ServerBusy, BUSY),
+    (QuotaExhausted, QUOTA_EXHAUSTED),
+    (RateLimited, THROTTLED),
     (ServiceUnavailable, UNAVAILABLE),
     (ModelTimeout, MODEL_TIMEOUT),
     (ModelNotFound, ErrorKind(404, "invalid_request_error", "model_not_found")),

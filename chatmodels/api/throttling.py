@@ -1,21 +1,55 @@
-"""Rate limits per API key (`CHATMODELS_THROTTLE_RATE`, e.g. `600/min`; empty turns them off)."""
+"""The global request rate, `CHATMODELS_THROTTLE_RATE` (e.g. `600/min`; empty: none).
+
+It applies to every API request of each key (of each client address for anonymous calls) and
+is counted in the limits store that every worker process and host share (`chatmodels.limits`),
+so that two workers do not each let the whole rate through. A key's own limits (requests and
+tokens per minute, monthly budget) are checked by the chat pipeline on top of it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from chatmodels import limits
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class ApiKeyRateThrottle(SimpleRateThrottle):
-    """Counts requests per key (per client address for anonymous calls) in the default cache."""
+def parse_rate(rate: str) -> tuple[int, int]:
+    """`N/s`, `N/min`, `N/hour`, `N/day` (DRF's format) → (N, seconds)."""
+    number, _, period = rate.partition("/")
+    try:
+        return int(number), _PERIODS[period.strip()[:1]]
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"CHATMODELS_THROTTLE_RATE must look like 600/min (N/s, N/min, N/hour, N/day),"
+            f" got {rate!r}"
+        ) from None
 
-    scope = "api_key"
 
-    def get_rate(self) -> str | None:
-        # Read per request, not at import, so the setting can change without a restart of DRF.
-        return settings.CHATMODELS_THROTTLE_RATE or None
+class ApiKeyRateThrottle(BaseThrottle):
+    """Counts requests per key (per client address for anonymous calls) in the shared store."""
 
-    def get_cache_key(self, request, view) -> str:
+    def __init__(self) -> None:
+        self._wait = 0.0
+
+    def allow_request(self, request, view) -> bool:
+        rate = settings.CHATMODELS_THROTTLE_RATE  # read per request: settings may change
+        if not rate:
+            return True
+        limit, period = parse_rate(rate)
         key = request.auth
-        ident = f"key:{key.id}" if key is not None else f"ip:{self.get_ident(request)}"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        if key is not None:
+            subject = f"rate:key:{key.id}"
+        else:
+            # The address (or X-Forwarded-For chain) is hashed: a fixed length for the store.
+            address = self.get_ident(request) or ""
+            subject = f"rate:ip:{hashlib.sha256(address.encode()).hexdigest()[:32]}"
+        self._wait = limits.count_request(subject, limit=limit, period=period)
+        return self._wait == 0
+
+    def wait(self) -> float:
+        return self._wait

@@ -37,6 +37,7 @@ urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
     path("ready", views.ReadyView.as_view(), name="ready"),
     path("version", views.VersionView.as_view(), name="version"),
+    path("metrics", views.MetricsView.as_view(), name="metrics"),
     # The schema alone comes in several formats (YAML by default, `?format=json`).
     path(
         "api/schema/",

@@ -26,8 +26,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import chatmodels
-from chatmodels import selectors
-from chatmodels.api.auth import ApiKeyAuthentication, CanReadUsage
+from chatmodels import metrics, selectors
+from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage
 from chatmodels.api.chat import answer_chat, check_model_allowed, read_json_object
 from chatmodels.api.serializers import (
     CHAT_REQUEST_SCHEMA,
@@ -43,6 +43,7 @@ from chatmodels.api.serializers import (
 from chatmodels.exceptions import (
     InvalidRequest,
     ModelNotFound,
+    NotFound,
     ServiceUnavailable,
     VersionNotFound,
 )
@@ -127,7 +128,13 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
             raise InvalidRequest("give either version or alias, not both", param="version")
         version = selectors.parse_version_number(version_text) if version_text else None
         return answer_chat(
-            body, key=request.auth, name=name, version=version, alias=alias, served_name=name
+            body,
+            request=request,
+            key=request.auth,
+            name=name,
+            version=version,
+            alias=alias,
+            served_name=name,
         )
 
 
@@ -184,7 +191,13 @@ class ChatCompletionsView(APIView):
             )
         name, version, alias = selectors.parse_model_reference(reference)
         return answer_chat(
-            body, key=request.auth, name=name, version=version, alias=alias, served_name=reference
+            body,
+            request=request,
+            key=request.auth,
+            name=name,
+            version=version,
+            alias=alias,
+            served_name=reference,
         )
 
 
@@ -317,6 +330,27 @@ def _check_storage() -> None:
             raise OSError(f"{location} is not writable")
         return
     storage.exists("ready-check")  # a round trip to the object store
+
+
+class MetricsView(APIView):
+    """Prometheus metrics of every worker process of this host (DESIGN §7)."""
+
+    permission_classes = [CanReadMetrics]
+    throttle_classes: list = []
+
+    @extend_schema(
+        tags=["health"],
+        responses={
+            (200, "text/plain"): OpenApiResponse(description="Prometheus text format"),
+            401: ERROR_SCHEMA,
+            403: ERROR_SCHEMA,
+            404: ERROR_SCHEMA,
+        },
+    )
+    def get(self, request: Request) -> HttpResponse:
+        if not metrics.enabled():
+            raise NotFound("metrics are turned off (CHATMODELS_METRICS=false)")
+        return HttpResponse(metrics.render(), content_type=metrics.CONTENT_TYPE)
 
 
 class VersionView(_PublicView):
