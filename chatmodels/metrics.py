@@ -91,21 +91,46 @@ def record_request(
     model_error: str | None = None,
 ) -> None:
     """One finished chat request: its count, duration, time to first chunk, tokens, error."""
-    REQUESTS.labels(model, version, route, str(status)).inc()
-    REQUEST_DURATION.labels(model, version, route).observe(seconds)
+    children = _children.get((model, version, route, status))
+    if children is None:
+        children = _children_of(model, version, route, status)
+    requests, duration, time_to_first_token, prompt, completion = children
+    requests.inc()
+    duration.observe(seconds)
     if first_chunk_seconds is not None:
-        TIME_TO_FIRST_TOKEN.labels(model, version, route).observe(first_chunk_seconds)
+        time_to_first_token.observe(first_chunk_seconds)
     if prompt_tokens:
-        TOKENS.labels(model, version, "prompt").inc(prompt_tokens)
+        prompt.inc(prompt_tokens)
     if completion_tokens:
-        TOKENS.labels(model, version, "completion").inc(completion_tokens)
+        completion.inc(completion_tokens)
     if model_error is not None:
         MODEL_ERRORS.labels(model, version, model_error).inc()
 
 
 def in_flight(model: str) -> Gauge:
     """The in-flight gauge of `model`: `inc()` when a request starts, `dec()` when it ends."""
-    return IN_FLIGHT.labels(model)
+    gauge = _in_flight.get(model)
+    if gauge is None:
+        gauge = _in_flight[model] = IN_FLIGHT.labels(model)
+    return gauge
+
+
+# The labelled children of each label set, looked up once: `labels()` costs as much as the
+# update itself, and a process sees few label sets (models x versions x routes x statuses).
+_children: dict[tuple[str, str, str, int], tuple] = {}
+_in_flight: dict[str, Gauge] = {}
+
+
+def _children_of(model: str, version: str, route: str, status: int) -> tuple:
+    children = (
+        REQUESTS.labels(model, version, route, str(status)),
+        REQUEST_DURATION.labels(model, version, route),
+        TIME_TO_FIRST_TOKEN.labels(model, version, route),
+        TOKENS.labels(model, version, "prompt"),
+        TOKENS.labels(model, version, "completion"),
+    )
+    _children[(model, version, route, status)] = children
+    return children
 
 
 def record_model_load(*, model: str, version: str, seconds: float) -> None:
