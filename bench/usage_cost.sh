@@ -16,9 +16,11 @@
 #           flight when wrk stopped).
 #
 # The features are switched by environment variables, given as "NAME=VALUE ..." lists:
-# BENCH_ON_ENV (default: CHATMODELS_USAGE=true) and BENCH_OFF_ENV (default:
-# CHATMODELS_USAGE=false). Metrics and per-key limits are switched by their own settings; add
-# them to both lists (ON and OFF) to measure them in the same run.
+# BENCH_ON_ENV (default: CHATMODELS_USAGE=true CHATMODELS_METRICS=true) and BENCH_OFF_ENV
+# (default: CHATMODELS_USAGE=false CHATMODELS_METRICS=false). Per-key limits are on a key: the ON
+# server is called with a key that has requests-per-minute, tokens-per-minute and monthly-budget
+# limits (too high to refuse anything, so each request is checked and counted), the OFF server
+# with a key that has none.
 #
 # Environment: BENCH_PARTS (cost,writes), BENCH_DURATION (s per wrk run, 15), BENCH_WARMUP (s, 3),
 # BENCH_ROUNDS (3), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
@@ -42,8 +44,8 @@ WRK_THREADS=${BENCH_THREADS:-2}  # wrk's (THREADS, in the environment, is ./scri
 RATE=${BENCH_RATE:-1000}
 WRITES_DURATION=${BENCH_WRITES_DURATION:-60}
 WRITES_CONNECTIONS=${BENCH_WRITES_CONNECTIONS:-64}
-ON_ENV=${BENCH_ON_ENV:-CHATMODELS_USAGE=true}
-OFF_ENV=${BENCH_OFF_ENV:-CHATMODELS_USAGE=false}
+ON_ENV=${BENCH_ON_ENV:-CHATMODELS_USAGE=true CHATMODELS_METRICS=true}
+OFF_ENV=${BENCH_OFF_ENV:-CHATMODELS_USAGE=false CHATMODELS_METRICS=false}
 WORKERS=2
 PY=.venv/bin/python
 
@@ -98,6 +100,8 @@ install() {
   "$PY" manage.py migrate --noinput -v 0
   "$PY" manage.py register_model echo examples/echo.py:EchoModel >"$results/register.txt"
   key=$("$PY" manage.py create_api_key bench-usage | tail -n 1)
+  limited_key=$("$PY" manage.py create_api_key bench-usage-limited --rpm 1000000000 \
+    --tpm 1000000000 --monthly-budget 1000000000000 | tail -n 1)
 }
 
 # start NAME "ENV=VALUE ...": ./scripts/server with those variables; sets $port and $pid.
@@ -116,7 +120,8 @@ start() {
 
 # wrk_run NAME ROUND URL: a warm-up, then the measured run (its BENCH_RESULT line is kept).
 wrk_run() {
-  local name=$1 round=$2 url=$3
+  local name=$1 round=$2 url=$3 key=$key
+  [ "$name" = off ] || key=$limited_key
   log "$name, round $round: warm-up ${WARMUP}s, then wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s"
   BENCH_AUTH=$key wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s \
     -s bench/post.lua "$url" >/dev/null
