@@ -511,6 +511,20 @@ class ChatParams(_ChatData):
     presence_penalty: float | None = None
     custom_inputs: dict[str, Any] | None = None
     tools: list[ToolDefinition] | None = None
+    # The rest of the OpenAI request, for models that forward it upstream.
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    reasoning_effort: str | None = None
+    max_completion_tokens: int | None = None
+    # Every other key of the request (vendor parameters such as `min_p`), as the client sent it.
+    extra: dict[str, Any] | None = None
     _fields = (
         ("temperature", NUMBER, False),
         ("max_tokens", INT, False),
@@ -523,7 +537,24 @@ class ChatParams(_ChatData):
         ("presence_penalty", NUMBER, False),
         ("custom_inputs", DICT, False),
         ("tools", [ToolDefinition], False),
+        ("tool_choice", ANY, False),
+        ("parallel_tool_calls", BOOL, False),
+        ("response_format", DICT, False),
+        ("seed", INT, False),
+        ("user", STR, False),
+        ("metadata", DICT, False),
+        ("logprobs", BOOL, False),
+        ("top_logprobs", INT, False),
+        ("logit_bias", DICT, False),
+        ("reasoning_effort", STR, False),
+        ("max_completion_tokens", INT, False),
+        ("extra", DICT, False),
     )
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """The names of the fields (as MLflow's `ChatParams.keys()`)."""
+        return set(cls._layout().names)
 
     def _check_extra(self, path: str) -> None:
         if self.temperature is not None and self.temperature < 0:
@@ -532,11 +563,17 @@ class ChatParams(_ChatData):
             raise _fail(_join(path, "n"), "int >= 1", self.n)
         if self.max_tokens is not None and self.max_tokens < 1:
             raise _fail(_join(path, "max_tokens"), "int >= 1", self.max_tokens)
+        if self.max_completion_tokens is not None and self.max_completion_tokens < 1:
+            raise _fail(
+                _join(path, "max_completion_tokens"), "int >= 1", self.max_completion_tokens
+            )
         if self.top_p is not None and not 0 <= self.top_p <= 1:
             raise _fail(_join(path, "top_p"), "number between 0 and 1", self.top_p)
 
 
 _NULL_MEANS_DEFAULT = frozenset({"temperature", "n", "stream"})
+# Request keys the server reads itself: not handed to the model in `ChatParams.extra`.
+SERVER_KEYS = frozenset({"model", "stream_options"})
 
 
 @dataclass
@@ -556,7 +593,8 @@ class ChatRequest(ChatParams):
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "") -> ChatRequest:
-        """Read an OpenAI request; keys a ChatModel does not take (`model`, `user`…) are ignored.
+        """Read an OpenAI request. Keys no field takes go to `extra` (vendor parameters), except
+        `model` and `stream_options`, which the server itself reads.
 
         As in the OpenAI API, `null` for a parameter with a default means that default.
         """
@@ -567,9 +605,19 @@ class ChatRequest(ChatParams):
                 data = {
                     k: v for k, v in data.items() if not (v is None and k in _NULL_MEANS_DEFAULT)
                 }
-            if data.get("max_tokens") is None and data.get("max_completion_tokens") is not None:
-                data = {**data, "max_tokens": data["max_completion_tokens"]}
-        return super().from_dict(data, path)
+            known = cls._layout().known
+            unknown = {
+                key: value
+                for key, value in data.items()
+                if key not in known and key not in SERVER_KEYS
+            }
+            given = data.get("extra")
+            if unknown and (given is None or isinstance(given, dict)):
+                data = {**data, "extra": {**(given or {}), **unknown}}
+        request = super().from_dict(data, path)
+        if request.max_tokens is None and request.max_completion_tokens is not None:
+            request.max_tokens = request.max_completion_tokens
+        return request
 
     def split(self) -> tuple[list[ChatMessage], ChatParams]:
         """The messages, and the parameters as a `ChatParams` (what `predict` receives)."""

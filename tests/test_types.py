@@ -665,18 +665,15 @@ def test_max_completion_tokens_is_used_when_max_tokens_is_null():
 def test_bad_max_completion_tokens_is_refused():
     raises_data_error(
         lambda: ChatRequest.from_dict({"messages": [user()], "max_completion_tokens": "many"}),
-        "max_tokens: expected int",
+        "max_completion_tokens: expected int",
     )
 
 
-def test_unknown_keys_are_ignored_by_from_dict_at_every_level():
+def test_unknown_request_keys_go_to_extra_and_nested_unknown_keys_are_ignored():
     request = ChatRequest.from_dict(
         {
             "model": "gpt-4o",
-            "user": "u-1",
-            "seed": 3,
             "stream_options": {"include_usage": True},
-            "response_format": {"type": "text"},
             "_PARAM_NAMES": ["not", "a", "field"],
             "messages": [{"role": "user", "content": "hi", "annotations": []}],
         }
@@ -689,13 +686,86 @@ def test_unknown_keys_are_ignored_by_from_dict_at_every_level():
         }
     )
 
+    # `model` and `stream_options` are the server's; every other unknown key reaches the model.
     assert request.to_dict() == {
         "messages": [{"role": "user", "content": "hi"}],
         "temperature": 1.0,
         "n": 1,
         "stream": False,
+        "extra": {"_PARAM_NAMES": ["not", "a", "field"]},
     }
     assert "system_fingerprint" not in response.to_dict()
+
+
+OPENAI_PARAMS = {
+    "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    "parallel_tool_calls": False,
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": {"type": "object"}},
+    },
+    "seed": 42,
+    "user": "user-1",
+    "metadata": {"team": "search"},
+    "logprobs": True,
+    "top_logprobs": 3,
+    "logit_bias": {"50256": -100},
+    "reasoning_effort": "low",
+    "max_completion_tokens": 64,
+}
+
+
+def test_every_openai_request_parameter_reaches_the_params():
+    request = ChatRequest.from_dict(
+        {"messages": [user()], **OPENAI_PARAMS, "min_p": 0.05, "repetition_penalty": 1.1}
+    )
+
+    _messages, params = request.split()
+
+    for name, value in OPENAI_PARAMS.items():
+        assert getattr(params, name) == value, name
+    assert params.max_tokens == 64  # max_completion_tokens is also read as max_tokens
+    assert params.extra == {"min_p": 0.05, "repetition_penalty": 1.1}
+    data = params.to_dict()
+    assert {key: data[key] for key in OPENAI_PARAMS} == OPENAI_PARAMS
+    assert data["extra"] == {"min_p": 0.05, "repetition_penalty": 1.1}
+    assert ChatRequest.from_dict(request.to_dict()) == request
+
+
+def test_tool_choice_may_be_a_string():
+    assert ChatRequest.from_dict({"messages": [user()], "tool_choice": "required"}).tool_choice == (
+        "required"
+    )
+
+
+def test_an_explicit_extra_is_merged_with_the_unknown_keys():
+    request = ChatRequest.from_dict({"messages": [user()], "extra": {"a": 1}, "min_p": 0.1})
+
+    assert request.extra == {"a": 1, "min_p": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"seed": "7"}, "seed: expected int"),
+        ({"user": 5}, "user: expected str"),
+        ({"parallel_tool_calls": "yes"}, "parallel_tool_calls: expected bool"),
+        ({"response_format": "json"}, "response_format: expected object (dict)"),
+        ({"logprobs": 1}, "logprobs: expected bool"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens: expected int >= 1"),
+        ({"extra": 5}, "extra: expected object (dict)"),
+    ],
+)
+def test_bad_openai_parameters_are_refused_naming_the_field(params, fragment):
+    raises_data_error(lambda: ChatRequest.from_dict({"messages": [user()], **params}), fragment)
+
+
+def test_chat_params_keys_lists_every_field():
+    keys = ChatParams.keys()
+
+    assert {"temperature", "tools", "custom_inputs", "tool_choice", "extra"} <= keys
+    assert "messages" not in keys
+    assert "messages" in ChatRequest.keys()  # noqa: SIM118 - a classmethod, not a dict
 
 
 def test_null_optional_fields_from_a_client_are_accepted():

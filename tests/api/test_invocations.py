@@ -116,7 +116,7 @@ def test_messages_and_params_reach_predict_as_typed_objects(client, key):
         "top_p": 0.9,
         "custom_inputs": {"session": "abc"},
         "tools": tools,
-        "user": "someone",  # an OpenAI field a ChatModel does not take: ignored
+        "user": "someone",  # an OpenAI field beyond MLflow's: reaches the model too
     }
 
     response = post(client, COMPLETIONS, body, key=key)
@@ -140,7 +140,8 @@ def test_messages_and_params_reach_predict_as_typed_objects(client, key):
     assert params["top_p"] == 0.9
     assert params["custom_inputs"] == {"session": "abc"}
     assert params["tools"][0]["function"]["name"] == "get_weather"
-    assert "user" not in params and "model" not in params
+    assert params["user"] == "someone"
+    assert "model" not in params and "model" not in params.get("extra", {})
 
 
 def test_params_left_out_reach_predict_with_their_defaults(client, key):

@@ -102,7 +102,8 @@ def test_sdk_params_reach_predict_as_typed_params(client):
     assert report["params_type"] == "ChatParams"
     assert report["params"] == {
         "temperature": 0.1,
-        "max_tokens": 5,
+        "max_tokens": 5,  # read from max_completion_tokens
+        "max_completion_tokens": 5,
         "stop": ["\n"],
         "n": 1,
         "stream": False,
