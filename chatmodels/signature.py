@@ -1,13 +1,19 @@
-"""The signature every ChatModel gets (request and response JSON Schema) and its input example."""
+"""The signature every ChatModel gets (request and response JSON Schema) and its input example.
+
+The schemas are generated from the chat types' declarations (chatmodels.fields), so they say
+exactly what `ChatRequest.from_dict` and `ChatResponse.validate` accept.
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chatmodels.exceptions import ChatDataError, SignatureNotAllowed
-from chatmodels.types import ChatRequest
+from chatmodels.fields import object_schema
+from chatmodels.types import ChatMessage, ChatRequest, ChatResponse
 
 DEFAULT_INPUT_EXAMPLE: dict[str, Any] = {
     "messages": [{"role": "user", "content": "Hello!"}],
@@ -18,173 +24,10 @@ DEFAULT_INPUT_EXAMPLE: dict[str, Any] = {
     "stream": False,
 }
 
-_STRING = {"type": "string"}
-_NULLABLE_STRING = {"type": ["string", "null"]}
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-_CONTENT_PART = {
-    "type": "object",
-    "title": "Content part",
-    "description": "A text, image_url or input_audio part of a message.",
-    "properties": {
-        "type": {"type": "string", "enum": ["text", "image_url", "input_audio"]},
-        "text": _STRING,
-        "image_url": {
-            "type": "object",
-            "properties": {"url": _STRING, "detail": _STRING},
-            "required": ["url"],
-        },
-        "input_audio": {
-            "type": "object",
-            "properties": {"data": _STRING, "format": _STRING},
-            "required": ["data", "format"],
-        },
-    },
-    "required": ["type"],
-}
-
-_TOOL_CALL = {
-    "type": "object",
-    "title": "Tool call",
-    "properties": {
-        "id": {"type": "string", "description": "Identifier the tool result refers back to."},
-        "type": {"type": "string", "default": "function"},
-        "function": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "description": "Function to call."},
-                "arguments": {"type": "string", "description": "JSON-encoded arguments."},
-            },
-            "required": ["name", "arguments"],
-        },
-    },
-    "required": ["function"],
-}
-
-_MESSAGE = {
-    "type": "object",
-    "title": "Message",
-    "properties": {
-        "role": {
-            "type": "string",
-            "description": "Who wrote it: system, user, assistant or tool.",
-        },
-        "content": {
-            "description": "The text, or a list of content parts.",
-            "anyOf": [
-                {"type": "string"},
-                {"type": "array", "items": _CONTENT_PART},
-                {"type": "null"},
-            ],
-        },
-        "refusal": {**_NULLABLE_STRING, "description": "Refusal message from the assistant."},
-        "name": {**_NULLABLE_STRING, "description": "Name of the participant."},
-        "tool_calls": {"type": ["array", "null"], "items": _TOOL_CALL},
-        "tool_call_id": {
-            **_NULLABLE_STRING,
-            "description": "For role tool: the call this answers.",
-        },
-    },
-    "required": ["role"],
-}
-
-_TOOL_DEFINITION = {
-    "type": "object",
-    "title": "Tool",
-    "properties": {
-        "type": {"type": "string", "default": "function"},
-        "function": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "description": "Function name."},
-                "description": {"type": "string"},
-                "parameters": {"type": "object", "description": "JSON Schema of the arguments."},
-                "strict": {"type": "boolean", "default": False},
-            },
-            "required": ["name"],
-        },
-    },
-    "required": ["function"],
-}
-
-REQUEST_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Chat request",
-    "description": "An OpenAI chat-completions request; other keys are accepted and ignored.",
-    "type": "object",
-    "properties": {
-        "messages": {
-            "type": "array",
-            "minItems": 1,
-            "items": _MESSAGE,
-            "description": "The conversation so far.",
-        },
-        "temperature": {"type": "number", "minimum": 0, "default": 1.0},
-        "max_tokens": {"type": ["integer", "null"], "minimum": 1, "default": None},
-        "stop": {
-            "anyOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}},
-                {"type": "null"},
-            ],
-            "default": None,
-            "description": "Sequences where generation stops.",
-        },
-        "n": {"type": "integer", "minimum": 1, "default": 1},
-        "stream": {"type": "boolean", "default": False},
-        "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "default": None},
-        "top_k": {"type": ["integer", "null"], "default": None},
-        "frequency_penalty": {"type": ["number", "null"], "default": None},
-        "presence_penalty": {"type": ["number", "null"], "default": None},
-        "custom_inputs": {
-            "type": ["object", "null"],
-            "default": None,
-            "description": "Free-form inputs for this model.",
-        },
-        "tools": {"type": ["array", "null"], "items": _TOOL_DEFINITION, "default": None},
-    },
-    "required": ["messages"],
-    "additionalProperties": True,
-}
-
-_USAGE = {
-    "type": "object",
-    "title": "Token usage",
-    "properties": {
-        "prompt_tokens": {"type": ["integer", "null"]},
-        "completion_tokens": {"type": ["integer", "null"]},
-        "total_tokens": {"type": ["integer", "null"]},
-    },
-}
-
-RESPONSE_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Chat response",
-    "description": "An OpenAI chat.completion object.",
-    "type": "object",
-    "properties": {
-        "id": {"type": ["string", "null"]},
-        "object": {"type": "string", "default": "chat.completion"},
-        "created": {"type": "integer", "description": "Unix time in seconds."},
-        "model": {"type": ["string", "null"]},
-        "choices": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "title": "Choice",
-                "properties": {
-                    "index": {"type": "integer", "default": 0},
-                    "message": _MESSAGE,
-                    "finish_reason": {**_NULLABLE_STRING, "default": "stop"},
-                    "logprobs": {"type": ["object", "null"]},
-                },
-                "required": ["message"],
-            },
-        },
-        "usage": {**_USAGE, "type": ["object", "null"]},
-        "custom_outputs": {"type": ["object", "null"]},
-    },
-    "required": ["choices"],
-}
+REQUEST_SCHEMA: dict[str, Any] = {"$schema": _DIALECT, **object_schema(ChatRequest)}
+RESPONSE_SCHEMA: dict[str, Any] = {"$schema": _DIALECT, **object_schema(ChatResponse)}
 
 
 def chat_signature() -> dict[str, Any]:
@@ -200,13 +43,38 @@ def ensure_generated(signature: Any) -> None:
         )
 
 
-def check_input_example(example: Any) -> ChatRequest:
-    """Validate a caller-supplied input example, naming the field that is wrong."""
-    if not isinstance(example, dict):
+def input_example_dict(example: Any) -> dict[str, Any]:
+    """An input example in any form MLflow's `save_model` takes, as a request dict.
+
+    A dict (a chat request); a list of messages (`ChatMessage` objects or dicts); or a pair
+    `(request dict or list of messages, params dict)`, the params overriding the request's.
+    """
+    params: Mapping[str, Any] = {}
+    if isinstance(example, tuple) and len(example) == 2 and isinstance(example[1], Mapping):
+        example, params = example
+    if isinstance(example, list):
+        request: dict[str, Any] = {"messages": example}
+    elif isinstance(example, Mapping):
+        request = dict(example)
+    else:
         raise ChatDataError(
-            f"input example: expected a JSON object, got {type(example).__name__}", param=None
+            "input example: expected a JSON object (a chat request), a list of messages or"
+            f" a (messages, params) pair, got {type(example).__name__}",
+            param=None,
         )
-    request = ChatRequest.from_dict(example)
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        request["messages"] = [
+            message.to_dict() if isinstance(message, ChatMessage) else message
+            for message in messages
+        ]
+    return {**request, **params}
+
+
+def check_input_example(example: Any) -> ChatRequest:
+    """Validate a caller-supplied input example (any form `input_example_dict` takes), naming
+    the field that is wrong."""
+    request = ChatRequest.from_dict(input_example_dict(example))
     if request.stream:
         raise ChatDataError(
             "input example: stream must be false (registration calls predict)", param="stream"
@@ -227,16 +95,24 @@ class SignatureRow:
 
 
 def signature_rows(schema: dict[str, Any]) -> list[SignatureRow]:
-    """Flatten a JSON Schema object into rows, nested fields (`messages[].role`) included."""
+    """Flatten a JSON Schema object into rows, nested fields (`messages[].role`) included.
+
+    Alternatives (`anyOf`) are walked too; a field met again under the same path (the `type`
+    of each kind of content part) is listed once."""
     rows: list[SignatureRow] = []
-    _collect(schema, "", 0, rows)
+    _collect(schema, "", 0, rows, set())
     return rows
 
 
-def _collect(schema: dict[str, Any], prefix: str, depth: int, rows: list[SignatureRow]) -> None:
+def _collect(
+    schema: dict[str, Any], prefix: str, depth: int, rows: list[SignatureRow], seen: set[str]
+) -> None:
     required = set(schema.get("required", ()))
     for name, prop in schema.get("properties", {}).items():
         path = f"{prefix}{name}"
+        if path in seen:
+            continue
+        seen.add(path)
         rows.append(
             SignatureRow(
                 field=path,
@@ -248,19 +124,19 @@ def _collect(schema: dict[str, Any], prefix: str, depth: int, rows: list[Signatu
             )
         )
         for nested, suffix in _children(prop):
-            _collect(nested, f"{path}{suffix}.", depth + 1, rows)
+            _collect(nested, f"{path}{suffix}.", depth + 1, rows, seen)
 
 
-def _children(prop: dict[str, Any]):
+def _children(prop: dict[str, Any], suffix: str = ""):
+    """The object schemas inside `prop` (through `anyOf` and array `items`), with the path
+    suffix that leads to them ("" or "[]")."""
     if "properties" in prop:
-        yield prop, ""
-    items = prop.get("items")
-    if isinstance(items, dict) and "properties" in items:
-        yield items, "[]"
+        yield prop, suffix
     for option in prop.get("anyOf", ()):
-        option_items = option.get("items")
-        if isinstance(option_items, dict) and "properties" in option_items:
-            yield option_items, "[]"
+        yield from _children(option, suffix)
+    items = prop.get("items")
+    if isinstance(items, dict) and not suffix:
+        yield from _children(items, "[]")
 
 
 def _type_label(prop: dict[str, Any]) -> str:

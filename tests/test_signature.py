@@ -186,7 +186,8 @@ def test_check_input_example_returns_the_request():
 @pytest.mark.parametrize(
     ("example", "fragments"),
     [
-        ([{"role": "user"}], ["input example", "expected a JSON object", "list"]),
+        (42, ["input example", "expected a JSON object", "int"]),
+        ([{"role": "user"}], ["messages[0].content: is required"]),
         ("hello", ["input example", "expected a JSON object", "str"]),
         ({"temperature": 1.0}, ["messages: is required"]),
         ({"messages": [{"role": "user", "content": 3}]}, ["messages[0].content"]),
@@ -209,10 +210,10 @@ def test_signature_rows_list_top_level_fields_with_types_and_defaults():
     rows = rows_by_field("inputs")
 
     assert rows["messages"].required is True
-    assert rows["messages"].type == "array of Message"
+    assert rows["messages"].type == "array of ChatMessage"
     assert rows["messages"].depth == 0
     assert rows["temperature"].required is False
-    assert rows["temperature"].type == "number"
+    assert rows["temperature"].type == "number | null"  # null means the default
     assert rows["temperature"].default == "1.0"
     assert rows["max_tokens"].type == "integer | null"
     assert rows["max_tokens"].default == "null"

@@ -25,11 +25,15 @@ from chatmodels import (
     ChatParams,
     ChatRequest,
     ChatResponse,
+    FileContentPart,
     FunctionToolCallArguments,
     FunctionToolDefinition,
     ImageContentPart,
     ImageUrl,
     InputAudio,
+    InputFile,
+    ParamProperty,
+    RefusalContentPart,
     TextContentPart,
     TokenLogProb,
     TokenUsageStats,
@@ -239,7 +243,8 @@ def test_tools_convert_to_tool_definitions():
     assert isinstance(tool.function.parameters, ToolParamsSchema)
     assert tool.function.parameters.required == ["city"]
     assert tool.function.parameters.additionalProperties is False
-    assert tool.function.parameters.properties["city"]["type"] == "string"
+    assert isinstance(tool.function.parameters.properties["city"], ParamProperty)
+    assert tool.function.parameters.properties["city"].type == "string"
     assert params.to_dict()["tools"][0]["function"]["parameters"] == {
         "type": "object",
         "properties": {"city": {"type": "string", "description": "City name"}},
@@ -498,7 +503,9 @@ def test_error_message_shows_the_bad_value_shortly():
             ["choices[0].message.role: expected str"],
         ),
         (
-            lambda: ChatResponse(choices=[{"message": {"role": "assistant"}, "index": "0"}]),
+            lambda: ChatResponse(
+                choices=[{"message": {"role": "assistant", "content": "a"}, "index": "0"}]
+            ),
             ["choices[0].index: expected int", "str"],
         ),
         (lambda: ChatResponse.from_dict({"id": "x"}), ["choices: is required"]),
@@ -514,7 +521,7 @@ def test_error_message_shows_the_bad_value_shortly():
             lambda: ChatResponse(
                 choices=[
                     {
-                        "message": {"role": "assistant"},
+                        "message": {"role": "assistant", "content": "a"},
                         "logprobs": {
                             "content": [{"token": "a", "logprob": "x", "top_logprobs": []}]
                         },
@@ -554,7 +561,7 @@ def test_validate_rechecks_objects_mutated_after_construction():
 # to_dict(), aliases, split(), OpenAI request details
 
 
-def test_to_dict_leaves_out_none_at_every_level_and_is_json():
+def test_to_dict_leaves_out_none_fields_at_every_level_and_is_json():
     request = ChatRequest(
         messages=[
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]},
@@ -564,10 +571,11 @@ def test_to_dict_leaves_out_none_at_every_level_and_is_json():
             },
         ],
         tools=[{"function": {"name": "f", "parameters": {"properties": {}}}}],
-        custom_inputs={"kept": 1, "dropped": None},
+        custom_inputs={"kept": 1, "also kept": None},
     )
 
     data = request.to_dict()
+    custom_inputs = data.pop("custom_inputs")
 
     def find_none(value, path="$"):
         if value is None:
@@ -583,7 +591,9 @@ def test_to_dict_leaves_out_none_at_every_level_and_is_json():
         "role": "user",
         "content": [{"type": "image_url", "image_url": {"url": "u"}}],
     }
-    assert data["custom_inputs"] == {"kept": 1}
+    # The model's own data is kept as given, None values too (as in MLflow).
+    assert custom_inputs == {"kept": 1, "also kept": None}
+    data["custom_inputs"] = custom_inputs
     assert json.loads(json.dumps(data)) == data
     assert ChatRequest.from_dict(data).to_dict() == data
 
@@ -702,7 +712,7 @@ OPENAI_PARAMS = {
     "parallel_tool_calls": False,
     "response_format": {
         "type": "json_schema",
-        "json_schema": {"name": "answer", "schema": {"type": "object"}},
+        "json_schema": {"name": "answer", "schema": {"type": "object", "default": None}},
     },
     "seed": 42,
     "user": "user-1",
@@ -820,3 +830,55 @@ def test_null_parameters_mean_their_defaults_as_in_the_openai_api():
     )
     _messages, params = request.split()
     assert (params.temperature, params.n, params.stream) == (1.0, 1, False)
+
+
+def test_developer_role_refusal_and_file_parts_and_other_tools_reach_the_model():
+    data = {
+        "messages": [
+            {"role": "developer", "content": "Answer in French."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Summarise this"},
+                    {"type": "file", "file": {"file_id": "file-1", "filename": "a.pdf"}},
+                ],
+            },
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]},
+            {"role": "assistant", "refusal": "Still no."},
+        ],
+        "tools": [
+            {"type": "function", "function": {"name": "f"}},
+            {"type": "web_search_preview", "search_context_size": "low", "note": None},
+            {"type": "custom", "custom": {"name": "grammar", "format": {"type": "text"}}},
+        ],
+    }
+
+    request = ChatRequest.from_dict(data)
+    messages, params = request.split()
+
+    assert messages[0].role == "developer"
+    assert isinstance(messages[1].content[1], FileContentPart)
+    assert isinstance(messages[1].content[1].file, InputFile)
+    assert messages[1].content[1].file.file_id == "file-1"
+    assert isinstance(messages[2].content[0], RefusalContentPart)
+    assert messages[3].refusal == "Still no."
+    assert isinstance(params.tools[0], ToolDefinition)
+    assert params.tools[1:] == data["tools"][1:]  # other tools: as given
+    sent = request.to_dict()
+    assert sent["messages"] == data["messages"]
+    assert sent["tools"][1:] == data["tools"][1:]
+
+
+def test_a_content_part_type_that_is_not_a_string_is_refused_naming_it():
+    raises_data_error(
+        lambda: ChatMessage(role="user", content=[{"type": ["text"], "text": "hi"}]),
+        "content[0].type: expected one of",
+        param="content[0].type",
+    )
+
+
+def test_a_content_part_without_a_type_is_refused():
+    raises_data_error(
+        lambda: ChatMessage(role="user", content=[{"text": "hi"}]),
+        "content[0].type: is required",
+    )
