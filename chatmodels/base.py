@@ -22,6 +22,9 @@ class ModelContext:
 class ChatModel(abc.ABC):
     """Subclass this and implement `predict`; `predict_stream` and `load_context` are optional.
 
+    As in MLflow >= 2.20, `predict` and `predict_stream` may leave out `context`:
+    `def predict(self, messages, params)` is detected once when the model is loaded.
+
     Each of them may be async (`async def predict`, `async def predict_stream` with `yield`,
     `async def load_context`): the server runs those on its per-process event loop, so a model
     that awaits an upstream LLM holds no thread while it waits. Sync ones run on a thread.

@@ -7,6 +7,7 @@ before anything in it is read, unpickled or run. See docs/packaging.md for the s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +71,41 @@ class LoadedModel:
     # Coroutine functions and async generators run on the process's event loop.
     predict_is_async: bool = field(init=False)
     stream_is_async: bool = field(init=False)
+    # `predict(messages, params)` / `predict_stream(messages, params)`: the model's methods with
+    # the context bound when they take one (MLflow >= 2.20 lets authors leave it out).
+    predict: Callable[[list, Any], Any] = field(init=False)
+    predict_stream: Callable[[list, Any], Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
         model_class = type(self.model)
         self.streams = model_class.supports_streaming()
         self.predict_is_async = inspect.iscoroutinefunction(model_class.predict)
         self.stream_is_async = inspect.isasyncgenfunction(model_class.predict_stream)
+        self.predict = _with_context(self.model.predict, self.context)
+        self.predict_stream = (
+            _with_context(self.model.predict_stream, self.context) if self.streams else None
+        )
+
+
+def takes_context(method: Callable) -> bool:
+    """Whether a bound `predict`/`predict_stream` takes `context` first.
+
+    MLflow's rule: a parameter named `context`, or three of them; `(messages, params)` means
+    no context. `*args` is given the context too.
+    """
+    parameters = inspect.signature(method).parameters
+    if "context" in parameters:
+        return True
+    positional = [
+        p
+        for p in parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) != 2 or any(p.kind is p.VAR_POSITIONAL for p in positional)
+
+
+def _with_context(method: Callable, context: ModelContext) -> Callable:
+    return functools.partial(method, context) if takes_context(method) else method
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -429,7 +460,7 @@ def validate_model(loaded: LoadedModel, input_example: dict[str, Any]) -> ChatRe
     """Run `predict` once on the input example and check what it returns."""
     messages, params = ChatRequest.from_dict(input_example).split()
     try:
-        value = eventloop.resolve(loaded.model.predict(loaded.context, messages, params))
+        value = eventloop.resolve(loaded.predict(messages, params))
     except Exception as error:
         raise ModelRaised(f"predict raised {_one_line(error)}") from error
     return check_response(value)

@@ -107,12 +107,10 @@ def _predict(loaded: packaging.LoadedModel, messages, params, *, served_name: st
     timeout = settings.CHATMODELS_MODEL_TIMEOUT
     try:
         if loaded.predict_is_async:
-            return eventloop.run(loaded.model.predict(loaded.context, messages, params), timeout)
+            return eventloop.run(loaded.predict(messages, params), timeout)
         if timeout is None:
-            return loaded.model.predict(loaded.context, messages, params)
-        return _call_with_timeout(
-            lambda: loaded.model.predict(loaded.context, messages, params), timeout
-        )
+            return loaded.predict(messages, params)
+        return _call_with_timeout(lambda: loaded.predict(messages, params), timeout)
     except eventloop.WaitTimedOut:
         raise _timed_out(served_name, timeout) from None
     except Exception as error:
@@ -246,43 +244,42 @@ class _Feed:
         self._finished = False
         self._future = None
         self._last_item = time.monotonic()
-        model, context = loaded.model, loaded.context
         if loaded.stream_is_async if loaded.streams else loaded.predict_is_async:
-            self._future = eventloop.submit(self._produce_async(model, context, messages, params))
+            self._future = eventloop.submit(self._produce_async(loaded, messages, params))
         else:
             threading.Thread(
                 target=self._produce_sync,
-                args=(model, context, messages, params),
+                args=(loaded, messages, params),
                 name="chatmodels-stream",
                 daemon=True,
             ).start()
 
     # -- producers (not on the request thread)
 
-    async def _produce_async(self, model, context, messages, params) -> None:
+    async def _produce_async(self, loaded: packaging.LoadedModel, messages, params) -> None:
         put = self._queue.put
         try:
             if self.streams:
-                generator = model.predict_stream(context, messages, params)
+                generator = loaded.predict_stream(messages, params)
                 try:
                     async for value in generator:
                         put((self._VALUE, value))
                 finally:
                     await generator.aclose()
             else:
-                put((self._VALUE, await model.predict(context, messages, params)))
+                put((self._VALUE, await loaded.predict(messages, params)))
         except Exception as error:
             put((self._ERROR, error))
         else:
             put((self._DONE, None))
 
-    def _produce_sync(self, model, context, messages, params) -> None:
+    def _produce_sync(self, loaded: packaging.LoadedModel, messages, params) -> None:
         put = self._queue.put
         try:
             if not self.streams:
-                put((self._VALUE, model.predict(context, messages, params)))
+                put((self._VALUE, loaded.predict(messages, params)))
             else:
-                generator = iter(model.predict_stream(context, messages, params))
+                generator = iter(loaded.predict_stream(messages, params))
                 try:
                     for value in generator:
                         put((self._VALUE, value))
@@ -358,7 +355,11 @@ def _chunk_of(completion: dict[str, Any]) -> ChatChunk:
                 delta=delta, index=choice["index"], finish_reason=choice["finish_reason"]
             )
         )
-    return ChatChunk(choices=choices, usage=completion.get("usage"))
+    return ChatChunk(
+        choices=choices,
+        usage=completion.get("usage"),
+        custom_outputs=completion.get("custom_outputs"),
+    )
 
 
 def completion_dict(data: dict[str, Any], *, served_name: str) -> dict[str, Any]:

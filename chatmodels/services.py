@@ -52,6 +52,7 @@ from chatmodels.signature import (
     chat_signature,
     check_input_example,
     ensure_generated,
+    input_example_dict,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,12 +69,15 @@ def register_model(
     tags: Mapping[str, str] | None = None,
     artifacts: Mapping[str, str | Path] | None = None,
     model_config: Mapping[str, Any] | None = None,
-    input_example: Mapping[str, Any] | None = None,
+    input_example: Mapping[str, Any] | list | tuple | None = None,
     signature: Any = None,
     created_by: str = "",
     max_concurrency: int | None = None,
 ) -> ModelVersion:
     """Validate a ChatModel, freeze it and store it as the model's next version.
+
+    `input_example` takes the forms MLflow's `save_model` takes: a chat request dict, a list of
+    messages (`ChatMessage` or dicts), or `(messages or request, params)`; it is stored as a dict.
 
     `max_concurrency` sets the model's limit of requests per server process (0: no limit;
     None: leave it as it is).
@@ -95,8 +99,10 @@ def register_model(
         raise RegistrationError(
             f"max_concurrency must be a whole number >= 0 (0: no limit), got {max_concurrency!r}"
         )
-    example = copy.deepcopy(DEFAULT_INPUT_EXAMPLE if input_example is None else input_example)
     try:
+        example = input_example_dict(
+            copy.deepcopy(DEFAULT_INPUT_EXAMPLE if input_example is None else input_example)
+        )
         check_input_example(example)
     except ChatDataError as error:
         raise RegistrationError(f"invalid input example: {error}") from None
