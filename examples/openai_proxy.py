@@ -20,8 +20,23 @@ import urllib.request
 from chatmodels import ChatChunk, ChatModel, ChatResponse
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-# ChatParams fields that an OpenAI-compatible server does not take.
-NOT_FORWARDED = {"custom_inputs", "top_k"}
+# ChatParams fields not sent as such: ours (an OpenAI server does not take them), and `extra`,
+# whose keys are sent beside the others.
+NOT_FORWARDED = {"custom_inputs", "top_k", "extra"}
+
+
+def upstream_params(params) -> dict:
+    """The request parameters to send upstream: every typed field the client set (except ours),
+    and every vendor key it sent (`params.extra`, e.g. `min_p`) as given.
+
+    (Each example file stands alone, so the async proxy has the same function.)
+    """
+    body = {key: value for key, value in params.to_dict().items() if key not in NOT_FORWARDED}
+    if params.max_completion_tokens is not None and params.max_tokens == (
+        params.max_completion_tokens
+    ):
+        del body["max_tokens"]  # read from max_completion_tokens: send only what the client sent
+    return {**(params.extra or {}), **body}
 
 
 class OpenAIProxyModel(ChatModel):
@@ -52,7 +67,7 @@ class OpenAIProxyModel(ChatModel):
                 yield ChatChunk.from_dict(json.loads(data))
 
     def _post(self, messages, params, *, stream: bool):
-        body = {key: value for key, value in params.to_dict().items() if key not in NOT_FORWARDED}
+        body = upstream_params(params)
         body.update(
             model=self.upstream_model,
             messages=[message.to_dict() for message in messages],

@@ -24,10 +24,25 @@ import httpx
 from chatmodels import ChatChunk, ChatModel, ChatResponse
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-# ChatParams fields that an OpenAI-compatible server does not take.
-NOT_FORWARDED = {"custom_inputs", "top_k"}
+# ChatParams fields not sent as such: ours (an OpenAI server does not take them), and `extra`,
+# whose keys are sent beside the others.
+NOT_FORWARDED = {"custom_inputs", "top_k", "extra"}
 # How much of an upstream error body goes into the error message.
 ERROR_DETAIL_BYTES = 500
+
+
+def upstream_params(params) -> dict:
+    """The request parameters to send upstream: every typed field the client set (except ours),
+    and every vendor key it sent (`params.extra`, e.g. `min_p`) as given.
+
+    (Each example file stands alone: openai_proxy.py has the same function.)
+    """
+    body = {key: value for key, value in params.to_dict().items() if key not in NOT_FORWARDED}
+    if params.max_completion_tokens is not None and params.max_tokens == (
+        params.max_completion_tokens
+    ):
+        del body["max_tokens"]  # read from max_completion_tokens: send only what the client sent
+    return {**(params.extra or {}), **body}
 
 
 class AsyncOpenAIProxyModel(ChatModel):
@@ -67,7 +82,7 @@ class AsyncOpenAIProxyModel(ChatModel):
 
     @contextlib.asynccontextmanager
     async def _post(self, messages, params, *, stream: bool):
-        body = {key: value for key, value in params.to_dict().items() if key not in NOT_FORWARDED}
+        body = upstream_params(params)
         body.update(
             model=self.upstream_model,
             messages=[message.to_dict() for message in messages],

@@ -257,6 +257,73 @@ def test_proxy_does_not_forward_what_openai_does_not_take(proxy, upstream):
     assert body["temperature"] == 0.3
 
 
+# What a client may send beyond MLflow's parameters: every key must reach the upstream as sent.
+FULL_REQUEST = {
+    "messages": [
+        {"role": "developer", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Read this"},
+                {"type": "file", "file": {"file_data": "JVBERi0=", "filename": "a.pdf"}},
+            ],
+        },
+        {"role": "assistant", "refusal": "I can't open files."},
+        {"role": "user", "content": "Then the weather?"},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string"},
+                        "when": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                    },
+                    "required": ["city"],
+                    "additionalProperties": False,
+                },
+                "strict": True,
+            },
+        },
+        {"type": "web_search_preview", "search_context_size": "low"},
+    ],
+    "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    "parallel_tool_calls": False,
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {"name": "weather", "schema": {"type": "object", "default": None}},
+    },
+    "seed": 7,
+    "user": "user-1",
+    "metadata": {"team": "search"},
+    "logprobs": True,
+    "top_logprobs": 2,
+    "logit_bias": {"1234": -100},
+    "reasoning_effort": "low",
+    "max_completion_tokens": 50,
+    "temperature": 0.2,
+    "min_p": 0.05,
+    "repetition_penalty": 1.1,
+}
+# Not forwarded: ours (custom_inputs, top_k), the server's (model, stream_options).
+OURS = {"custom_inputs": {"trace": True}, "top_k": 5, "stream_options": {"include_usage": True}}
+
+
+def expected_upstream_body(model: str, *, stream: bool) -> dict:
+    return {**FULL_REQUEST, "model": model, "n": 1, "stream": stream}
+
+
+def test_proxy_forwards_every_request_parameter_and_vendor_key(proxy, upstream):
+    messages, params = ChatRequest.from_dict({**FULL_REQUEST, **OURS, "model": "x"}).split()
+
+    proxy.model.predict(proxy.context, messages, params)
+
+    assert upstream.requests[-1]["body"] == expected_upstream_body("upstream-model", stream=False)
+
+
 def test_proxy_reports_an_upstream_error(proxy):
     messages, params = request("fail").split()
 
@@ -357,6 +424,20 @@ def test_async_proxy_answers_through_the_http_api(client, served_async_proxy, up
     assert sent["messages"] == [{"role": "user", "content": "hi there"}]
     assert sent["stream"] is False
     assert "top_k" not in sent and "custom_inputs" not in sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_async_proxy_forwards_every_request_parameter_over_http(
+    client, served_async_proxy, upstream, api_key, stream
+):
+    body = {**FULL_REQUEST, **OURS, "model": "async-proxy", "stream": stream}
+
+    response = post(client, COMPLETIONS, body, key=api_key)
+
+    assert response.status_code == 200, response.content
+    if stream:
+        assert stream_events(response)[-1] == "[DONE]"
+    assert upstream.requests[-1]["body"] == expected_upstream_body("upstream-model", stream=stream)
 
 
 def test_async_proxy_streams_the_upstream_chunks_then_done(
