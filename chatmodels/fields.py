@@ -515,6 +515,12 @@ class Layout:
         )
         # (name, kind, nullable, quick test): the quick test alone decides for plain kinds.
         self.checks = tuple((f.name, f.kind, f.nullable, f.kind.accepts) for f in self.fields)
+        self.checks_by_name = {check[0]: check for check in self.checks}
+        for f in self.fields:  # from_dict leaves defaults unchecked: they must be valid
+            if f.default is not MISSING and not (
+                f.nullable if f.default is None else f.kind.accepts(f.default)
+            ):
+                raise TypeError(f"{cls.__name__}.{f.name}: the default {f.default!r} is invalid")
         self.nested = tuple((f.name, f.kind) for f in self.fields if f.kind.nested)
         # Fields `null` may stand for in a request: not nullable, with a plain default.
         self.null_means_default = frozenset(

@@ -68,6 +68,10 @@ class _ChatData:
     _null_means_default: ClassVar[bool] = False
     _schema_rules: ClassVar[dict[str, Any]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._layout_cache = None  # each class its own, built at first use (hints may refer ahead)
+
     def __post_init__(self) -> None:
         self._convert("")
         self._check("", deep=False)
@@ -75,16 +79,15 @@ class _ChatData:
 
     @classmethod
     def _layout(cls) -> Layout:
-        layout = cls.__dict__.get("_layout_cache")
+        layout = cls._layout_cache
         if layout is None:
-            layout = Layout(cls)
-            cls._layout_cache = layout
+            layout = cls._layout_cache = Layout(cls)
         return layout
 
     # -- conversion of nested dicts -------------------------------------------------------
     def _convert(self, path: str) -> None:
         values = self.__dict__
-        for name, kind in self._layout().nested:
+        for name, kind in (self._layout_cache or self._layout()).nested:
             value = values[name]
             if value is None:
                 continue
@@ -97,11 +100,14 @@ class _ChatData:
         """Re-check every field of this object and of everything nested in it."""
         self._check(path)
 
-    def _check(self, path: str, *, deep: bool = True) -> None:
+    def _check(self, path: str, *, deep: bool = True, given: list[str] | None = None) -> None:
         # Construction checks nested objects shallowly: each was checked when it was built.
-        # `validate()` goes deep, for objects changed after they were built.
+        # `validate()` goes deep, for objects changed after they were built. `from_dict` checks
+        # only the fields it was `given`: defaults are valid (the Layout makes sure).
         values = self.__dict__
-        for name, kind, nullable, accepts in self._layout().checks:
+        layout = self._layout_cache or self._layout()
+        checks = layout.checks if given is None else map(layout.checks_by_name.get, given)
+        for name, kind, nullable, accepts in checks:
             value = values[name]
             if value is None:
                 if not nullable:
@@ -125,7 +131,7 @@ class _ChatData:
         """Build from a dict; keys this type does not know are ignored (or kept in `extra`)."""
         if not isinstance(data, dict):
             raise fail(path or cls.__name__, "object (dict)", data)
-        layout = cls._layout()
+        layout = cls._layout_cache or cls._layout()
         for name in layout.required:
             if name not in data:
                 field_path = join(path, name)
@@ -133,9 +139,11 @@ class _ChatData:
         values = layout.defaults.copy()
         known = layout.known
         unknown = None
+        given = []
         for key, value in data.items():
             if key in known:
                 values[key] = value
+                given.append(key)
             elif layout.unknown_keys != "ignore" and key not in layout.ignored_keys:
                 if unknown is None:
                     unknown = {}
@@ -147,13 +155,15 @@ class _ChatData:
             if name not in data:
                 values[name] = factory()
         if unknown is not None:
-            given = values["extra"]
-            if given is None or isinstance(given, dict):
-                values["extra"] = {**(given or {}), **unknown}
+            extra = values["extra"]
+            if extra is None or isinstance(extra, dict):
+                values["extra"] = {**(extra or {}), **unknown}
+                if "extra" not in given:
+                    given.append("extra")
         instance = cls.__new__(cls)
         instance.__dict__.update(values)
         instance._convert(path)
-        instance._check(path, deep=False)
+        instance._check(path, deep=False, given=given)
         instance._normalize()
         return instance
 
@@ -161,7 +171,7 @@ class _ChatData:
         """Plain dicts and lists, without the `None` fields of chat types at any level."""
         values = self.__dict__
         result = {}
-        for name in self._layout().names:
+        for name in (self._layout_cache or self._layout()).names:
             value = values[name]
             if value is not None:
                 result[name] = _plain(value)
