@@ -4,5 +4,8 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from project.serving import require_secret_key
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+require_secret_key()
 application = get_asgi_application()

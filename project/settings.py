@@ -1,9 +1,9 @@
 """Django settings for chatmodels: every value comes from the environment (django-environ)."""
 
+import contextlib
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -15,12 +15,16 @@ if ENV_FILE:
     environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
+# Needed to serve (it signs sessions and CSRF tokens), not to migrate or register: without one,
+# commands work and the servers refuse to start (project/serving.py), as Django itself does.
 SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example).")
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=LOCAL_HOSTS)
+if DEBUG:
+    # runserver's own addresses always work in development, whatever .env lists for production.
+    ALLOWED_HOSTS += [host for host in LOCAL_HOSTS if host not in ALLOWED_HOSTS]
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -91,6 +95,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    _SQLITE_FILE = str(DATABASES["default"]["NAME"])
+    if _SQLITE_FILE and _SQLITE_FILE != ":memory:" and not _SQLITE_FILE.startswith("file:"):
+        # SQLite makes its file but not the folder: `migrate` on a fresh clone just works. If the
+        # folder cannot be made, SQLite's own error says which file it could not open.
+        with contextlib.suppress(OSError):
+            Path(_SQLITE_FILE).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
