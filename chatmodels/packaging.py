@@ -15,14 +15,19 @@ import importlib.util
 import inspect
 import io
 import json
+import linecache
 import os
 import platform
 import re
 import shutil
 import sys
+import sysconfig
 import tempfile
 import threading
+import traceback
+import types
 import zipfile
+from collections import ChainMap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,14 +145,25 @@ def load_target(target: str) -> type[ChatModel]:
 
 
 def _import_module(name: str):
+    # As with `python -m`, a module in the caller's folder is found, wherever manage.py lives.
+    folder = os.getcwd()
+    added = folder not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, folder)
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as error:
         if error.name and name.startswith(error.name):
-            raise InvalidTarget(f"module {name!r} not found") from None
-        raise InvalidTarget(f"importing {name} raised {_one_line(error)}") from None
+            raise InvalidTarget(
+                f"module {name!r} not found in the current folder ({folder}) or the installed"
+                f" packages; for a file, give its path: path/to/{name.split('.')[-1]}.py:Class"
+            ) from None
+        raise InvalidTarget(f"importing {name} raised {describe_error(error)}") from error
     except Exception as error:
-        raise InvalidTarget(f"importing {name} raised {_one_line(error)}") from None
+        raise InvalidTarget(f"importing {name} raised {describe_error(error)}") from error
+    finally:
+        if added:
+            sys.path.remove(folder)
 
 
 def _import_file(path: Path):
@@ -167,7 +183,7 @@ def _import_file(path: Path):
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[module_name]
-        raise InvalidTarget(f"importing {path.name} raised {_one_line(error)}") from None
+        raise InvalidTarget(f"importing {path.name} raised {describe_error(error)}") from error
     finally:
         sys.path.remove(str(path.parent))
     return module
@@ -178,6 +194,38 @@ def _one_line(error: BaseException) -> str:
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def describe_error(error: BaseException) -> str:
+    """The error on one line, with where the author's code raised it, e.g.
+    "ZeroDivisionError: division by zero at my_model.py:12 in predict: `return 1/0`"."""
+    frame = _author_frame(error)
+    if frame is None:
+        return _one_line(error)
+    where = f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+    line = (frame.line or "").strip()
+    return f"{_one_line(error)} at {where}" + (f": `{line}`" if line else "")
+
+
+def _author_frame(error: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of the author's own code in the error's traceback, if any."""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if not frame.filename.startswith("<") and not os.path.abspath(frame.filename).startswith(
+            _LIBRARY_FOLDERS
+        ):
+            return frame
+    return None
+
+
+# Frames from these folders are not the author's: chatmodels itself, the standard library and
+# installed packages.
+_LIBRARY_FOLDERS = tuple(
+    os.path.join(os.path.abspath(folder), "")
+    for folder in {
+        os.path.dirname(os.path.abspath(__file__)),
+        *(sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")),
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +271,8 @@ def build_package(
         "signature": signature,
         "artifacts": artifact_entries,
         "source_file": f"code/{source_name}" if source_code else None,
+        # The file the code was compiled from: the name its tracebacks show (see _Pickler).
+        "source_path": getattr(module, "__file__", None) if source_code else None,
         "members": {name: sha256_bytes(data) for name, data in sorted(members.items())},
     }
     buffer = io.BytesIO()
@@ -250,12 +300,35 @@ def _pickle_model(model: ChatModel, module) -> bytes:
         for item in by_value:
             cloudpickle.register_pickle_by_value(item)
         try:
-            return cloudpickle.dumps(model)
+            with io.BytesIO() as buffer:
+                _Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(model)
+                return buffer.getvalue()
         except Exception as error:
             raise RegistrationError(f"the model cannot be serialized: {_one_line(error)}") from None
         finally:
             for item in by_value:
                 cloudpickle.unregister_pickle_by_value(item)
+
+
+_CLOUDPICKLE_FILENAME = "<dynamic-code>"  # what cloudpickle writes as every code object's file
+
+
+def _code_keeping_its_file(code: types.CodeType):
+    """cloudpickle's reduction of a code object, with the file name it was compiled from."""
+    constructor, args = cloudpickle.Pickler.dispatch_table[types.CodeType](code)
+    if args.count(_CLOUDPICKLE_FILENAME) == 1:
+        at = args.index(_CLOUDPICKLE_FILENAME)
+        args = (*args[:at], code.co_filename, *args[at + 1 :])
+    return constructor, args
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, except that the author's code keeps its file name, so that tracebacks from a
+    served version name the author's file and line, not `File "<dynamic-code>"`."""
+
+    dispatch_table = ChainMap(
+        {types.CodeType: _code_keeping_its_file}, cloudpickle.Pickler.dispatch_table
+    )
 
 
 def _by_value_modules(module) -> list:
@@ -373,6 +446,7 @@ def open_package(data: bytes, *, expected_digest: str, work_dir: Path | str) -> 
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as error:
         raise PackageIntegrityError(f"malformed package: {_one_line(error)}") from None
 
+    _remember_source(archive, manifest)
     artifact_root = _unpack_artifacts(archive, manifest, Path(work_dir), actual)
     context = ModelContext(
         artifacts={
@@ -384,12 +458,30 @@ def open_package(data: bytes, *, expected_digest: str, work_dir: Path | str) -> 
     try:
         model = cloudpickle.loads(pickled)
     except Exception as error:
-        raise ModelRaised(f"unpickling the model raised {_one_line(error)}") from error
+        raise ModelRaised(f"unpickling the model raised {describe_error(error)}") from error
     try:
         eventloop.resolve(model.load_context(context))
     except Exception as error:
-        raise ModelRaised(f"load_context raised {_one_line(error)}") from error
+        raise ModelRaised(f"load_context raised {describe_error(error)}") from error
     return LoadedModel(model=model, context=context, manifest=manifest, digest=actual)
+
+
+# The source registered for each file path in this process; None once two differ.
+_REMEMBERED_SOURCES: dict[str, str | None] = {}
+
+
+def _remember_source(archive: zipfile.ZipFile, manifest: dict) -> None:
+    """Give tracebacks the registered source lines of the author's file, even on a host where
+    that file does not exist or has changed since (linecache keeps entries without an mtime)."""
+    path, member = manifest.get("source_path"), manifest.get("source_file")
+    if not path or not member:
+        return  # registered before source paths were recorded
+    source = archive.read(member).decode("utf-8", errors="replace")
+    if _REMEMBERED_SOURCES.setdefault(path, source) != source:
+        # Two versions of one file in this process: show no source line rather than a wrong one.
+        _REMEMBERED_SOURCES[path] = None
+        source = ""
+    linecache.cache[path] = (len(source), None, source.splitlines(keepends=True), path)
 
 
 def _unpack_artifacts(
@@ -462,5 +554,5 @@ def validate_model(loaded: LoadedModel, input_example: dict[str, Any]) -> ChatRe
     try:
         value = eventloop.resolve(loaded.predict(messages, params))
     except Exception as error:
-        raise ModelRaised(f"predict raised {_one_line(error)}") from error
+        raise ModelRaised(f"predict raised {describe_error(error)}") from error
     return check_response(value)

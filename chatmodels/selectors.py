@@ -216,6 +216,13 @@ def list_versions(*, name: str, model: RegisteredModel | None = None) -> QuerySe
     )
 
 
+def list_api_keys() -> QuerySet[ApiKey]:
+    """Every API key, active and revoked, with the models it is limited to: two queries."""
+    return ApiKey.objects.prefetch_related(
+        Prefetch("allowed_models", queryset=RegisteredModel.objects.order_by("name"))
+    ).order_by("name", "-created_at")
+
+
 def get_api_key(raw_key: str) -> ApiKeyInfo | None:
     """The active key with this raw value, or None. One query, which also tells whether the key
     is limited to some models (`restricted`), so unrestricted keys cost no second query, and

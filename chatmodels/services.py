@@ -149,8 +149,8 @@ def _instantiate(target: ChatModel | type[ChatModel] | str) -> ChatModel:
             return target()
         except Exception as error:
             raise RegistrationError(
-                f"creating {target.__name__}() raised {type(error).__name__}: {error}"
-            ) from None
+                f"creating {target.__name__}() raised {packaging.describe_error(error)}"
+            ) from error
     if not isinstance(target, ChatModel):
         raise RegistrationError(
             f"expected a ChatModel instance, subclass or 'module:Class' target, "
@@ -282,6 +282,10 @@ def remove_alias(*, name: str, alias: str) -> None:
         raise AliasNotFound(f"model '{name}' has no alias '{alias}'", param="alias")
 
 
+# People know a key by its first characters ("cm_" and 9 random ones), stored as its `prefix`.
+KEY_PREFIX_LENGTH = 12
+
+
 @transaction.atomic
 def create_api_key(
     *,
@@ -321,7 +325,7 @@ def create_api_key(
     raw_key = f"cm_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
         name=name,
-        prefix=raw_key[:12],
+        prefix=raw_key[:KEY_PREFIX_LENGTH],
         key_hash=ApiKey.hash_key(raw_key),
         can_read_metrics=can_read_metrics,
         **limits,
@@ -332,14 +336,12 @@ def create_api_key(
 
 @transaction.atomic
 def revoke_api_key(*, key: ApiKey | str) -> ApiKey:
-    """Revoke a key, given as an ApiKey or by its prefix. Takes effect on the next request."""
+    """Revoke a key, given as an ApiKey, as the raw key, or by a unique prefix of it (as printed,
+    with or without its trailing `…`). Takes effect on the next request."""
     if isinstance(key, str):
-        matches = list(ApiKey.objects.filter(prefix=key, revoked_at=None))
-        if len(matches) != 1:
-            raise ApiKeyNotFound(
-                f"no single active API key with prefix {key!r} ({len(matches)} found)", param="key"
-            )
-        key = matches[0]
+        key = _find_api_key(key)
+        if key.revoked_at is not None:
+            raise ApiKeyNotFound(f"API key {key} is already revoked", param="key")
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
@@ -358,3 +360,61 @@ def prune_usage(*, older_than_days: int) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted, _by_model = UsageBucket.objects.filter(hour__lt=cutoff).delete()
     return deleted
+
+
+# A shorter reference to a key must still be long enough not to name one by accident.
+SHORTEST_KEY_PREFIX = 8
+
+
+def _find_api_key(reference: str) -> ApiKey:
+    """The one key that `reference` names: the raw key, or a prefix of it as people see it
+    (`cm_AbCdEfGhI…`). Active keys win over revoked ones sharing a prefix."""
+    reference = (reference or "").strip().removesuffix("…").removesuffix("...")
+    if len(reference) > KEY_PREFIX_LENGTH:
+        # Longer than any prefix: only the whole key can match, by its hash.
+        match = ApiKey.objects.filter(key_hash=ApiKey.hash_key(reference)).first()
+        if match is None:
+            raise ApiKeyNotFound("no API key matches the key given", param="key")
+        return match
+    if len(reference) < SHORTEST_KEY_PREFIX:
+        raise InvalidRequest(
+            f"give the whole API key or at least its first {SHORTEST_KEY_PREFIX} characters"
+            f" (list_api_keys prints {KEY_PREFIX_LENGTH})",
+            param="key",
+        )
+    matches = list(ApiKey.objects.filter(prefix__startswith=reference).order_by("-created_at"))
+    active = [match for match in matches if match.revoked_at is None]
+    candidates = active or matches
+    if not candidates:
+        raise ApiKeyNotFound(f"no API key starts with {reference!r}", param="key")
+    if len(candidates) > 1:
+        names = ", ".join(str(match) for match in candidates[:5])
+        raise InvalidRequest(
+            f"{reference!r} matches {len(candidates)} API keys ({names}): give more of the key",
+            param="key",
+        )
+    return candidates[0]
+
+
+@transaction.atomic
+def set_version_status(*, name: str, version: int, status: str) -> ModelVersion:
+    """Archive a version (`ModelVersion.Status.ARCHIVED`: never chosen as the latest, still
+    served by number or alias) or make it ready again. The only change a version allows."""
+    if status not in ModelVersion.Status.values:
+        raise InvalidRequest(
+            f"status must be one of {', '.join(ModelVersion.Status.values)}, got {status!r}",
+            param="status",
+        )
+    target = (
+        ModelVersion.objects.select_related("model")
+        .filter(model__name=name, version=version)
+        .first()
+    )
+    if target is None:
+        if not RegisteredModel.objects.filter(name=name).exists():
+            raise ModelNotFound(f"model '{name}' not found", param="model")
+        raise VersionNotFound(f"model '{name}' has no version {version}", param="version")
+    if target.status != status:
+        target.status = status
+        target.save(update_fields=["status"])
+    return target

@@ -1,4 +1,5 @@
-"""The management commands: register_model, set_alias, list_models, create/revoke_api_key.
+"""The management commands: register_model, set_alias, list_models, archive_version,
+create/list/revoke_api_key.
 
 Most tests call the commands in-process; a few start real `manage.py` processes, for the exit
 code and stderr people see and for registrations racing from several processes.
@@ -11,6 +12,8 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
+import traceback
 from io import StringIO
 from pathlib import Path
 
@@ -18,8 +21,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from chatmodels import services
+from chatmodels.exceptions import VersionNotFound
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
-from chatmodels.selectors import get_api_key, resolve_version
+from chatmodels.selectors import get_api_key, list_models, resolve_version
 from tests.test_services import stored_package_files
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +127,8 @@ REFUSED = {
     "empty name": (["", TRIGGER], r"invalid model name ''"),
     "predict raised": (
         ["echo", "tests.sample_models:RaisingModel"],
-        r"^predict raised ValueError: model exploded$",
+        r"^predict raised ValueError: model exploded at sample_models\.py:67 in predict: "
+        r"`raise ValueError\(\"model exploded\"\)`$",
     ),
     "output not a ChatResponse": (
         ["echo", "tests.sample_models:DictOutputModel"],
@@ -225,7 +231,9 @@ def test_a_refusal_in_a_real_process_exits_1_with_one_line_and_no_traceback():
         "unknown module": start_manage("register_model", "echo", "no_such_module:Model"),
     }
     expected = {
-        "predict raised": "CommandError: predict raised ValueError: model exploded",
+        "predict raised": (
+            "CommandError: predict raised ValueError: model exploded at sample_models.py:67"
+        ),
         "unknown module": "CommandError: module 'no_such_module' not found",
     }
 
@@ -353,5 +361,308 @@ def test_revoke_api_key_by_prefix():
     assert run("revoke_api_key", key.prefix) == f"Revoked ci ({key.prefix}…)\n"
 
     assert get_api_key(raw_key) is None
-    with pytest.raises(CommandError, match="no single active API key"):
+    with pytest.raises(CommandError, match=rf"^API key ci \({key.prefix}…\) is already revoked$"):
         run("revoke_api_key", key.prefix)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["the whole key", "the prefix as printed", "the prefix without its …", "8 characters"],
+)
+def test_revoke_api_key_takes_the_whole_key_or_a_unique_prefix(reference):
+    raw_key = run("create_api_key", "ci").splitlines()[-1]
+    other_key = _key_with_prefix("other", raw_key[:7] + "!other")  # shares 7 characters
+    prefix = raw_key[:12]
+    given = {
+        "the whole key": raw_key,
+        "the prefix as printed": f"{prefix}…",
+        "the prefix without its …": prefix,
+        "8 characters": raw_key[:8],
+    }[reference]
+
+    assert run("revoke_api_key", given) == f"Revoked ci ({prefix}…)\n"
+
+    assert get_api_key(raw_key) is None
+    other_key.refresh_from_db()
+    assert other_key.is_active
+
+
+def _key_with_prefix(name: str, prefix: str) -> ApiKey:
+    """A key whose prefix is chosen, to make two keys share their first characters."""
+    return ApiKey.objects.create(name=name, prefix=prefix, key_hash=ApiKey.hash_key(name))
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("cm_Shared", r"^'cm_Shared' matches 2 API keys \(\w+ \(cm_Shared\w+…\), .*\): give more"),
+        ("cm_Nowhere", r"^no API key starts with 'cm_Nowhere'$"),
+        ("cm_" + "x" * 40, r"^no API key matches the key given$"),
+        ("cm_Sh", r"^give the whole API key or at least its first 8 characters"),
+        ("", r"^give the whole API key or at least its first 8 characters"),
+    ],
+    ids=["ambiguous", "unknown prefix", "unknown key", "too short", "empty"],
+)
+def test_revoke_api_key_refuses_what_names_no_single_key(given, message):
+    _key_with_prefix("first", "cm_SharedAAA")
+    _key_with_prefix("second", "cm_SharedBBB")
+
+    with pytest.raises(CommandError, match=message) as raised:
+        run("revoke_api_key", given)
+
+    assert "\n" not in str(raised.value)
+    assert not ApiKey.objects.filter(revoked_at__isnull=False).exists()
+
+
+def test_revoke_api_key_prefers_the_active_key_over_a_revoked_one_sharing_its_prefix():
+    old = _key_with_prefix("old", "cm_SharedAAA")
+    services.revoke_api_key(key=old)
+    _key_with_prefix("new", "cm_SharedBBB")
+
+    assert run("revoke_api_key", "cm_Shared…") == "Revoked new (cm_SharedBBB…)\n"
+
+
+def test_list_api_keys_prints_name_prefix_models_created_and_status():
+    assert run("list_api_keys") == "No API keys yet (create one with create_api_key).\n"
+    run("register_model", "echo", TRIGGER)
+    run("register_model", "other", TRIGGER)
+    ci_key = run("create_api_key", "ci pipeline", "--model", "other", "--model", "echo")
+    app_key = run("create_api_key", "app").splitlines()[-1]
+    run("revoke_api_key", app_key)
+
+    lines = run("list_api_keys").splitlines()
+
+    assert re.split(r"\s{2,}", lines[0]) == ["NAME", "PREFIX", "MODELS", "CREATED", "STATUS"]
+    app, ci = (re.split(r"\s{2,}", line) for line in lines[1:])
+    assert app[:3] == ["app", f"{app_key[:12]}…", "all"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", app[3])
+    assert re.fullmatch(r"revoked \d{4}-\d\d-\d\d \d\d:\d\d", app[4])
+    assert ci[:3] == ["ci pipeline", f"{ci_key.splitlines()[-1][:12]}…", "echo, other"]
+    assert ci[4] == "active"
+    assert len(lines) == 3
+    # What it prints is what revoke_api_key takes.
+    assert run("revoke_api_key", ci[1]) == f"Revoked ci pipeline ({ci[1]})\n"
+
+
+def test_list_api_keys_costs_two_queries_however_many_keys(django_assert_num_queries):
+    run("register_model", "echo", TRIGGER)
+    for index in range(5):
+        run("create_api_key", f"key-{index}", "--model", "echo")
+
+    with django_assert_num_queries(2):
+        lines = run("list_api_keys").splitlines()
+    assert len(lines) == 6
+
+
+# --- archive_version --------------------------------------------------------------------------
+
+
+def test_an_archived_version_is_not_chosen_as_latest_but_still_served_by_number_and_alias():
+    for _ in range(3):
+        run("register_model", "echo", TRIGGER)
+    run("set_alias", "echo", "prod", "3")
+
+    output = run("archive_version", "echo", "3")
+
+    assert output == (
+        "Archived echo/3: no longer chosen as the latest; still served as echo/3, echo@prod\n"
+    )
+    assert ModelVersion.objects.get(version=3).status == ModelVersion.Status.ARCHIVED
+    assert resolve_version(name="echo").version == 2
+    assert resolve_version(name="echo", version=3).version == 3
+    assert resolve_version(name="echo", alias="prod").version == 3
+    assert list_models().get().latest_version == 2
+    assert re.split(r"\s{2,}", run("list_models").splitlines()[1])[:3] == ["echo", "2", "3"]
+
+    assert run("archive_version", "echo", "2") == (
+        "Archived echo/2: no longer chosen as the latest; still served as echo/2\n"
+    )
+    assert resolve_version(name="echo").version == 1
+    run("archive_version", "echo", "1")
+    with pytest.raises(VersionNotFound, match="model 'echo' has no ready version"):
+        resolve_version(name="echo")
+
+    assert run("archive_version", "echo", "3", "--restore") == (
+        "Restored echo/3: it may be chosen as the latest again\n"
+    )
+    assert resolve_version(name="echo").version == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope", "1"], r"^model 'nope' not found$"),
+        (["echo", "7"], r"^model 'echo' has no version 7$"),
+        (["echo", "7", "--restore"], r"^model 'echo' has no version 7$"),
+    ],
+)
+def test_archive_version_errors_are_one_line(args, message):
+    run("register_model", "echo", TRIGGER)
+
+    with pytest.raises(CommandError, match=message):
+        run("archive_version", *args)
+    assert ModelVersion.objects.get().status == ModelVersion.Status.READY
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_key_and_version_commands_in_real_processes():
+    run("register_model", "echo", TRIGGER)
+    run("register_model", "echo", TRIGGER)
+    raw_key = run("create_api_key", "ci").splitlines()[-1]
+    _key_with_prefix("twin-a", "cm_TwinAAAAA")
+    _key_with_prefix("twin-b", "cm_TwinABBBB")
+    processes = {
+        "ambiguous": start_manage("revoke_api_key", "cm_TwinA…"),
+        "archive": start_manage("archive_version", "echo", "2"),
+        "list": start_manage("list_api_keys"),
+    }
+    results = {case: finish(process) for case, process in processes.items()}
+    revoke = finish(start_manage("revoke_api_key", f"{raw_key[:12]}…"))
+
+    code, out, err = results["ambiguous"]
+    assert code == 1 and out == ""
+    assert err.startswith("CommandError: 'cm_TwinA' matches 2 API keys"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, out, err = results["archive"]
+    assert code == 0, err
+    assert out.startswith("Archived echo/2: no longer chosen as the latest")
+    assert resolve_version(name="echo").version == 1
+    code, out, err = results["list"]
+    assert code == 0, err
+    assert f"{raw_key[:12]}…" in out and "cm_TwinAAAAA…" in out
+    assert revoke == (0, f"Revoked ci ({raw_key[:12]}…)\n", "")
+    assert get_api_key(raw_key) is None
+
+
+# --- registration from anywhere, and its errors -------------------------------------------------
+
+
+def _readme_model() -> str:
+    """The model of the README's "Write a model", as printed there."""
+    readme = (REPOSITORY / "README.md").read_text()
+    return re.search(r"```python\n(# my_model\.py\n.*?)```", readme, re.S).group(1)
+
+
+def _manage_in(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python /path/to/manage.py ARGS` run from `folder`, as the README shows it."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings_test",
+        "CHATMODELS_TEST_DATABASE_NAME": connection.settings_dict["NAME"],
+    }
+    return subprocess.run(
+        [sys.executable, str(REPOSITORY / "manage.py"), *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_readme_model_registers_from_its_own_folder_by_file_and_by_module(tmp_path, client):
+    (tmp_path / "my_model.py").write_text(_readme_model())
+
+    by_file = _manage_in(tmp_path, "register_model", "shout", "my_model.py:Shout", "--alias=prod")
+    by_module = _manage_in(tmp_path, "register_model", "shout", "my_model:Shout")
+
+    assert by_file.returncode == 0, by_file.stderr
+    assert by_file.stdout.startswith("Registered shout version 1 (sha256 ")
+    assert by_module.returncode == 0, by_module.stderr
+    assert by_module.stdout.startswith("Registered shout version 2 (sha256 ")
+    _, raw_key = services.create_api_key(name="readme")
+    parts = [
+        {"type": "text", "text": "hello"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+        {"type": "text", "text": "there"},
+    ]
+    for model, content in [("shout@prod", "hello"), ("shout/2", parts)]:
+        reply = client.post(
+            "/v1/chat/completions",
+            {"model": model, "messages": [{"role": "user", "content": content}]},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {raw_key}",
+        )
+        assert reply.status_code == 200, reply.content
+        expected = "HELLO" if content == "hello" else "HELLO THERE"
+        assert reply.json()["choices"][0]["message"]["content"] == expected
+
+
+def test_a_module_target_not_found_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(CommandError) as raised:
+        run("register_model", "counter", "counter:Counter")
+
+    assert str(raised.value) == (
+        f"module 'counter' not found in the current folder ({tmp_path}) or the installed"
+        " packages; for a file, give its path: path/to/counter.py:Class"
+    )
+
+
+def test_a_model_that_raises_at_registration_is_refused_with_the_authors_file_and_line(tmp_path):
+    source = tmp_path / "my_model.py"
+    source.write_text(
+        textwrap.dedent(
+            """\
+            from chatmodels import ChatModel
+
+
+            def ratio(text):
+                return len(text) / 0
+
+
+            class Broken(ChatModel):
+                def predict(self, context, messages, params):
+                    return ratio(messages[-1].content)
+            """
+        )
+    )
+
+    with pytest.raises(CommandError) as raised:
+        run("register_model", "broken", f"{source}:Broken")
+
+    assert str(raised.value) == (
+        "predict raised ZeroDivisionError: division by zero at my_model.py:5 in ratio:"
+        " `return len(text) / 0`"
+    )
+    # --traceback shows the author's frames, by file name, under the one-line error.
+    cause = raised.value.__cause__.__cause__
+    assert isinstance(cause, ZeroDivisionError)
+    frames = traceback.extract_tb(cause.__traceback__)
+    path = str(source.resolve())
+    assert [(f.filename, f.lineno, f.name) for f in frames[-2:]] == [
+        (path, 10, "predict"),
+        (path, 5, "ratio"),
+    ]
+
+
+def test_errors_in_the_authors_init_and_module_name_their_line(tmp_path):
+    (tmp_path / "init_fails.py").write_text(
+        "from chatmodels import ChatModel\n\n\n"
+        "class Model(ChatModel):\n"
+        "    def __init__(self):\n"
+        "        self.settings = {}['missing']\n\n"
+        "    def predict(self, context, messages, params):\n"
+        "        return None\n"
+    )
+    (tmp_path / "import_fails.py").write_text("import json\n\nSETTINGS = json.loads('{')\n")
+
+    with pytest.raises(CommandError) as init_error:
+        run("register_model", "m", f"{tmp_path / 'init_fails.py'}:Model")
+    with pytest.raises(CommandError) as import_error:
+        run("register_model", "m", f"{tmp_path / 'import_fails.py'}:Model")
+
+    assert str(init_error.value) == (
+        "creating Model() raised KeyError: 'missing' at init_fails.py:6 in __init__:"
+        " `self.settings = {}['missing']`"
+    )
+    assert str(import_error.value).startswith(
+        "importing import_fails.py raised JSONDecodeError: Expecting property name enclosed in"
+    )
+    assert str(import_error.value).endswith(
+        " at import_fails.py:3 in <module>: `SETTINGS = json.loads('{')`"
+    )

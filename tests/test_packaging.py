@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import linecache
+import logging
 import os
 import pickle
 import subprocess
@@ -33,6 +35,7 @@ from chatmodels.packaging import (
 )
 from chatmodels.signature import DEFAULT_INPUT_EXAMPLE, chat_signature
 from tests import sample_models
+from tests.helpers import make_key, register
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -569,3 +572,66 @@ def test_check_response_and_check_chunk():
 def test_streaming_support_is_detected(tmp_path):
     assert loaded_sample(sample_models.StreamingModel, tmp_path / "a").streams is True
     assert loaded_sample(sample_models.TriggerModel, tmp_path / "b").streams is False
+
+
+# ---------------------------------------------------------------------------------------------
+# The author's file and lines in tracebacks
+
+FLAKY_MODEL = """\
+from chatmodels import ChatModel, ChatResponse
+
+
+class Flaky(ChatModel):
+    def predict(self, context, messages, params):
+        if messages[-1].content == "fail":
+            raise RuntimeError("upstream said no")
+        return ChatResponse(choices=[{"message": {"role": "assistant", "content": "ok"}}])
+"""
+
+
+@pytest.mark.django_db
+def test_a_served_versions_traceback_names_the_authors_file_and_registered_lines(
+    tmp_path, client, caplog
+):
+    source = tmp_path / "flaky.py"
+    source.write_text(FLAKY_MODEL)
+    register(name="flaky", model=f"{source}:Flaky")
+    _, raw_key = make_key()
+    # As on a host where the file is gone or changed: the version serves, and shows, what was
+    # registered. (A new process has none of this one's cached lines.)
+    source.write_text("# rewritten after registration\n" * 10)
+    linecache.clearcache()
+    logger = logging.getLogger("chatmodels")
+    logger.addHandler(caplog.handler)
+    try:
+        response = client.post(
+            "/v1/chat/completions",
+            {"model": "flaky", "messages": [{"role": "user", "content": "fail"}]},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {raw_key}",
+        )
+    finally:
+        logger.removeHandler(caplog.handler)
+
+    assert response.status_code == 500
+    assert f'File "{source.resolve()}", line 7, in predict' in caplog.text
+    assert '    raise RuntimeError("upstream said no")' in caplog.text
+    assert "<dynamic-code>" not in caplog.text
+
+
+def test_two_versions_of_one_file_in_a_process_show_no_source_line_rather_than_a_wrong_one(
+    tmp_path,
+):
+    source = tmp_path / "flaky.py"
+    source.write_text(FLAKY_MODEL)
+    first = open_built(build(load_target(f"{source}:Flaky")()), tmp_path / "cache")
+    source.write_text("\n\n" + FLAKY_MODEL)  # the same code two lines lower
+    second = open_built(build(load_target(f"{source}:Flaky")()), tmp_path / "cache")
+    failing = {"messages": [{"role": "user", "content": "fail"}]}
+
+    for loaded, line in [(first, 7), (second, 9)]:
+        with pytest.raises(ModelRaised) as raised:
+            validate_model(loaded, failing)
+        assert str(raised.value) == (
+            f"predict raised RuntimeError: upstream said no at flaky.py:{line} in predict"
+        )

@@ -14,11 +14,12 @@ from chatmodels.exceptions import ChatModelsError
 
 @contextmanager
 def one_line_errors():
-    """Domain errors become `CommandError: <message>` and exit 1, never a traceback."""
+    """Domain errors become `CommandError: <message>` and exit 1, never a traceback (unless
+    asked for with `--traceback`: then it goes down to the author's own frames)."""
     try:
         yield
     except ChatModelsError as error:
-        raise CommandError(str(error)) from None
+        raise CommandError(str(error)) from error
 
 
 def read_json_file(path: str, what: str) -> Any:

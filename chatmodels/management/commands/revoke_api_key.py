@@ -1,4 +1,4 @@
-"""`manage.py revoke_api_key PREFIX`: revoke a key by the prefix shown in the admin."""
+"""`manage.py revoke_api_key KEY`: revoke a key given whole or by a unique prefix (as printed)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from chatmodels.management.commands._common import one_line_errors
 
 
 class Command(BaseCommand):
-    help = "Revoke the API key with this prefix; it stops working on the next request."
+    help = (
+        "Revoke an API key, given whole or by a unique prefix as list_api_keys and the admin"
+        " print it (with or without the trailing …); it stops working on the next request."
+    )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("prefix")
+        parser.add_argument("key", metavar="KEY_OR_PREFIX", help="e.g. cm_AbCdEfGhI…")
 
     def handle(self, *args, **options) -> None:
         with one_line_errors():
-            key = services.revoke_api_key(key=options["prefix"])
+            key = services.revoke_api_key(key=options["key"])
         self.stdout.write(f"Revoked {key}")
