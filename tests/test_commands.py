@@ -18,6 +18,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -666,3 +667,43 @@ def test_errors_in_the_authors_init_and_module_name_their_line(tmp_path):
     assert str(import_error.value).endswith(
         " at import_fails.py:3 in <module>: `SETTINGS = json.loads('{')`"
     )
+
+
+# --- setup_demo (what ./scripts/serve runs) -----------------------------------------------------
+
+
+def test_setup_demo_makes_what_is_missing_and_reuses_the_rest(tmp_path):
+    password_file, key_file = tmp_path / "admin-password", tmp_path / "demo-api-key"
+    files = ["--password-file", str(password_file), "--key-file", str(key_file)]
+
+    first = run("setup_demo", *files).splitlines()
+
+    assert first == [
+        "==> Applying database migrations",
+        "==> Registering the demo model echo (examples/echo.py)",
+        f"==> Creating the admin user admin (password in {password_file})",
+        f"==> Creating a demo API key for all models, kept in {key_file}",
+    ]
+    assert key_file.stat().st_mode & 0o777 == password_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert get_api_key(key) is not None
+    assert resolve_version(name="echo", alias="prod").version == 1
+    assert User.objects.get(username="admin").check_password(password_file.read_text().strip())
+
+    second = run("setup_demo", *files).splitlines()
+
+    assert second == [
+        "==> Applying database migrations",
+        "==> Demo model echo is registered",
+        f"==> Admin user admin exists (password in {password_file})",
+        f"==> Reusing the demo API key in {key_file}",
+    ]
+    assert key_file.read_text().strip() == key
+    assert ModelVersion.objects.count() == 1 and ApiKey.objects.count() == 1
+
+    run("revoke_api_key", key)
+    third = run("setup_demo", *files).splitlines()
+
+    assert third[-1] == f"==> Creating a demo API key for all models, kept in {key_file}"
+    assert key_file.read_text().strip() != key
+    assert get_api_key(key_file.read_text().strip()) is not None
