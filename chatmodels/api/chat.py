@@ -1,7 +1,8 @@
 """The one chat pipeline: resolve → check the key and its limits → parse → admit → invoke → answer.
 
-`/api/models/<name>/invocations`, `/v1/chat/completions` and the admin playground all answer
-through `answer_chat`, so they resolve, check, stream and fail alike.
+`/api/models/<name>/invocations`, `/v1/chat/completions`, `/v1/responses` and the admin
+playground all answer through `answer_chat`, so they resolve, check, stream and fail alike. A
+`ChatDialect` is what differs between them: how the request is read and the answer written.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection
@@ -68,6 +70,66 @@ def check_model_allowed(key: ApiKeyInfo | None, model_id: int, name: str) -> Non
         raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
 
 
+@dataclass(frozen=True)
+class ParsedChat:
+    request: ChatRequest
+    include_usage: bool  # a stream ends with a usage chunk (`usage` null if the model gave none)
+
+
+class ChatDialect(Protocol):
+    """How one API speaks chat: its request read as a `ChatRequest`, the answer written back.
+
+    The pipeline (`answer_chat`) is the same for every dialect; only these differ.
+    """
+
+    def parse(self, body: dict[str, Any]) -> ParsedChat:
+        """The chat request (400 naming the field the client sent when it is wrong)."""
+
+    def completion(self, completion: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer to a non-stream request, from the `chat.completion` dict."""
+
+    def events(self, chunks: Iterator[dict[str, Any] | None]) -> Iterator[bytes]:
+        """The SSE events of a stream, from `chat.completion.chunk` dicts (KEEP_ALIVE passed
+        on as KEEP_ALIVE_EVENT). Errors raised by `chunks` propagate."""
+
+    def end(self) -> Iterator[bytes]:
+        """The SSE events that end a stream that went well."""
+
+    def failed(self, message: str, kind: errors.ErrorKind, param: str | None) -> Iterator[bytes]:
+        """The SSE events that end a stream that failed after it started."""
+
+
+class ChatCompletionsDialect:
+    """The OpenAI chat-completions format, as is (invocations, /v1/chat/completions)."""
+
+    def parse(self, body: dict[str, Any]) -> ParsedChat:
+        request = ChatRequest.from_dict(body)
+        return ParsedChat(request, _include_usage(body) if request.stream else False)
+
+    def completion(self, completion: dict[str, Any]) -> dict[str, Any]:
+        return completion
+
+    def events(self, chunks: Iterator[dict[str, Any] | None]) -> Iterator[bytes]:
+        for chunk in chunks:
+            yield KEEP_ALIVE_EVENT if chunk is runtime.KEEP_ALIVE else sse(chunk)
+
+    def end(self) -> Iterator[bytes]:
+        yield b"data: [DONE]\n\n"
+
+    def failed(self, message: str, kind: errors.ErrorKind, param: str | None) -> Iterator[bytes]:
+        # No [DONE]: the OpenAI SDKs raise APIError on an `error` event.
+        yield sse(errors.error_body(message, kind, param))
+
+
+CHAT_COMPLETIONS = ChatCompletionsDialect()
+
+
+def sse(data: dict[str, Any], *, event: str | None = None) -> bytes:
+    """One server-sent event carrying `data` as JSON (with an `event:` line if given)."""
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
 def answer_chat(
     body: dict[str, Any],
     *,
@@ -77,10 +139,12 @@ def answer_chat(
     version: int | None,
     alias: str | None,
     served_name: str | None = None,
+    dialect: ChatDialect = CHAT_COMPLETIONS,
 ) -> HttpResponse:
     """Resolve the version (every request: alias moves are seen at once), check, invoke, answer.
 
     `served_name` is the model name the answer carries (default: `name/N` of the version).
+    `dialect` reads the request and writes the answer (default: chat completions).
     `request` is the HTTP request: its route names the metrics, its `traceparent` the span.
     Every outcome, error or answer, is reported once through `observability.ChatCall`.
     """
@@ -91,8 +155,8 @@ def answer_chat(
         check_model_allowed(key, resolved.model_id, name)
         if key is not None:
             limits.check(key)
-        chat_request = ChatRequest.from_dict(body)
-        include_usage = _include_usage(body) if chat_request.stream else False
+        parsed = dialect.parse(body)
+        chat_request = parsed.request
         served_name = served_name or str(resolved)
         _release_pooled_connection()
         slot = capacity.acquire(
@@ -107,13 +171,14 @@ def answer_chat(
                 slot.release()
             call.set_usage(completion.get("usage"))
             call.finish()
-            return HttpResponse(json.dumps(completion), content_type="application/json")
+            answer = dialect.completion(completion)
+            return HttpResponse(json.dumps(answer), content_type="application/json")
         try:
             chunks = runtime.invoke_stream(
                 resolved,
                 chat_request,
                 served_name=served_name,
-                include_usage=include_usage,
+                include_usage=parsed.include_usage,
                 on_usage=call.set_usage,
             )
         except BaseException:
@@ -122,9 +187,8 @@ def answer_chat(
     except BaseException as error:
         call.finish(error=error)
         raise
-    response = StreamingHttpResponse(
-        _EventStream(chunks, slot, call), content_type="text/event-stream"
-    )
+    events = _EventStream(chunks, slot, call, dialect)
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
     return response
@@ -160,11 +224,12 @@ class _EventStream:
         chunks: Iterator[dict[str, Any] | None],
         slot: capacity.Slot,
         call: observability.ChatCall,
+        dialect: ChatDialect,
     ) -> None:
         self._chunks = chunks
         self._slot = slot
         self._call = call
-        self._events = _server_sent_events(chunks, slot, call)
+        self._events = _server_sent_events(chunks, slot, call, dialect)
 
     def __iter__(self) -> Iterator[bytes]:
         return self._events
@@ -177,29 +242,38 @@ class _EventStream:
 
 
 def _server_sent_events(
-    chunks: Iterator[dict[str, Any] | None], slot: capacity.Slot, call: observability.ChatCall
-):
-    """Each event is written as soon as it is yielded; a keep-alive comment through silences."""
+    chunks: Iterator[dict[str, Any] | None],
+    slot: capacity.Slot,
+    call: observability.ChatCall,
+    dialect: ChatDialect,
+) -> Iterator[bytes]:
+    """Each event is written as soon as it is yielded; a keep-alive comment through silences.
+    The model is stopped and its slot freed before the last events, so a client that has read
+    to the end of a stream finds the capacity free again."""
+    failure = None
     try:
-        for chunk in chunks:
-            if chunk is runtime.KEEP_ALIVE:
-                yield KEEP_ALIVE_EVENT
-            else:
-                call.first_chunk()
-                yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        yield from dialect.events(_noting_first_chunk(chunks, call))
     except ChatModelsError as error:
         call.finish(error=error)
-        body = errors.error_body(error.message, errors.domain_error_kind(error), error.param)
-        yield b"data: " + json.dumps(body).encode() + b"\n\n"
-        return
+        failure = (error.message, errors.domain_error_kind(error), error.param)
     except Exception as error:
         logger.exception("stream failed")
         call.finish(error=error)
-        body = errors.error_body("the stream failed; see the server log", errors.SERVER_ERROR)
-        yield b"data: " + json.dumps(body).encode() + b"\n\n"
-        return
+        failure = ("the stream failed; see the server log", errors.SERVER_ERROR, None)
     finally:
         chunks.close()
         slot.release()
+    if failure is not None:
+        yield from dialect.failed(*failure)
+        return
     call.finish()
-    yield b"data: [DONE]\n\n"
+    yield from dialect.end()
+
+
+def _noting_first_chunk(
+    chunks: Iterator[dict[str, Any] | None], call: observability.ChatCall
+) -> Iterator[dict[str, Any] | None]:
+    for chunk in chunks:
+        if chunk is not runtime.KEEP_ALIVE:
+            call.first_chunk()  # time to first token
+        yield chunk
