@@ -177,9 +177,29 @@ def invoke_stream(
     except BaseException:
         feed.close()
         raise
-    return _chunks(
+    chunks = _chunks(
         feed, first, served_name=served_name, include_usage=include_usage, on_usage=on_usage
     )
+    return _StoppingIterator(chunks, feed)
+
+
+class _StoppingIterator:
+    """The chunks, as an iterator whose `close()` stops the model even if no chunk was taken
+    yet (closing a generator that never started runs none of its `finally`)."""
+
+    def __init__(self, chunks: Iterator[dict[str, Any] | None], feed: _Feed) -> None:
+        self._chunks = chunks
+        self._feed = feed
+
+    def __iter__(self) -> _StoppingIterator:
+        return self
+
+    def __next__(self) -> dict[str, Any] | None:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+        self._feed.close()
 
 
 def _chunks(
@@ -204,14 +224,19 @@ def _chunks(
             usage = chunk.usage or usage
             data = chunk.to_dict()
             data.pop("usage", None)
-            if data["choices"] or not include_usage:
+            # Usage goes in the last chunk only (when asked for): a chunk that carried nothing
+            # else, like an upstream's own usage chunk, is not passed on.
+            if data["choices"] or not (include_usage or chunk.usage is not None):
                 yield chunk_dict(data, stream_id=stream_id, created=created, model=served_name)
     finally:
         feed.close()
+    reported = _usage(usage.to_dict() if usage else None)
     if on_usage is not None:
-        on_usage(_usage(usage.to_dict()) if usage else None)
+        on_usage(reported)
     if include_usage:
-        final = {"choices": [], "usage": usage.to_dict() if usage else {}}
+        # `usage: null` when the model reported none: counts are never made up (the spec allows
+        # null; a client then knows the server has no count, rather than reading zero tokens).
+        final = {"choices": [], "usage": reported}
         yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)
 
 
@@ -372,8 +397,9 @@ def completion_dict(data: dict[str, Any], *, served_name: str) -> dict[str, Any]
         message.setdefault("refusal", None)
         choice["finish_reason"] = choice.get("finish_reason") or "stop"
         choice["logprobs"] = _logprobs(choice.get("logprobs"))
-    if "usage" in data:
-        data["usage"] = _usage(data["usage"])
+    usage = _usage(data.pop("usage", None))
+    if usage is not None:  # left out when the model reported none
+        data["usage"] = usage
     return data
 
 
@@ -386,8 +412,6 @@ def chunk_dict(data: dict[str, Any], *, stream_id: str, created: int, model: str
         choice.setdefault("finish_reason", None)
         if "logprobs" in choice:
             choice["logprobs"] = _logprobs(choice["logprobs"])
-    if "usage" in data:
-        data["usage"] = _usage(data["usage"])
     return data
 
 
@@ -416,9 +440,15 @@ def _token_logprobs(tokens: list[dict[str, Any]] | None) -> list[dict[str, Any]]
     return tokens
 
 
-def _usage(usage: dict[str, Any]) -> dict[str, int]:
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
+def _usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
+    """OpenAI's `usage` from what the model reported, or None when it did not report both the
+    prompt and the completion counts: a count is never made up (`total_tokens` is their sum
+    when the model left it out)."""
+    if not usage:
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if prompt is None or completion is None:
+        return None
     total = usage.get("total_tokens")
     return {
         "prompt_tokens": prompt,

@@ -88,6 +88,10 @@ class AsyncOpenAIProxyModel(ChatModel):
             messages=[message.to_dict() for message in messages],
             stream=stream,
         )
+        if stream:
+            # The upstream's own token counts end its stream (a chunk with no choices): passed
+            # on, so the server reports real usage, never a guess.
+            body["stream_options"] = {"include_usage": True}
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"

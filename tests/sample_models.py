@@ -211,3 +211,125 @@ class ContentPartsModel(ChatModel):
                 }
             ]
         )
+
+
+class MessagesReportModel(ChatModel):
+    """Answers with a JSON report of the messages and params `predict` received, as dicts."""
+
+    def predict(self, context, messages, params):
+        import json
+
+        report = {
+            "messages": [message.to_dict() for message in messages],
+            "params": params.to_dict(),
+        }
+        return ChatResponse(
+            choices=[{"message": {"role": "assistant", "content": json.dumps(report)}}]
+        )
+
+
+def _words(messages) -> int:
+    return sum(
+        len(message.content.split()) for message in messages if isinstance(message.content, str)
+    )
+
+
+class ToolRoundTripModel(ChatModel):
+    """A tool-calling model, as an agent framework meets one:
+
+    - the last message is a tool result: answers "The tool said: <result>";
+    - tools are given: calls the first one with `{"city": <last message>}`;
+    - else echoes the last message, cut to `max_tokens` words (finish_reason "length").
+
+    Streams the same answers in pieces (arguments in two deltas); usage counts words.
+    """
+
+    def _answer(self, messages, params) -> tuple[str | None, dict | None, str]:
+        import json
+
+        last = messages[-1]
+        if last.role == "tool":
+            return f"The tool said: {last.content}", None, "stop"
+        if params.tools:
+            arguments = json.dumps({"city": _last_text(messages)})
+            call = {
+                "id": "call_rt_1",
+                "name": params.tools[0].function.name,
+                "arguments": arguments,
+            }
+            return None, call, "tool_calls"
+        words = _last_text(messages).split()
+        if params.max_tokens is not None and len(words) > params.max_tokens:
+            return " ".join(words[: params.max_tokens]), None, "length"
+        return " ".join(words), None, "stop"
+
+    def _usage(self, messages, text: str | None, call: dict | None) -> dict:
+        completion = len((text or call["arguments"]).split())
+        prompt = _words(messages)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def predict(self, context, messages, params):
+        text, call, finish_reason = self._answer(messages, params)
+        message = {"role": "assistant", "content": text}
+        if call is not None:
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+            ]
+        return ChatResponse(
+            choices=[{"message": message, "finish_reason": finish_reason}],
+            usage=self._usage(messages, text, call),
+        )
+
+    def predict_stream(self, context, messages, params):
+        text, call, finish_reason = self._answer(messages, params)
+        if call is None:
+            for i, word in enumerate(text.split(" ")):
+                yield ChatChunk(choices=[{"delta": {"content": word if i == 0 else " " + word}}])
+        else:
+            head = {"index": 0, "id": call["id"], "type": "function"}
+            yield ChatChunk(
+                choices=[{"delta": {"tool_calls": [{**head, "function": {"name": call["name"]}}]}}]
+            )
+            middle = len(call["arguments"]) // 2
+            for piece in (call["arguments"][:middle], call["arguments"][middle:]):
+                yield ChatChunk(
+                    choices=[
+                        {"delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}}
+                    ]
+                )
+        yield ChatChunk(
+            choices=[{"delta": {}, "finish_reason": finish_reason}],
+            usage=self._usage(messages, text, call),
+        )
+
+
+class RefusingModel(ChatModel):
+    """Refuses, without reporting usage (streams the refusal in two pieces)."""
+
+    def predict(self, context, messages, params):
+        return ChatResponse(
+            choices=[{"message": {"role": "assistant", "refusal": "I can't help with that."}}]
+        )
+
+    def predict_stream(self, context, messages, params):
+        for piece in ("I can't ", "help with that."):
+            yield ChatChunk(choices=[{"delta": {"refusal": piece}}])
+        yield ChatChunk(choices=[{"delta": {}, "finish_reason": "stop"}])
+
+
+class PartialUsageModel(ChatModel):
+    """Reports only its completion token count."""
+
+    def predict(self, context, messages, params):
+        return ChatResponse(
+            choices=[{"message": {"role": "assistant", "content": "ok"}}],
+            usage={"completion_tokens": 1},
+        )

@@ -62,6 +62,31 @@ def test_echo_example_streams_word_by_word(tmp_path):
     assert all(isinstance(chunk, ChatChunk) for chunk in chunks)
     assert [c.choices[0].delta.content for c in chunks] == ["one", " two", " three", None]
     assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage.to_dict() == {
+        "prompt_tokens": 3,
+        "completion_tokens": 3,
+        "total_tokens": 6,
+    }
+
+
+def test_echo_example_counts_the_words_of_every_message_as_its_usage(tmp_path):
+    loaded = package_and_open(f"{EXAMPLES / 'echo.py'}:EchoModel", tmp_path)
+    messages, params = ChatRequest.from_dict(
+        {
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "say it back"},
+            ]
+        }
+    ).split()
+
+    response = loaded.model.predict(loaded.context, messages, params)
+
+    assert response.usage.to_dict() == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "total_tokens": 8,
+    }
 
 
 def test_echo_example_reads_text_content_parts(tmp_path):
@@ -170,8 +195,10 @@ class Upstream:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
+            "usage": self.USAGE,
         }
+
+    USAGE = {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
 
     def events(self, body: dict) -> bytes:
         base = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1700000000}
@@ -182,6 +209,8 @@ class Upstream:
             for delta in pieces
         ]
         lines.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            lines.append({**base, "choices": [], "usage": self.USAGE})
         text = "".join(f"data: {json.dumps(line)}\n\n" for line in lines)
         return (": keep-alive comment\n\n" + text + "data: [DONE]\n\n").encode()
 
@@ -240,10 +269,14 @@ def test_proxy_streams_server_sent_events(proxy, upstream):
 
     assert proxy.streams is True
     assert all(isinstance(chunk, ChatChunk) for chunk in chunks)
-    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    *answer, usage = chunks
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in answer)
     assert text == "upstream-model heard: stream me "
-    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert answer[-1].choices[0].finish_reason == "stop"
+    # The upstream's usage chunk (asked for with include_usage) is passed on as it came.
+    assert usage.choices == [] and usage.usage.to_dict() == Upstream.USAGE
     assert upstream.requests[-1]["body"]["stream"] is True
+    assert upstream.requests[-1]["body"]["stream_options"] == {"include_usage": True}
 
 
 def test_proxy_does_not_forward_what_openai_does_not_take(proxy, upstream):
@@ -313,7 +346,10 @@ OURS = {"custom_inputs": {"trace": True}, "top_k": 5, "stream_options": {"includ
 
 
 def expected_upstream_body(model: str, *, stream: bool) -> dict:
-    return {**FULL_REQUEST, "model": model, "n": 1, "stream": stream}
+    body = {**FULL_REQUEST, "model": model, "n": 1, "stream": stream}
+    if stream:  # the proxies ask for the upstream's usage, to pass real counts on
+        body["stream_options"] = {"include_usage": True}
+    return body
 
 
 def test_proxy_forwards_every_request_parameter_and_vendor_key(proxy, upstream):
@@ -459,7 +495,22 @@ def test_async_proxy_streams_the_upstream_chunks_then_done(
     ]
     assert [chunk["choices"][0]["finish_reason"] for chunk in chunks] == [None] * 5 + ["stop"]
     assert {chunk["model"] for chunk in chunks} == {"async-proxy"}
+    assert all("usage" not in chunk for chunk in chunks)
     assert upstream.requests[-1]["body"]["stream"] is True
+
+
+def test_async_proxy_stream_reports_the_upstream_usage_when_asked(
+    client, served_async_proxy, upstream, api_key
+):
+    body = chat("stream me", model="async-proxy", stream=True)
+    body["stream_options"] = {"include_usage": True}
+
+    events = stream_events(post(client, COMPLETIONS, body, key=api_key))
+
+    assert events[-1] == "[DONE]"
+    final = events[-2]
+    assert final["choices"] == [] and final["usage"] == Upstream.USAGE
+    assert upstream.requests[-1]["body"]["stream_options"] == {"include_usage": True}
 
 
 def test_async_proxy_stream_closed_early_closes_the_upstream_response(

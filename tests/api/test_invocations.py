@@ -13,8 +13,10 @@ from tests.api.calls import completion_text, error_of, get, post, stream_events
 from tests.helpers import chat, make_key, register
 from tests.sample_models import (
     BadChunkStreamingModel,
+    ContentPartsModel,
     LogprobsModel,
     ParamsReportModel,
+    PartialUsageModel,
     StreamingModel,
     ToolCallingModel,
     TriggerModel,
@@ -307,7 +309,8 @@ def test_stream_of_tool_calls_carries_indexed_tool_call_deltas(client, key):
     ("model", "usage"),
     [
         (TriggerModel, {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}),
-        (StreamingModel, {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
+        # The model reported no usage: null, never made-up zeros.
+        (StreamingModel, None),
     ],
 )
 def test_include_usage_adds_a_final_chunk_with_no_choices_and_the_usage(client, key, model, usage):
@@ -321,6 +324,18 @@ def test_include_usage_adds_a_final_chunk_with_no_choices_and_the_usage(client, 
     assert chunks[-1]["id"] == chunks[0]["id"]
     assert all("usage" not in chunk for chunk in chunks[:-1])
     assert _content(chunks) in ("a b", "a b ")
+
+
+@pytest.mark.parametrize("model", [ContentPartsModel, PartialUsageModel])
+def test_usage_the_model_did_not_fully_report_is_left_out_not_made_up(client, key, model):
+    register(name="m", model=model())
+
+    completion = post(client, COMPLETIONS, chat("x", model="m"), key=key).json()
+    body = chat("x", model="m", stream=True, stream_options={"include_usage": True})
+    chunks = _chunks(stream_events(post(client, COMPLETIONS, body, key=key)))
+
+    assert "usage" not in completion
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] is None
 
 
 def test_include_usage_false_sends_no_usage_chunk(client, key):

@@ -37,8 +37,9 @@ COMPLETIONS = "/v1/chat/completions"
 
 def _nullable_aware(check):
     """OpenAI's 3.1 document still marks some fields OAS 3.0-style (`nullable: true`, e.g. a
-    stream chunk's `finish_reason`); JSON Schema 2020-12 ignores that keyword, so a 3.1
-    validator would refuse the `null` that OpenAI itself sends. Honour it as OpenAI means it."""
+    stream chunk's `finish_reason`, or its `usage` beside a `$ref`); JSON Schema 2020-12 ignores
+    that keyword, so a 3.1 validator would refuse the `null` that OpenAI itself sends. Honour
+    it as OpenAI means it."""
 
     def keyword(validator, value, instance, schema):
         if instance is None and schema.get("nullable") is True:
@@ -78,6 +79,7 @@ def assert_matches(openai_spec):
             validators={
                 "type": _nullable_aware(base.VALIDATORS["type"]),
                 "enum": _nullable_aware(base.VALIDATORS["enum"]),
+                "$ref": _nullable_aware(base.VALIDATORS["$ref"]),
             },
         )
     registry = Registry().with_resource(
