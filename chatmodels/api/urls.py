@@ -31,6 +31,7 @@ urlpatterns = [
         name="version-detail",
     ),
     path("v1/chat/completions", views.ChatCompletionsView.as_view(), name="chat-completions"),
+    path("v1/responses", views.ResponsesView.as_view(), name="responses"),
     path("v1/models", views.OpenAIModelsView.as_view(), name="openai-models"),
     path("v1/models/<path:model>", views.OpenAIModelView.as_view(), name="openai-model"),
     path("api/usage/", views.UsageView.as_view(), name="usage"),

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 
 import chatmodels
 from chatmodels import metrics, selectors
+from chatmodels.api import responses
 from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage
 from chatmodels.api.chat import answer_chat, check_model_allowed, read_json_object
 from chatmodels.api.serializers import (
@@ -184,11 +185,7 @@ class ChatCompletionsView(APIView):
     )
     def post(self, request: Request) -> HttpResponse:
         body = read_json_object(request)
-        reference = body.get("model")
-        if not isinstance(reference, str) or not reference:
-            raise InvalidRequest(
-                "model: is required ('name', 'name/VERSION' or 'name@ALIAS')", param="model"
-            )
+        reference = _model_reference(body)
         name, version, alias = selectors.parse_model_reference(reference)
         return answer_chat(
             body,
@@ -198,6 +195,48 @@ class ChatCompletionsView(APIView):
             version=version,
             alias=alias,
             served_name=reference,
+        )
+
+
+def _model_reference(body: dict[str, Any]) -> str:
+    reference = body.get("model")
+    if not isinstance(reference, str) or not reference:
+        raise InvalidRequest(
+            "model: is required ('name', 'name/VERSION' or 'name@ALIAS')", param="model"
+        )
+    return reference
+
+
+class ResponsesView(APIView):
+    """`POST /v1/responses`: the OpenAI Responses API, stateless, answered by the chat pipeline
+    (`model` as for /v1/chat/completions)."""
+
+    @extend_schema(
+        tags=["openai"],
+        summary="Create a model response (OpenAI Responses API, stateless)",
+        request={"application/json": responses.REQUEST_SCHEMA},
+        responses={
+            **_ERRORS,
+            200: OpenApiResponse(
+                responses.RESPONSE_SCHEMA,
+                description="A response object; with stream=true, text/event-stream of typed "
+                "events ending with response.completed",
+            ),
+        },
+    )
+    def post(self, request: Request) -> HttpResponse:
+        body = read_json_object(request)
+        reference = _model_reference(body)
+        name, version, alias = selectors.parse_model_reference(reference)
+        return answer_chat(
+            body,
+            request=request,
+            key=request.auth,
+            name=name,
+            version=version,
+            alias=alias,
+            served_name=reference,
+            dialect=responses.ResponsesDialect(body, model=reference),
         )
 
 
