@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from chatmodels import usage
 from chatmodels.api.responses import ChatTranslation
+from chatmodels.models import UsageBucket
 from tests.api import test_openai_spec
 from tests.api.calls import error_of, get, post
 from tests.helpers import make_key, register
@@ -640,6 +642,26 @@ def test_keys_and_models_are_checked_as_on_chat_completions(client, key):
     ] == ("version_not_found")
     assert error_of(post(client, RESPONSES, request, key=key, raw=b"{nope"), 400)
     assert post(client, RESPONSES, request, key=key).status_code == 200
+
+
+def test_responses_calls_are_counted_in_usage_like_chat_completions(client):
+    usage.discard()
+    register(name="tools", model=ToolRoundTripModel())
+    api_key, raw = make_key(name="counted")
+
+    post(client, RESPONSES, {"model": "tools", "input": "one two"}, key=raw)
+    response_events(
+        post(client, RESPONSES, {"model": "tools", "input": "a b c", "stream": True}, key=raw)
+    )
+    post(client, RESPONSES, {"model": "tools", "input": "x", "max_output_tokens": 0}, key=raw)
+    usage.flush()
+
+    rows = list(UsageBucket.objects.filter(api_key=api_key))
+    assert sum(row.requests for row in rows) == 3
+    assert sum(row.invalid_requests for row in rows) == 1
+    assert sum(row.prompt_tokens for row in rows) == 5  # words, as the model counts them
+    assert sum(row.completion_tokens for row in rows) == 5
+    usage.discard()
 
 
 def test_the_route_is_in_our_openapi_schema(client):
