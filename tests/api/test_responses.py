@@ -205,7 +205,7 @@ def test_a_refusal_is_a_refusal_content_part_and_no_usage_is_made_up(client, key
 # --- what the model receives -------------------------------------------------------------------
 
 
-def test_instructions_and_input_items_reach_the_model_as_chat_messages(client, key):
+def test_instructions_input_items_and_params_reach_the_model_as_chat_ones(client, key):
     register(name="report", model=MessagesReportModel())
     items = [
         {"role": "developer", "content": "answer in French"},
@@ -230,9 +230,11 @@ def test_instructions_and_input_items_reach_the_model_as_chat_messages(client, k
             "content": [
                 {"type": "input_text", "text": "and this?"},
                 {"type": "input_image", "image_url": "https://example.com/a.png", "detail": "low"},
+                {"type": "input_file", "file_data": "data:text/plain;base64,aGk=", "filename": "a"},
             ],
         },
     ]
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
     request = {
         "model": "report",
         "instructions": "be brief",
@@ -240,7 +242,16 @@ def test_instructions_and_input_items_reach_the_model_as_chat_messages(client, k
         "temperature": 0.2,
         "top_p": 0.5,
         "max_output_tokens": 7,
-        "tools": [WEATHER_TOOL],
+        "tools": [WEATHER_TOOL, {"type": "web_search"}],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+        "text": {"format": {"type": "json_schema", "name": "answer", "schema": schema}},
+        "user": "u-1",
+        "metadata": {"ticket": "42"},
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "low"},
+        "seed": 7,
+        "store": True,
+        "min_p": 0.1,
         "custom_inputs": {"session": "s1"},
     }
 
@@ -271,25 +282,44 @@ def test_instructions_and_input_items_reach_the_model_as_chat_messages(client, k
                     "type": "image_url",
                     "image_url": {"url": "https://example.com/a.png", "detail": "low"},
                 },
+                {
+                    "type": "file",
+                    "file": {"file_data": "data:text/plain;base64,aGk=", "filename": "a"},
+                },
             ],
         },
     ]
-    params = report["params"]
-    assert params["temperature"] == 0.2
-    assert params["top_p"] == 0.5
-    assert params["max_tokens"] == 7
-    assert params["custom_inputs"] == {"session": "s1"}
-    assert params["tools"] == [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "description": "The weather in a city",
-                "parameters": WEATHER_TOOL["parameters"],
-                "strict": True,
+    assert report["params"] == {
+        "temperature": 0.2,
+        "top_p": 0.5,
+        "max_tokens": 7,
+        "n": 1,
+        "stream": False,
+        "custom_inputs": {"session": "s1"},
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "The weather in a city",
+                    "parameters": WEATHER_TOOL["parameters"],
+                    "strict": True,
+                },
             },
-        }
-    ]
+            {"type": "web_search"},  # passed as it is: the model decides
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema},
+        },
+        "user": "u-1",
+        "metadata": {"ticket": "42"},
+        "parallel_tool_calls": False,
+        "reasoning_effort": "low",
+        "seed": 7,
+        "extra": {"min_p": 0.1},  # a vendor key, as sent; `store` is the server's
+    }
 
 
 def test_every_responses_param_becomes_its_chat_completions_param():
