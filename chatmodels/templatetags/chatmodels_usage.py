@@ -2,7 +2,7 @@
 
 from django import template
 
-from chatmodels.admin_usage import key_usage as key_usage_context
+from chatmodels.admin.usage import key_usage as key_usage_context
 from chatmodels.models import ApiKey
 
 register = template.Library()

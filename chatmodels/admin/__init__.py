@@ -1,0 +1,16 @@
+"""The Django admin: registered models, their read-only versions, aliases, tags and API keys.
+
+One module per registered model (`registered_models.py`, `versions.py`, `api_keys.py`, `usage.py`
+for the usage buckets' charts), the display helpers they share (`display.py`), the version page's
+content (`version_page.py`) and the playground views (`playground.py`). Writes go through
+`services`; a version is shown, never edited, except its `status`.
+"""
+
+from django.contrib import admin
+
+# Importing the modules registers their ModelAdmins with the admin site.
+from chatmodels.admin import api_keys, registered_models, usage, versions  # noqa: F401
+
+admin.site.site_header = "chatmodels"
+admin.site.site_title = "chatmodels"
+admin.site.index_title = "Registry and serving"

@@ -1,0 +1,153 @@
+"""The API-key admin: create a key (its raw value shown once), list keys, revoke them.
+
+Keys are made and revoked through `services`; only a key's hash is stored.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Prefetch
+from django.utils import timezone
+from django.utils.html import format_html
+
+from chatmodels import services
+from chatmodels.admin import display
+from chatmodels.models import ApiKey, RegisteredModel
+
+
+class KeyStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return (("active", "Active"), ("revoked", "Revoked"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+# Per-key limits and the metrics permission: set when a key is made, changeable later.
+API_KEY_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "monthly_token_budget",
+    "can_read_metrics",
+)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "prefix_display",
+        "allowed_models_display",
+        display.created,
+        "active_display",
+        "revoked_display",
+    )
+    list_filter = (KeyStateFilter, "created_at")
+    search_fields = ("name", "prefix")
+    filter_horizontal = ("allowed_models",)
+    actions = ("revoke_selected",)
+
+    class Media:
+        css = {"all": ("chatmodels/admin.css",)}
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch("allowed_models", queryset=RegisteredModel.objects.only("name"))
+            )
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "API keys", **(extra_context or {})})
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "allowed_models", *API_KEY_LIMIT_FIELDS)
+        return (
+            "name",
+            "prefix_display",
+            "allowed_models",
+            *API_KEY_LIMIT_FIELDS,
+            "created_at",
+            "state_display",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("prefix_display", "created_at", "state_display")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, raw_key = services.create_api_key(
+            name=form.cleaned_data["name"],
+            models=[model.name for model in form.cleaned_data["allowed_models"]],
+            **{field: form.cleaned_data[field] for field in API_KEY_LIMIT_FIELDS},
+        )
+        # The admin goes on with `obj` (change message, redirect): make it the created row.
+        for field in ("pk", "prefix", "key_hash", "created_at", "revoked_at"):
+            setattr(obj, field, getattr(key, field))
+        obj._state.adding = False
+        obj._state.db = key._state.db
+        messages.success(
+            request,
+            format_html(
+                "API key “{}” created. Copy it now, it will not be shown again:"
+                ' <code class="cm-secret">{}</code>',
+                key.name,
+                raw_key,
+            ),
+            extra_tags="cm-api-key",
+        )
+        return None
+
+    def save_related(self, request, form, formsets, change):
+        if not change:
+            return None  # create_api_key already stored the allowed models.
+        return super().save_related(request, form, formsets, change)
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            services.revoke_api_key(key=key)
+            revoked += 1
+        messages.success(request, f"Revoked {revoked} key{'s' if revoked != 1 else ''}.")
+
+    @admin.display(description="prefix", ordering="prefix")
+    def prefix_display(self, key):
+        return format_html("<code>{}…</code>", key.prefix)
+
+    @admin.display(description="allowed models")
+    def allowed_models_display(self, key):
+        names = [model.name for model in key.allowed_models.all()]
+        if not names:
+            return format_html('<span class="cm-muted">{}</span>', "all models")
+        return display.pills(names, "cm-pill")
+
+    @admin.display(description="revoked", ordering="revoked_at")
+    def revoked_display(self, key):
+        return display.compact_datetime(key.revoked_at)
+
+    @admin.display(description="active", boolean=True, ordering="revoked_at")
+    def active_display(self, key):
+        return key.is_active
+
+    @admin.display(description="state")
+    def state_display(self, key):
+        if key.is_active:
+            return format_html('<span class="cm-status cm-status-ready">{}</span>', "active")
+        return format_html(
+            '<span class="cm-status cm-status-archived">revoked {}</span>',
+            timezone.localtime(key.revoked_at).strftime("%Y-%m-%d %H:%M"),
+        )
