@@ -9,6 +9,10 @@ from django.test import Client
 
 from tests.helpers import auth, chat
 
+# The routes most tests call: the echo model's invocations, and the OpenAI route.
+INVOCATIONS = "/api/models/echo/invocations"
+COMPLETIONS = "/v1/chat/completions"
+
 
 def post(
     client: Client, path: str, body: Any = None, *, key: str | None = None, raw: bytes | None = None

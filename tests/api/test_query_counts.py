@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 EXTRA = 30
 
 
-def grow_registry(echo: ModelVersion) -> None:
+def grow_registry_and_keys(echo: ModelVersion) -> None:
     """EXTRA more models (two versions, two aliases and a tag each), EXTRA more versions of
     echo with aliases on some, and EXTRA more keys, half of them limited to a few models."""
     models = []
@@ -90,7 +90,7 @@ def test_an_invocation_costs_a_fixed_number_of_queries_however_large_the_registr
                 info=f"{invocation.__name__}, {key_kind} key, {stage}",
             )
         if stage == "small registry":
-            grow_registry(echo)
+            grow_registry_and_keys(echo)
 
 
 # Key lookup, then the listing's own queries (count, page, alias and tag prefetches...);
@@ -121,11 +121,11 @@ def test_registry_listings_stay_flat_as_the_registry_grows(
                     info=f"GET {path}, {kind} key, {stage}",
                 )
         if stage == "small registry":
-            grow_registry(echo)
+            grow_registry_and_keys(echo)
 
 
 def test_listings_after_growth_still_show_everything(client, echo, key):
-    grow_registry(echo)
+    grow_registry_and_keys(echo)
 
     models = get(client, "/api/models/", key=key).json()
     versions = get(client, "/api/models/echo/versions/", key=key).json()
