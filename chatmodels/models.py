@@ -9,7 +9,7 @@ import json
 from django.core.files.storage import storages
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import F, Value
+from django.db.models import F, Max, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -33,6 +33,17 @@ def package_storage():
     return storages["packages"]
 
 
+class RegisteredModelQuerySet(models.QuerySet):
+    def with_latest_version(self) -> RegisteredModelQuerySet:
+        """Each model with `latest_version` (its number) and `latest_version_id`: its latest ready
+        version's, or None. Part of the model query (a subquery each), so free of extra queries."""
+        latest = ModelVersion.objects.latest_ready(model=OuterRef("pk"))
+        return self.annotate(
+            latest_version=Subquery(latest.values("version")),
+            latest_version_id=Subquery(latest.values("pk")),
+        )
+
+
 class RegisteredModel(models.Model):
     name = models.CharField(max_length=128, unique=True, validators=[name_validator])
     description = models.TextField(blank=True)
@@ -44,6 +55,8 @@ class RegisteredModel(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RegisteredModelQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -66,6 +79,28 @@ class ModelTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    """Which version "latest" means, said once for the API, the admin, the commands and selectors.
+
+    The latest version of a model is its ready version with the highest number; archived versions
+    are skipped. `selectors.resolve_version` states the same rule in the SQL of the serving hot
+    path (tests/test_latest_version.py checks that the two agree).
+    """
+
+    def ready(self) -> ModelVersionQuerySet:
+        return self.filter(status=ModelVersion.Status.READY)
+
+    def latest_ready(self, *, model) -> ModelVersionQuerySet:
+        """The latest ready version of `model` (a model, its id, or `OuterRef("pk")`), as a
+        queryset of at most one row: `.first()` for the version, `.values(...)` for a subquery."""
+        return self.filter(model=model).ready().order_by("-version")[:1]
+
+    def next_number(self, *, model) -> int:
+        """The number `model`'s next version gets: one more than its highest, of any status."""
+        highest = self.filter(model=model).aggregate(highest=Max("version"))["highest"]
+        return (highest or 0) + 1
 
 
 class ModelVersion(models.Model):
@@ -112,6 +147,8 @@ class ModelVersion(models.Model):
     package_versions = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.CharField(max_length=150, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["model__name", "-version"]

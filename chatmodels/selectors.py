@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, F, Max, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Prefetch, QuerySet, Sum
 from django.db.models.functions import TruncDay
 
 from chatmodels.exceptions import (
@@ -136,6 +136,9 @@ def _version_sql(where: str, *, alias_join: bool = False) -> str:
 _RESOLVE_SQL = {
     "version": _version_sql("v.version = %s"),
     "alias": _version_sql("a.name = %s", alias_join=True),
+    # `ModelVersion.objects.latest_ready()` in SQL: the ready version with the highest number
+    # (served by the (model, status, -version) index). tests/test_latest_version.py keeps the
+    # two in agreement.
     "latest": _version_sql("v.status = %s") + " ORDER BY v.version DESC LIMIT 1",
 }
 
@@ -195,10 +198,8 @@ def _aliases_prefetch() -> Prefetch:
 def list_models() -> QuerySet[RegisteredModel]:
     """Models with latest_version, version_count, aliases and tags: three queries, however many."""
     return (
-        RegisteredModel.objects.annotate(
-            latest_version=Max("versions__version", filter=Q(versions__status="ready")),
-            version_count=Count("versions", distinct=True),
-        )
+        RegisteredModel.objects.with_latest_version()
+        .annotate(version_count=Count("versions", distinct=True))
         .prefetch_related(_aliases_prefetch(), "tags")
         .order_by("name")
     )

@@ -20,7 +20,6 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from chatmodels import packaging
@@ -187,10 +186,9 @@ def _create_version_rows(
                     ModelTag.objects.update_or_create(
                         model=registered, key=key, defaults={"value": value}
                     )
-                latest = registered.versions.aggregate(latest=Max("version"))["latest"] or 0
                 version = ModelVersion.objects.create(
                     model=registered,
-                    version=latest + 1,
+                    version=ModelVersion.objects.next_number(model=registered),
                     class_path=built.class_path,
                     signature=built.manifest["signature"],
                     input_example=built.manifest["input_example"],

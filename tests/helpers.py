@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Max
-
 from chatmodels import services
 from chatmodels.base import ChatModel
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
@@ -53,6 +51,6 @@ def grow_registry(source: ModelVersion, *, models: int, versions: int) -> None:
         ModelAlias.objects.create(model=model, name="prod", version=rows[-1])
         ModelAlias.objects.create(model=model, name="canary", version=rows[0])
         ModelTag.objects.create(model=model, key="team", value=f"team-{index}")
-    latest = source.model.versions.aggregate(latest=Max("version"))["latest"]
-    for number in range(latest + 1, latest + 1 + versions):
+    first = ModelVersion.objects.next_number(model=source.model)
+    for number in range(first, first + versions):
         copy_version(source, model=source.model, number=number)

@@ -271,7 +271,9 @@ def test_version_changelist_shows_versions_aliases_and_digests(admin_client):
     assert f"{second.digest[:12]}…" in html
     assert '<span class="cm-status cm-status-ready">ready</span>' in html
 
-    filtered = html_of(admin_client.get(VERSION_LIST, {"status__exact": "archived"}))
+    filtered = html_of(
+        admin_client.get(VERSION_LIST, {"status__exact": ModelVersion.Status.ARCHIVED})
+    )
     assert ">echo/2</a>" not in filtered
 
 
@@ -417,7 +419,7 @@ def test_posting_a_changed_digest_changes_nothing_but_status(admin_client):
     response = admin_client.post(
         version_url(version),
         {
-            "status": "archived",
+            "status": ModelVersion.Status.ARCHIVED,
             "digest": "0" * 64,
             "version": "99",
             "signature": "{}",
@@ -428,7 +430,7 @@ def test_posting_a_changed_digest_changes_nothing_but_status(admin_client):
 
     assert response.status_code == 302
     version.refresh_from_db()
-    assert version.status == "archived"
+    assert version.status == ModelVersion.Status.ARCHIVED
     assert version.digest == original["digest"]
     assert version.version == original["version"]
     assert version.signature == original["signature"]
@@ -437,13 +439,15 @@ def test_posting_a_changed_digest_changes_nothing_but_status(admin_client):
 
 def test_version_status_can_go_back_to_ready(admin_client):
     version = register(name="echo", model=TriggerModel())
-    ModelVersion.objects.filter(pk=version.pk).update(status="archived")
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.ARCHIVED)
 
-    response = admin_client.post(version_url(version), {"status": "ready", "_save": "Save"})
+    response = admin_client.post(
+        version_url(version), {"status": ModelVersion.Status.READY, "_save": "Save"}
+    )
 
     assert response.status_code == 302
     version.refresh_from_db()
-    assert version.status == "ready"
+    assert version.status == ModelVersion.Status.READY
 
 
 def test_versions_cannot_be_added_or_deleted_in_the_admin(admin_client):
@@ -568,6 +572,9 @@ def test_revoke_action_revokes_selected_keys(admin_client):
 def test_playground_page_renders_models_versions_and_aliases(admin_client):
     register(name="echo", model=TriggerModel())
     register(name="echo", model=TriggerModel(), aliases=["prod"])
+    ModelVersion.objects.filter(model__name="echo", version=1).update(
+        status=ModelVersion.Status.ARCHIVED
+    )
 
     html = html_of(admin_client.get(PLAYGROUND, {"model": "echo", "version": "1"}))
 
@@ -583,6 +590,7 @@ def test_playground_page_renders_models_versions_and_aliases(admin_client):
     assert echo["name"] == "echo"
     assert echo["latest"] == 2
     assert [v["version"] for v in echo["versions"]] == [2, 1]
+    assert [v["label"] for v in echo["versions"]] == ["v2", "v1 (archived)"]
     assert echo["aliases"] == {"prod": 2}
     assert config["selected"] == {"model": "echo", "version": "1", "alias": ""}
     assert config["invokeUrl"] == PLAYGROUND_INVOKE

@@ -70,7 +70,7 @@ def test_status_may_change_and_nothing_else_does():
     deferred.save()
 
     after = ModelVersion.objects.filter(pk=registered.pk).values().get()
-    assert after.pop("status") == "archived"
+    assert after.pop("status") == ModelVersion.Status.ARCHIVED
     before.pop("status")
     assert after == before
 
@@ -82,7 +82,7 @@ def test_update_fields_without_content_fields_skips_the_check(django_assert_num_
     with django_assert_num_queries(1):  # the UPDATE alone
         version.save(update_fields=["status"])
 
-    assert ModelVersion.objects.get(pk=version.pk).status == "archived"
+    assert ModelVersion.objects.get(pk=version.pk).status == ModelVersion.Status.ARCHIVED
 
 
 def test_version_numbers_are_unique_per_model():

@@ -54,12 +54,14 @@ def test_resolve_version_by_latest_number_and_alias(echo):
 
 
 def test_latest_skips_archived_versions(echo):
-    ModelVersion.objects.filter(model__name="echo", version=2).update(status="archived")
+    ModelVersion.objects.filter(model__name="echo", version=2).update(
+        status=ModelVersion.Status.ARCHIVED
+    )
     assert selectors.resolve_version(name="echo").version == 1
 
     # A pinned version or an alias still reaches an archived version.
     assert selectors.resolve_version(name="echo", version=2).version == 2
-    ModelVersion.objects.filter(model__name="echo").update(status="archived")
+    ModelVersion.objects.filter(model__name="echo").update(status=ModelVersion.Status.ARCHIVED)
     with pytest.raises(VersionNotFound, match="model 'echo' has no ready version"):
         selectors.resolve_version(name="echo")
 
@@ -111,7 +113,9 @@ def test_resolve_version_is_one_query_however_large_the_registry(
 
 def test_list_models_annotates_latest_count_aliases_and_tags(echo):
     register(name="summarizer", model=TriggerModel())
-    ModelVersion.objects.filter(model__name="echo", version=2).update(status="archived")
+    ModelVersion.objects.filter(model__name="echo", version=2).update(
+        status=ModelVersion.Status.ARCHIVED
+    )
 
     models = {model.name: model for model in selectors.list_models()}
 

@@ -92,7 +92,11 @@ def test_registration_stores_a_complete_self_contained_version():
     )
 
     version = ModelVersion.objects.get(pk=version.pk)
-    assert (version.model.name, version.version, version.status) == ("echo", 1, "ready")
+    assert (version.model.name, version.version, version.status) == (
+        "echo",
+        1,
+        ModelVersion.Status.READY,
+    )
     assert version.model.description == "Echoes."
     assert version.signature == chat_signature()
     assert version.input_example == DEFAULT_INPUT_EXAMPLE

@@ -146,8 +146,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="state")
     def state_display(self, key):
         if key.is_active:
-            return format_html('<span class="cm-status cm-status-ready">{}</span>', "active")
-        return format_html(
-            '<span class="cm-status cm-status-archived">revoked {}</span>',
-            timezone.localtime(key.revoked_at).strftime("%Y-%m-%d %H:%M"),
-        )
+            return display.badge("active", "active")
+        revoked = timezone.localtime(key.revoked_at).strftime("%Y-%m-%d %H:%M")
+        return display.badge(f"revoked {revoked}", "revoked")

@@ -15,6 +15,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
+from chatmodels.models import ModelVersion
+
 EMPTY = "—"
 
 
@@ -50,6 +52,12 @@ def version_link(*, pk: int, number: int) -> SafeString:
     """`v3`, bold, linking to the version's page."""
     url = reverse("admin:chatmodels_modelversion_change", args=[pk])
     return format_html('<a href="{}"><strong>v{}</strong></a>', url, number)
+
+
+def version_label(version: ModelVersion) -> str:
+    """`v3`, or `v3 (archived)`: a version in a menu."""
+    archived = version.status == ModelVersion.Status.ARCHIVED
+    return f"v{version.version}" + (" (archived)" if archived else "")
 
 
 def badge(text: str, css_state: str) -> SafeString:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from chatmodels import selectors
+from chatmodels.admin import display
 from chatmodels.api import errors
 from chatmodels.api.chat import answer_chat, read_json_object
 from chatmodels.exceptions import (
@@ -35,26 +36,32 @@ def _check_permission(request: HttpRequest, model_admin) -> None:
 
 def playground_models(*, site: str = "admin") -> list[dict]:
     """Every model with its versions (number, status, admin page) and aliases (3 queries)."""
-    models = RegisteredModel.objects.only("name").prefetch_related(
-        Prefetch(
-            "versions",
-            queryset=ModelVersion.objects.only("model", "version", "status").order_by("-version"),
-        ),
-        Prefetch("aliases", queryset=ModelAlias.objects.select_related(None).order_by("name")),
+    models = (
+        RegisteredModel.objects.only("name")
+        .with_latest_version()
+        .prefetch_related(
+            Prefetch(
+                "versions",
+                queryset=ModelVersion.objects.only("model", "version", "status").order_by(
+                    "-version"
+                ),
+            ),
+            Prefetch("aliases", queryset=ModelAlias.objects.select_related(None).order_by("name")),
+        )
     )
     result = []
     for model in models:
         versions = list(model.versions.all())
         by_pk = {version.pk: version.version for version in versions}
-        ready = [version.version for version in versions if version.status == "ready"]
         result.append(
             {
                 "name": model.name,
-                "latest": ready[0] if ready else None,
+                "latest": model.latest_version,
                 "versions": [
                     {
                         "version": version.version,
                         "status": version.status,
+                        "label": display.version_label(version),
                         "url": reverse(f"{site}:chatmodels_modelversion_change", args=[version.id]),
                     }
                     for version in versions

@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
@@ -105,10 +105,6 @@ class ModelAliasForm(forms.ModelForm):
         return name
 
 
-def _version_label(version: ModelVersion) -> str:
-    return f"v{version.version}" + (" (archived)" if version.status == "archived" else "")
-
-
 class ModelAliasInline(admin.TabularInline):
     """Aliases point at a version of this model; saving goes through `services.set_alias`."""
 
@@ -137,14 +133,14 @@ class ModelAliasInline(admin.TabularInline):
         field = AliasForm.base_fields["version"]
         versions = ModelVersion.objects.filter(model=obj) if obj else ModelVersion.objects.none()
         field.queryset = versions.only("pk", "version", "status").order_by("-version")
-        field.label_from_instance = _version_label
+        field.label_from_instance = display.version_label
         # Versions are created by registration only: no "+"/"edit"/"view" buttons by the select.
         if isinstance(field.widget, RelatedFieldWidgetWrapper):
             field.widget = field.widget.widget
         # One query for the version menu, however many alias rows show it (Django would run
         # one per row); a submitted choice is still checked against this model's versions.
         choices += [("", field.empty_label)]
-        choices += [(version.pk, _version_label(version)) for version in field.queryset]
+        choices += [(version.pk, display.version_label(version)) for version in field.queryset]
         return formset
 
 
@@ -219,17 +215,11 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         css = {"all": ("chatmodels/admin.css",)}
 
     def get_queryset(self, request):
-        latest = ModelVersion.objects.filter(model=OuterRef("pk"), status="ready").order_by(
-            "-version"
-        )
         return (
             super()
             .get_queryset(request)
-            .annotate(
-                version_count=Count("versions", distinct=True),
-                latest_version_number=Subquery(latest.values("version")[:1]),
-                latest_version_id=Subquery(latest.values("pk")[:1]),
-            )
+            .with_latest_version()
+            .annotate(version_count=Count("versions", distinct=True))
             .prefetch_related(
                 Prefetch("aliases", queryset=alias_queryset()),
                 Prefetch("tags", queryset=ModelTag.objects.order_by("key")),
@@ -291,11 +281,11 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         short = text if len(text) <= 80 else text[:79] + "…"
         return format_html('<span class="cm-description" title="{}">{}</span>', text, short)
 
-    @admin.display(description="latest", ordering="latest_version_number")
+    @admin.display(description="latest", ordering="latest_version")
     def latest_version_display(self, model):
-        if model.latest_version_number is None:
+        if model.latest_version is None:
             return EMPTY
-        return display.version_link(pk=model.latest_version_id, number=model.latest_version_number)
+        return display.version_link(pk=model.latest_version_id, number=model.latest_version)
 
     @admin.display(description="versions", ordering="version_count")
     def version_count_display(self, model):
@@ -323,7 +313,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
     @admin.display(description="")
     def playground_display(self, model):
-        if model.latest_version_number is None:
+        if model.latest_version is None:
             return ""
         return format_html(
             '<a class="cm-try" href="{}">Try&nbsp;▸</a>', playground_url(model=model.name)

@@ -67,8 +67,7 @@
     const group = element("optgroup");
     group.label = "Versions";
     for (const version of model.versions) {
-      const suffix = version.status === "archived" ? " (archived)" : "";
-      group.appendChild(option(`version:${version.version}`, `v${version.version}${suffix}`));
+      group.appendChild(option(`version:${version.version}`, version.label));
     }
     versionSelect.appendChild(group);
     if (selectFromUrl) {
