@@ -8,6 +8,7 @@ import json
 import shlex
 
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 
 from chatmodels.admin.display import playground_url
 from chatmodels.models import ModelVersion
@@ -90,7 +91,8 @@ def version_page_context(request, version: ModelVersion) -> dict:
         }
         for name, info in sorted((version.artifacts or {}).items())
     ]
-    invocation_path = f"/api/models/{version.model.name}/invocations?version={version.version}"
+    invocations = reverse("model-invocations", kwargs={"name": version.model.name})
+    invocation_path = f"{invocations}?version={version.version}"
     body = json.dumps(input_example, ensure_ascii=False)
     curl = (
         f"curl {shlex.quote(request.build_absolute_uri(invocation_path))} \\\n"

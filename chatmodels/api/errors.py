@@ -15,6 +15,7 @@ from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from chatmodels.api import routes
 from chatmodels.exceptions import (
     AliasNotFound,
     ChatDataError,
@@ -163,7 +164,7 @@ def _first(detail) -> str:
 
 
 def _is_admin(request: HttpRequest) -> bool:
-    return request.path.startswith("/admin/")
+    return routes.is_admin(request)  # asked of urls.py, not of the path
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -1,4 +1,4 @@
-"""Request logs (one JSON line per request), and the browser-only middleware API calls skip.
+"""Request logs (one JSON line per request), and the session middleware API calls skip.
 
 Structured request logs: one JSON line per request with method, path, status and duration.
 
@@ -12,9 +12,12 @@ import os
 import re
 import time
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+
+from chatmodels.api import routes
 
 logger = logging.getLogger("chatmodels.requests")
 
@@ -48,27 +51,51 @@ class RequestLogMiddleware:
         return response
 
 
-# --- Browser-only middleware ------------------------------------------------------------------
-# Sessions, users and messages serve the pages people open in a browser (the admin, the API
-# docs). API calls carry a key, never a cookie, so on API paths these are skipped: they cost
-# about a tenth of an invocation. Subclasses, so Django's admin checks still find them.
-API_PATH_PREFIXES = ("/api/models/", "/v1/", "/health", "/ready", "/version")
+# --- Session-only middleware ------------------------------------------------------------------
+# Sessions, users and messages serve the routes that sign people in: the admin, and API views
+# that accept a staff session besides keys. Everything else (API calls carry a key, never a
+# cookie; the API docs; health checks; the landing page) skips them: they cost about a tenth of
+# an invocation. Which routes need them is asked of the route Django resolved
+# (`routes.uses_sessions`), so their request half runs in `process_view`, the first hook that
+# knows the route (Django resolves each request once, after the middleware's `process_request`
+# and before `process_view`); their response half runs only when the request half did.
+# Subclasses, so Django's admin checks still find them.
 
 
-class _SkippedForApi:
+class _OnlyWhereSessionsAreUsed:
     def __call__(self, request):
-        if request.path_info.startswith(API_PATH_PREFIXES):
-            return self.get_response(request)
-        return super().__call__(request)
+        if self.async_mode:
+            return self._admin_only_acall(request)
+        response = self.get_response(request)
+        if self._ran_for(request) and hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+    async def _admin_only_acall(self, request):
+        response = await self.get_response(request)
+        if self._ran_for(request) and hasattr(self, "process_response"):
+            response = await sync_to_async(self.process_response, thread_sensitive=True)(
+                request, response
+            )
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not routes.uses_sessions(request.resolver_match):
+            return None
+        request.__dict__.setdefault("_session_middleware_ran", set()).add(type(self))
+        return self.process_request(request)
+
+    def _ran_for(self, request) -> bool:
+        return type(self) in request.__dict__.get("_session_middleware_ran", ())
 
 
-class SessionMiddleware(_SkippedForApi, sessions.SessionMiddleware):
+class SessionMiddleware(_OnlyWhereSessionsAreUsed, sessions.SessionMiddleware):
     pass
 
 
-class AuthenticationMiddleware(_SkippedForApi, auth.AuthenticationMiddleware):
+class AuthenticationMiddleware(_OnlyWhereSessionsAreUsed, auth.AuthenticationMiddleware):
     pass
 
 
-class MessageMiddleware(_SkippedForApi, messages.MessageMiddleware):
+class MessageMiddleware(_OnlyWhereSessionsAreUsed, messages.MessageMiddleware):
     pass

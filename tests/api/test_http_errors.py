@@ -1,4 +1,5 @@
-"""Django's own errors (unknown URL, wrong method, unknown host) in the OpenAI error shape."""
+"""Django's own errors (unknown URL, wrong method, unknown host) in the OpenAI error shape, except
+on the admin's routes, which keep Django's HTML error pages."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def test_a_request_for_an_unknown_host_is_a_json_400(client):
     response = client.get("/health", HTTP_HOST="evil.example")
 
     assert error_of(response, 400)["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("path", "host", "status"),
+    [
+        ("/admin/chatmodels/nothing-here/", "testserver", 404),
+        ("/admin/", "evil.example", 400),  # refused before Django resolves the route
+    ],
+)
+def test_errors_on_admin_routes_are_html_pages(admin_client, path, host, status):
+    response = admin_client.get(path, HTTP_HOST=host)
+
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("text/html")
