@@ -1,12 +1,25 @@
-"""Top-level URLs: the admin, the registry and serving API, the OpenAI-compatible routes, health."""
+"""Top-level URLs: the admin, the registry and serving API, the OpenAI-compatible routes, health,
+and a landing page at `/` for people who open the server in a browser."""
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import TemplateView
+
+import chatmodels
 
 urlpatterns = [
     # The API first: the serving routes are matched on every call.
     path("", include("chatmodels.api.urls")),
     path("admin/", admin.site.urls),
+    # `/` exactly; every other unknown path stays an OpenAI-format JSON 404 (handler404).
+    path(
+        "",
+        TemplateView.as_view(
+            template_name="chatmodels/landing.html",
+            extra_context={"version": chatmodels.__version__},
+        ),
+        name="home",
+    ),
 ]
 
 handler400 = "chatmodels.api.errors.bad_request"

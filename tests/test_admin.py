@@ -70,6 +70,30 @@ def test_model_changelist_shows_names_latest_versions_aliases_and_tags(admin_cli
     assert admin_client.get(reverse("admin:chatmodels_registeredmodel_add")).status_code == 403
 
 
+def test_model_changelist_offers_try_beside_the_latest_version(admin_client):
+    register(name="echo", model=TriggerModel())
+    archived = register(name="retired", model=TriggerModel())
+    ModelVersion.objects.filter(pk=archived.pk).update(status=ModelVersion.Status.ARCHIVED)
+
+    html = html_of(admin_client.get(MODEL_LIST))
+
+    cells = dict(
+        re.findall(
+            r'<th class="field-name"><a href="[^"]+">([^<]+)</a></th>'
+            r'.*?<td class="field-latest_and_try_display">(.*?)</td>',
+            html,
+            re.S,
+        )
+    )
+    assert f'href="{PLAYGROUND}?model=echo">Try&nbsp;▸</a>' in cells["echo"]
+    assert "<strong>v1</strong>" in cells["echo"]
+    assert cells["retired"] == "—"  # nothing ready to try
+    # Columns the lists dropped to fit at 1,280 px, and the sidebar that took 280 px of it.
+    assert "field-playground_display" not in html
+    assert 'id="nav-sidebar"' not in html
+    assert "field-model_link" not in html_of(admin_client.get(VERSION_LIST))
+
+
 def test_model_changelist_shows_a_short_description(admin_client):
     register(name="echo", model=TriggerModel(), description="Echoes the last message.\nDemo.")
     register(name="long", model=TriggerModel(), description="word " * 40)
@@ -277,6 +301,57 @@ def test_version_changelist_shows_versions_aliases_and_digests(admin_client):
     assert ">echo/2</a>" not in filtered
 
 
+VERSION_PAGE_SECTIONS = (
+    "input-example",
+    "call",
+    "source-code",
+    "artifacts",
+    "model-config",
+    "environment",
+    "signature",
+)
+
+
+def test_version_page_shows_what_differs_first_and_the_shared_signature_last(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    positions = [html.index(f'id="{section}"') for section in VERSION_PAGE_SECTIONS]
+    assert positions == sorted(positions)
+    # The digest (package fieldset) comes before all of them.
+    assert html.index(version.digest) < positions[0]
+
+
+def test_version_page_says_the_signature_is_shared_and_folds_its_tables(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    signature = html[html.index('id="signature"') :]
+    assert "the same for every version of every ChatModel" in signature
+    inputs = len(version.signature["inputs"]["properties"])
+    outputs = len(version.signature["outputs"]["properties"])
+    assert f"request in ({inputs} fields)" in signature
+    assert f"<code>chat.completion</code> out ({outputs} fields)" in signature
+    folded = re.search(r'<details class="cm-signature-details">(.*?)</details>', signature, re.S)
+    assert folded, signature[:2000]
+    assert "<h3>Inputs</h3>" in folded.group(1)
+    assert "<h3>Outputs</h3>" in folded.group(1)
+    assert '<span class="cm-field-name">messages</span>' in folded.group(1)
+
+
+def test_version_page_opens_a_signature_that_differs_from_the_standard_one(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    older = {**version.signature, "inputs": {**version.signature["inputs"], "properties": {}}}
+    ModelVersion.objects.filter(pk=version.pk).update(signature=older)
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    assert "differs from the ChatModel signature of this release" in html
+    assert '<details class="cm-signature-details" open>' in html
+
+
 def test_version_page_shows_signature_tables(admin_client):
     version = register(name="echo", model=TriggerModel())
 
@@ -469,16 +544,24 @@ def count_queries(client, url) -> int:
     return len(context.captured_queries)
 
 
-@pytest.mark.parametrize("url", [MODEL_LIST, VERSION_LIST])
+KEY_LIST = reverse("admin:chatmodels_apikey_changelist")
+
+
+@pytest.mark.parametrize("url", [MODEL_LIST, VERSION_LIST, KEY_LIST])
 def test_changelist_query_count_does_not_grow_with_the_registry(
     admin_client, url, django_assert_num_queries
 ):
     source = register(name="echo", model=TriggerModel(), aliases=["prod"], tags={"team": "a"})
     register(name="other", model=TriggerModel())
+    services.create_api_key(name="first", models=["echo"])
     admin_client.get(url)  # warm the session and content types
     small = count_queries(admin_client, url)
 
     grow_registry(source, models=20, versions=3)
+    for index in range(20):
+        services.create_api_key(
+            name=f"key-{index}", models=["echo", f"grown-{index:02d}"][: index % 3]
+        )
     assert RegisteredModel.objects.count() == 22
     with django_assert_num_queries(small):
         assert admin_client.get(url).status_code == 200
@@ -514,7 +597,7 @@ def test_api_key_is_created_in_the_admin_and_shown_once(admin_client):
     )
 
     html = html_of(response)
-    match = re.search(r'<code class="cm-secret">([^<]+)</code>', html)
+    match = re.search(r'<code class="cm-secret" id="cm-new-api-key">([^<]+)</code>', html)
     assert match, html
     raw_key = match.group(1)
     key = ApiKey.objects.get(name="ci-pipeline")
@@ -531,6 +614,31 @@ def test_api_key_is_created_in_the_admin_and_shown_once(admin_client):
     assert raw_key not in change_page
     assert key.key_hash not in change_page
     assert f"<code>{key.prefix}…</code>" in change_page
+
+
+def test_new_api_key_page_has_a_copy_button_for_the_key(admin_client):
+    response = admin_client.post(
+        reverse("admin:chatmodels_apikey_add"), {"name": "laptop", "_save": "Save"}, follow=True
+    )
+
+    html = html_of(response)
+    key = re.search(r'<code class="cm-secret" id="cm-new-api-key">([^<]+)</code>(.*?)</li>', html)
+    assert key, html
+    assert ApiKey.objects.get(name="laptop").key_hash == ApiKey.hash_key(key.group(1))
+    # The button copies the element holding the key, with the script that copies it.
+    assert (
+        '<button type="button" class="button cm-copy" data-copy-target="cm-new-api-key">Copy'
+        in key.group(2)
+    )
+    assert '<script src="/static/chatmodels/copy.js"></script>' in html
+    # "Save and continue editing" shows it on the key's own page, with the same button.
+    again = admin_client.post(
+        reverse("admin:chatmodels_apikey_add"),
+        {"name": "desktop", "_continue": "Save and continue editing"},
+        follow=True,
+    )
+    assert 'data-copy-target="cm-new-api-key"' in html_of(again)
+    assert "chatmodels/copy.js" in html_of(again)
 
 
 def test_api_key_changelist_shows_prefix_models_and_state(admin_client):
@@ -750,3 +858,44 @@ def test_playground_is_staff_only_and_csrf_protected(admin_user, django_user_mod
         PLAYGROUND_INVOKE, body, content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
     assert stream_events(allowed)[-1] == "[DONE]"
+
+
+# --- the landing page at / (the admin's "View site") -------------------------------------------
+
+
+def test_landing_page_links_the_admin_the_api_docs_and_the_health_endpoints(client):
+    response = client.get("/")
+
+    html = html_of(response)
+    assert response["Content-Type"].startswith("text/html")
+    for name in (
+        "admin:index",
+        "docs",
+        "schema",
+        "openai-models",
+        "usage",
+        "health",
+        "ready",
+        "version",
+        "metrics",
+    ):
+        assert f'<a href="{reverse(name)}">' in html, name
+    assert f"POST {reverse('chat-completions')}" in html
+    assert f"POST {reverse('responses')}" in html
+    assert 'base_url="http://testserver/v1"' in html
+
+
+def test_the_admins_view_site_link_leads_to_the_landing_page(admin_client):
+    html = html_of(admin_client.get(reverse("admin:index")))
+
+    assert f'<a href="{reverse("home")}">View site</a>' in html
+    assert reverse("home") == "/"
+
+
+@pytest.mark.parametrize("path", ["/index.html", "/v1/", "/api/", "/admin"])
+def test_the_landing_page_shadows_no_other_path(client, path):
+    response = client.get(path)
+
+    assert response.status_code in (301, 404), path
+    if response.status_code == 404:
+        assert response.json()["error"]["code"] == "not_found"

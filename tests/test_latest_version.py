@@ -106,7 +106,7 @@ def test_every_door_shows_the_same_latest_version(client, admin_client, statuses
     command_latest = command.getvalue().splitlines()[1].split()[1]
     admin_list = admin_client.get(reverse("admin:chatmodels_registeredmodel_changelist"))
     admin_latest = re.search(
-        r'<td class="field-latest_version_display">(.*?)</td>', admin_list.content.decode()
+        r'<td class="field-latest_and_try_display">(.*?)</td>', admin_list.content.decode()
     ).group(1)
     playground = admin_client.get(reverse("admin:chatmodels_registeredmodel_playground"))
     config = json.loads(

@@ -14,6 +14,8 @@ from chatmodels import services
 from chatmodels.admin import display
 from chatmodels.models import ApiKey, RegisteredModel
 
+NEW_KEY_ELEMENT_ID = "cm-new-api-key"
+
 
 class KeyStateFilter(admin.SimpleListFilter):
     title = "state"
@@ -56,6 +58,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("chatmodels/admin.css",)}
+        js = ("chatmodels/copy.js",)  # the new key's Copy button
 
     def get_queryset(self, request):
         return (
@@ -103,9 +106,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
             request,
             format_html(
                 "API key “{}” created. Copy it now, it will not be shown again:"
-                ' <code class="cm-secret">{}</code>',
+                ' <code class="cm-secret" id="{}">{}</code>'
+                ' <button type="button" class="button cm-copy" data-copy-target="{}">Copy</button>',
                 key.name,
+                NEW_KEY_ELEMENT_ID,
                 raw_key,
+                NEW_KEY_ELEMENT_ID,
             ),
             extra_tags="cm-api-key",
         )

@@ -187,24 +187,23 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "description_display",
-        "latest_version_display",
+        "latest_and_try_display",
         "version_count_display",
         "aliases_display",
         "tags_display",
         display.updated,
-        "playground_display",
     )
     list_display_links = ("name",)
     search_fields = ("name", "description", "tags__value", "tags__key")
     list_filter = (HasAliasesFilter, TagKeyFilter, "created_at")
     fieldsets = (
         (None, {"fields": ("name", "description", "max_concurrency")}),
-        ("Summary", {"fields": ("latest_version_display", "usage_display")}),
+        ("Summary", {"fields": ("latest_version_display", "how_to_call_display")}),
         ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     readonly_fields = (
         "latest_version_display",
-        "usage_display",
+        "how_to_call_display",
         "created_at",
         "updated_at",
     )
@@ -311,22 +310,25 @@ class RegisteredModelAdmin(admin.ModelAdmin):
             "cm-pill cm-pill-tag",
         )
 
-    @admin.display(description="")
-    def playground_display(self, model):
+    @admin.display(description="latest", ordering="latest_version")
+    def latest_and_try_display(self, model):
+        """The latest version and, when there is one, a link to try it in the playground."""
         if model.latest_version is None:
-            return ""
+            return EMPTY
         return format_html(
-            '<a class="cm-try" href="{}">Try&nbsp;▸</a>', playground_url(model=model.name)
+            '{} <a class="cm-try" href="{}">Try&nbsp;▸</a>',
+            self.latest_version_display(model),
+            playground_url(model=model.name),
         )
 
     @admin.display(description="use it")
-    def usage_display(self, model):
+    def how_to_call_display(self, model):
         return format_html(
             '<a class="cm-button" href="{}">Open in the playground</a>'
-            ' <span class="cm-muted">or call <code>POST /api/models/{}/invocations</code>'
+            ' <span class="cm-muted">or call <code>POST {}</code>'
             " · OpenAI model <code>{}</code></span>",
             playground_url(model=model.name),
-            model.name,
+            reverse("model-invocations", kwargs={"name": model.name}),
             model.name,
         )
 

@@ -15,6 +15,11 @@ from chatmodels.models import ModelVersion
 from chatmodels.signature import chat_signature, signature_rows
 
 
+def _as_stored(value):
+    """A JSON value as the database gives it back (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 def _pretty_json(value, *, sort_keys: bool = False) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=sort_keys)
 
@@ -62,7 +67,8 @@ def _in_schema_order(value, schema):
 
 def version_page_context(request, version: ModelVersion) -> dict:
     """What the read-only version page shows beneath the fields."""
-    signature = _ordered_like(version.signature or {}, chat_signature())
+    standard = chat_signature()
+    signature = _ordered_like(version.signature or {}, standard)
     input_example = _in_schema_order(version.input_example, signature.get("inputs"))
     tables = []
     for key, title in (("inputs", "Inputs"), ("outputs", "Outputs")):
@@ -80,7 +86,8 @@ def version_page_context(request, version: ModelVersion) -> dict:
                     "default": row.default,  # already written for people: 1.0, null, false
                 }
             )
-        tables.append({"title": title, "rows": rows})
+        top_level = sum(1 for item in rows if item["depth"] == 0)
+        tables.append({"title": title, "rows": rows, "top_level": top_level})
 
     artifacts = [
         {
@@ -103,6 +110,9 @@ def version_page_context(request, version: ModelVersion) -> dict:
     return {
         "version_obj": version,
         "signature_tables": tables,
+        # Every ChatModel gets the same generated signature, so the page says so and folds it;
+        # one registered by another release may differ, and is then shown open.
+        "signature_is_standard": _as_stored(standard) == version.signature,
         "input_example_json": _pretty_json(input_example),
         "model_config_json": (
             _pretty_json(version.model_config, sort_keys=True) if version.model_config else ""

@@ -1,11 +1,13 @@
 """The project's URLs with the admin at /manage/ instead of /admin/ (for test_middleware.py)."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import path
+
+from project import urls as project_urls
 
 urlpatterns = [
-    path("", include("chatmodels.api.urls")),
-    path("manage/", admin.site.urls),
+    path("manage/", admin.site.urls) if str(pattern.pattern) == "admin/" else pattern
+    for pattern in project_urls.urlpatterns
 ]
 
-handler404 = "chatmodels.api.errors.page_not_found"
+handler404 = project_urls.handler404

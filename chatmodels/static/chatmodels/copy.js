@@ -1,4 +1,5 @@
-// "Copy" buttons on the version page: copy the text of the element named by data-copy-target.
+// "Copy" buttons (the version page's curl command, a new API key): copy the text of the element
+// named by data-copy-target.
 "use strict";
 
 document.addEventListener("click", async (event) => {
