@@ -17,9 +17,25 @@ from chatmodels.exceptions import (
     ModelNotFound,
     VersionNotFound,
 )
-from chatmodels.models import ApiKey, ModelAlias, ModelVersion, RegisteredModel, UsageBucket
+from chatmodels.models import (
+    ALIAS_PATTERN,
+    NAME_PATTERN,
+    ApiKey,
+    ModelAlias,
+    ModelVersion,
+    RegisteredModel,
+    UsageBucket,
+)
 
 _REFERENCE = re.compile(r"^(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?\Z")
+_NAME = re.compile(NAME_PATTERN)
+_ALIAS = re.compile(ALIAS_PATTERN)
+# ASCII digits only: str.isdigit() and int() also take '²' (int() then raises) and '٣' (== 3).
+_VERSION_DIGITS = re.compile(r"[0-9]+")
+# The version column is a PositiveIntegerField: PostgreSQL's `integer`, so no version is ever past
+# 2**31 - 1 (SQLite would store more, but the numbers are the same on every database). Checked
+# before any query: SQLite cannot bind an int past 64 bits, PostgreSQL refuses one past 32.
+MAX_VERSION = 2**31 - 1
 
 
 def parse_model_reference(reference: str) -> tuple[str, int | None, str | None]:
@@ -27,7 +43,8 @@ def parse_model_reference(reference: str) -> tuple[str, int | None, str | None]:
     match = _REFERENCE.match(reference or "")
     if not match:
         raise InvalidRequest(
-            f"model {reference!r} must be 'name', 'name/VERSION' or 'name@ALIAS'", param="model"
+            f"model {shorten(reference)} must be 'name', 'name/VERSION' or 'name@ALIAS'",
+            param="model",
         )
     version = match["version"]
     if version is not None:
@@ -36,9 +53,26 @@ def parse_model_reference(reference: str) -> tuple[str, int | None, str | None]:
 
 
 def parse_version_number(value: str, *, param: str = "version") -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise InvalidRequest(f"version must be a positive integer, got {value!r}", param=param)
-    return int(value)
+    """A version number as a client writes it: ASCII digits, 1 to MAX_VERSION; else 400.
+
+    400 rather than 404 past MAX_VERSION, as for 0: such a number is not a version number at
+    all, whatever is registered.
+    """
+    if isinstance(value, str) and len(value) <= 10 and _VERSION_DIGITS.fullmatch(value):
+        number = int(value)
+        if 1 <= number <= MAX_VERSION:
+            return number
+    raise InvalidRequest(
+        f"{param}: a version is a whole number from 1 to {MAX_VERSION} in ASCII digits,"
+        f" got {shorten(value)}",
+        param=param,
+    )
+
+
+def shorten(value: object, limit: int = 40) -> str:
+    """`repr(value)`, cut to about `limit` characters: safe to echo back in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 # The serving hot path runs two lookups on every request (the key, the version). They are plain
@@ -146,7 +180,17 @@ _RESOLVE_SQL = {
 def resolve_version(
     *, name: str, version: int | None = None, alias: str | None = None
 ) -> ResolvedVersion:
-    """The version a request means: by number, by alias, or the latest ready one. One query."""
+    """The version a request means: by number, by alias, or the latest ready one. One query.
+
+    A name, alias or number that no row can have is not found without asking the database
+    (nor handing it a NUL character or an integer past its column).
+    """
+    if not (
+        _NAME.match(name)
+        and (alias is None or _ALIAS.match(alias))
+        and (version is None or 1 <= version <= MAX_VERSION)
+    ):
+        raise _not_found(name=name, version=version, alias=alias)
     if version is not None:
         sql, params = _RESOLVE_SQL["version"], [name, version]
     elif alias is not None:
@@ -173,20 +217,33 @@ def _datetime(value: datetime | str) -> datetime:
 
 
 def _not_found(*, name: str, version: int | None, alias: str | None) -> Exception:
-    if not RegisteredModel.objects.filter(name=name).exists():
-        return ModelNotFound(f"model '{name}' not found", param="model")
+    if not _NAME.match(name) or not RegisteredModel.objects.filter(name=name).exists():
+        return _model_not_found(name)
     if version is not None:
         return VersionNotFound(f"model '{name}' has no version {version}", param="version")
     if alias is not None:
-        return AliasNotFound(f"model '{name}' has no alias '{alias}'", param="alias")
+        quoted = f"'{alias}'" if _ALIAS.match(alias) else shorten(alias)
+        return AliasNotFound(f"model '{name}' has no alias {quoted}", param="alias")
     return VersionNotFound(f"model '{name}' has no ready version", param="model")
 
 
+def is_model_name(name: str) -> bool:
+    """Whether a model could have this name (a lookup for any other needs no query)."""
+    return _NAME.match(name) is not None
+
+
+def _model_not_found(name: str) -> ModelNotFound:
+    quoted = f"'{name}'" if _NAME.match(name) else shorten(name)
+    return ModelNotFound(f"model {quoted} not found", param="model")
+
+
 def get_model(*, name: str) -> RegisteredModel:
+    if not _NAME.match(name):
+        raise _model_not_found(name)
     try:
         return RegisteredModel.objects.get(name=name)
     except RegisteredModel.DoesNotExist:
-        raise ModelNotFound(f"model '{name}' not found", param="model") from None
+        raise _model_not_found(name) from None
 
 
 def _aliases_prefetch() -> Prefetch:

@@ -104,8 +104,8 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(responses={200: RegisteredModelSerializer, **_ERRORS})
     def retrieve(self, request: Request, name: str) -> Response:
-        model = selectors.list_models().filter(name=name).first()
-        if model is None:
+        model = selectors.is_model_name(name) and selectors.list_models().filter(name=name).first()
+        if not model:
             raise ModelNotFound(f"model '{name}' not found", param="model")
         check_model_allowed(request.auth, model.pk, name)
         return Response(self.get_serializer(model).data)
@@ -124,10 +124,12 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
     def invocations(self, request: Request, name: str) -> HttpResponse:
         body = read_json_object(request)
         version_text = request.query_params.get("version")
-        alias = request.query_params.get("alias") or None
+        alias = request.query_params.get("alias")
         if version_text is not None and alias is not None:
             raise InvalidRequest("give either version or alias, not both", param="version")
-        version = selectors.parse_version_number(version_text) if version_text else None
+        if alias == "":
+            raise InvalidRequest("alias: expected an alias name, got ''", param="alias")
+        version = selectors.parse_version_number(version_text) if version_text is not None else None
         return answer_chat(
             body,
             request=request,
