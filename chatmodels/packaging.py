@@ -518,7 +518,12 @@ def _unpack_artifacts(
 
 
 def _preview(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
+    except Exception as error:  # the model's own __repr__ may raise
+        return f"a {type(value).__name__} whose repr() raised {type(error).__name__}"
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -532,6 +537,8 @@ def check_response(value: Any, *, source: str = "predict") -> ChatResponse:
         value.validate()
     except ChatDataError as error:
         raise InvalidModelOutput(f"{source} returned an invalid ChatResponse: {error}") from None
+    except RecursionError:
+        raise InvalidModelOutput(f"{source} returned a ChatResponse nested too deeply") from None
     return value
 
 
@@ -545,6 +552,8 @@ def check_chunk(value: Any, *, source: str = "predict_stream") -> ChatChunk:
         value.validate()
     except ChatDataError as error:
         raise InvalidModelOutput(f"{source} yielded an invalid ChatChunk: {error}") from None
+    except RecursionError:
+        raise InvalidModelOutput(f"{source} yielded a ChatChunk nested too deeply") from None
     return value
 
 

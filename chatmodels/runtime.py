@@ -24,10 +24,22 @@ from typing import Any
 from django.conf import settings
 
 from chatmodels import eventloop, metrics, packaging
-from chatmodels.exceptions import ChatModelsError, ModelLoadError, ModelRaised, ModelTimeout
+from chatmodels.exceptions import (
+    ChatModelsError,
+    InvalidModelOutput,
+    ModelLoadError,
+    ModelRaised,
+    ModelTimeout,
+)
 from chatmodels.models import package_storage
 from chatmodels.selectors import ResolvedVersion
-from chatmodels.types import ChatChoiceDelta, ChatChunk, ChatChunkChoice, ChatRequest
+from chatmodels.types import (
+    ChatChoiceDelta,
+    ChatChunk,
+    ChatChunkChoice,
+    ChatRequest,
+    ChatResponse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +112,18 @@ def invoke(version: ResolvedVersion, request: ChatRequest, *, served_name: str) 
     messages, params = request.split()
     value = _predict(loaded, messages, params, served_name=served_name)
     response = packaging.check_response(value)
-    return completion_dict(response.to_dict(), served_name=served_name)
+    return completion_dict(output_dict(response), served_name=served_name)
+
+
+def output_dict(value: ChatResponse | ChatChunk) -> dict[str, Any]:
+    """`value.to_dict()`; an answer nested past the recursion limit (deep `custom_outputs`) is
+    the model's fault, a 502, not the RecursionError that would blame the request."""
+    try:
+        return value.to_dict()
+    except RecursionError:
+        raise InvalidModelOutput(
+            f"the model's {type(value).__name__} is nested too deeply to be sent as JSON"
+        ) from None
 
 
 def _predict(loaded: packaging.LoadedModel, messages, params, *, served_name: str) -> Any:
@@ -222,7 +245,7 @@ def _chunks(
                 value = _as_chunk(value, loaded_streams=feed.streams, served_name=served_name)
             chunk = value
             usage = chunk.usage or usage
-            data = chunk.to_dict()
+            data = output_dict(chunk)
             data.pop("usage", None)
             # Usage goes in the last chunk only (when asked for): a chunk that carried nothing
             # else, like an upstream's own usage chunk, is not passed on.
@@ -244,7 +267,7 @@ def _as_chunk(value: Any, *, loaded_streams: bool, served_name: str) -> ChatChun
     if loaded_streams:
         return packaging.check_chunk(value)
     response = packaging.check_response(value)
-    return _chunk_of(completion_dict(response.to_dict(), served_name=served_name))
+    return _chunk_of(completion_dict(output_dict(response), served_name=served_name))
 
 
 class _Feed:

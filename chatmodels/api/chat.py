@@ -7,7 +7,6 @@ playground all answer through `answer_chat`, so they resolve, check, stream and 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 
 from chatmodels import capacity, limits, runtime, selectors
-from chatmodels.api import errors, observability
+from chatmodels.api import errors, observability, strict_json
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidRequest,
@@ -51,12 +50,7 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
         raw = request.read(limit + 1)
     if len(raw) > limit:
         raise RequestTooLarge(f"request body is over the limit of {limit} bytes")
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise InvalidRequest("the request body is nested too deeply") from None
-    except ValueError as error:
-        raise InvalidRequest(f"the request body is not valid JSON: {error}") from None
+    body = strict_json.loads_request(raw)  # NaN, Infinity, lone surrogates: 400 naming the field
     if not isinstance(body, dict):
         raise InvalidRequest(
             f"the request body must be a JSON object, got {type(body).__name__}", param=None
@@ -125,9 +119,10 @@ CHAT_COMPLETIONS = ChatCompletionsDialect()
 
 
 def sse(data: dict[str, Any], *, event: str | None = None) -> bytes:
-    """One server-sent event carrying `data` as JSON (with an `event:` line if given)."""
+    """One server-sent event carrying `data` as strict JSON (with an `event:` line if given);
+    InvalidModelOutput if what the model gave cannot be (the stream then ends on an error)."""
     head = f"event: {event}\n".encode() if event else b""
-    return head + b"data: " + json.dumps(data).encode() + b"\n\n"
+    return head + b"data: " + strict_json.dumps_model_output(data) + b"\n\n"
 
 
 def answer_chat(
@@ -169,10 +164,11 @@ def answer_chat(
                 completion = runtime.invoke(resolved, chat_request, served_name=served_name)
             finally:
                 slot.release()
+            # Strict JSON, or a 502 naming what the model got wrong.
+            answer = strict_json.dumps_model_output(dialect.completion(completion))
             call.set_usage(completion.get("usage"))
             call.finish()
-            answer = dialect.completion(completion)
-            return HttpResponse(json.dumps(answer), content_type="application/json")
+            return HttpResponse(answer, content_type="application/json")
         try:
             chunks = runtime.invoke_stream(
                 resolved,
@@ -254,6 +250,8 @@ def _server_sent_events(
     try:
         yield from dialect.events(_noting_first_chunk(chunks, call))
     except ChatModelsError as error:
+        # The status line has gone out: the error is the last event, and one line in the log.
+        logger.warning("stream ended with an error: %s", error.message)
         call.finish(error=error)
         failure = (error.message, errors.domain_error_kind(error), error.param)
     except Exception as error:
