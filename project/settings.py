@@ -242,5 +242,8 @@ LOGGING = {
     "loggers": {
         "chatmodels": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # A 4xx is the client's mistake, already one request line (with its status) above: no
+        # second "Bad Request: …" warning. 5xx answers and unhandled errors are still logged.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

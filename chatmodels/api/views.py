@@ -339,7 +339,8 @@ class HealthView(_PublicView):
 
 
 class ReadyView(_PublicView):
-    """The database and the package storage answer."""
+    """The database and the package storage answer. Why one does not is told only to the server
+    log: the caller is anonymous, and an exception's text can hold hosts, paths and users."""
 
     @extend_schema(tags=["health"], responses={200: {"type": "object"}, 503: ERROR_SCHEMA})
     def get(self, request: Request) -> HttpResponse:
@@ -348,9 +349,15 @@ class ReadyView(_PublicView):
             try:
                 check()
             except Exception as error:
-                logger.warning("readiness check %s failed: %s", check_name, error)
-                raise ServiceUnavailable(f"{check_name} is not available: {error}") from None
-            checks[check_name] = "ok"
+                logger.warning(
+                    "readiness check %s failed: %s: %s", check_name, type(error).__name__, error
+                )
+                checks[check_name] = "unavailable"
+            else:
+                checks[check_name] = "ok"
+        if "unavailable" in checks.values():
+            statuses = ", ".join(f"{name}: {status}" for name, status in checks.items())
+            raise ServiceUnavailable(f"not ready ({statuses}); the causes are in the server log")
         return HttpResponse(
             json.dumps({"status": "ready", "checks": checks}), content_type="application/json"
         )
