@@ -16,10 +16,12 @@ import inspect
 import io
 import json
 import linecache
+import logging
 import os
 import platform
 import re
 import shutil
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -52,6 +54,8 @@ ARTIFACT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 # Distributions whose versions matter to load a package: recorded in every manifest.
 RECORDED_DISTRIBUTIONS = ("cloudpickle",)
 _PICKLE_LOCK = threading.Lock()  # register_pickle_by_value is process-global state
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -487,30 +491,112 @@ def _remember_source(archive: zipfile.ZipFile, manifest: dict) -> None:
 def _unpack_artifacts(
     archive: zipfile.ZipFile, manifest: dict, work_dir: Path, digest: str
 ) -> Path:
-    """Unpack once per digest; concurrent processes race to an atomic rename and all reuse it."""
+    """The artifacts as files under `work_dir/<digest>/artifacts`, unpacked once per digest.
+
+    The folder is reused only while it holds exactly the package's files, each matching its
+    sha256 in the (digest-checked) manifest: a file planted, changed or removed there is never
+    served; the folder is set aside and unpacked again. Concurrent processes race to an atomic
+    rename, and all reuse the winner's folder.
+    """
     target = work_dir / digest / "artifacts"
-    names = [name for name in manifest["members"] if name.startswith("artifacts/")]
-    if not names or target.is_dir():
+    expected = {
+        name.removeprefix("artifacts/"): member_digest
+        for name, member_digest in manifest["members"].items()
+        if name.startswith("artifacts/")
+    }
+    if not expected:
         return target
+    for _attempt in range(3):
+        if os.path.lexists(target):
+            problem = _artifact_cache_problem(target, expected)
+            if problem is None:
+                return target
+            logger.warning(
+                "artifact cache %s does not match its package (%s): unpacking again",
+                target,
+                problem,
+            )
+            _set_aside(target, work_dir)
+        if _extract_artifacts(archive, list(expected), work_dir, target, digest):
+            return target  # our own fresh copy from the checked package
+    raise PackageIntegrityError(f"the artifact cache {target} keeps changing while it is checked")
+
+
+def _extract_artifacts(
+    archive: zipfile.ZipFile, names: list[str], work_dir: Path, target: Path, digest: str
+) -> bool:
+    """Unpack into a staging folder and rename it to `target`; False if another process's
+    folder got there first (the caller checks that one)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=work_dir))
     try:
-        for name in names:
-            relative = Path(name).relative_to("artifacts")
+        for relative_name in names:
+            relative = Path(relative_name)
             if ".." in relative.parts or relative.is_absolute():
-                raise PackageIntegrityError(f"package member {name} escapes its folder")
+                raise PackageIntegrityError(
+                    f"package member artifacts/{relative_name} escapes its folder"
+                )
             destination = staging / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            destination.write_bytes(archive.read(name))
+            destination.write_bytes(archive.read(f"artifacts/{relative_name}"))
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(staging, target)
         except OSError:
-            if not target.is_dir():  # someone else won the race only if the target now exists
+            if not os.path.lexists(target):  # someone else won the race only if it now exists
                 raise
+            return False
+        return True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+
+def _artifact_cache_problem(target: Path, expected: dict[str, str]) -> str | None:
+    """What differs between the unpacked folder and the package's artifacts, or None."""
+    if target.parent.is_symlink() or target.is_symlink() or not target.is_dir():
+        return "not a plain folder"
+    found: set[str] = set()
+    try:
+        for folder, folders, files in os.walk(target):
+            for name in folders:
+                if os.path.islink(os.path.join(folder, name)):
+                    return f"a symlink {name!r}"
+            for name in files:
+                path = os.path.join(folder, name)
+                relative = Path(path).relative_to(target).as_posix()
+                if relative not in expected:
+                    return f"an unexpected file {relative!r}"
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    return f"{relative!r} is not a regular file"
+                if _file_sha256(path) != expected[relative]:
+                    return f"{relative!r} was changed"
+                found.add(relative)
+    except OSError as error:  # changed while we looked: e.g. set aside by another process
+        return f"unreadable ({type(error).__name__})"
+    missing = sorted(set(expected) - found)
+    return f"{missing[0]!r} is missing" if missing else None
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _set_aside(target: Path, work_dir: Path) -> None:
+    """Move a bad folder out of the way (atomically: no process sees it half deleted), then
+    delete it. Another process may have moved it already."""
+    aside = work_dir / f".discarded-{target.parent.name[:12]}-{os.urandom(6).hex()}"
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        return
+    if aside.is_symlink() or not aside.is_dir():
+        aside.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
