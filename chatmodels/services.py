@@ -14,7 +14,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +119,16 @@ def register_model(
         loaded = packaging.open_package(built.data, expected_digest=built.digest, work_dir=work_dir)
         packaging.validate_model(loaded, example)
 
+    # The package is written before its row is committed, so a row never names a missing file.
+    # A failure or an interruption (Ctrl-C; SIGTERM, which register_model turns into an exit)
+    # deletes the file again; only a crash or `kill -9` in between can leave it behind, with no
+    # row, and `prune_orphan_packages` removes those. (The other order, or a rename after the
+    # commit, would leave a committed row without its package instead; S3 has no rename.)
     storage = package_storage()
-    stored_name = storage.save(
-        f"packages/{name}/{uuid.uuid4().hex}-{built.digest[:12]}.zip", ContentFile(built.data)
-    )
+    wanted_name = f"{PACKAGE_FOLDER}/{name}/{uuid.uuid4().hex}-{built.digest[:12]}.zip"
+    stored_name = None
     try:
+        stored_name = storage.save(wanted_name, ContentFile(built.data))
         return _create_version_rows(
             name=name,
             built=built,
@@ -134,7 +140,7 @@ def register_model(
             max_concurrency=max_concurrency,
         )
     except BaseException:
-        storage.delete(stored_name)
+        _discard_package(storage, stored_name or wanted_name)  # the name is unique: ours
         raise
 
 
@@ -213,6 +219,20 @@ def _create_version_rows(
             logger.info("registration race on %s, retrying (%s)", name, error)
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _discard_package(storage, stored_name: str) -> None:
+    """Delete a package whose registration failed, unless its row was committed after all (a
+    commit that raised on the way back): quietly, so the original error is what is seen."""
+    try:
+        if not ModelVersion.objects.filter(package=stored_name).exists():
+            storage.delete(stored_name)
+    except Exception as error:
+        logger.warning(
+            "could not remove package %s of a failed registration (%s); prune_orphan_packages will",
+            stored_name,
+            error,
+        )
 
 
 def _is_race(error: Exception) -> bool:
@@ -416,3 +436,60 @@ def set_version_status(*, name: str, version: int, status: str) -> ModelVersion:
         target.status = status
         target.save(update_fields=["status"])
     return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Orphan packages
+
+# A package file younger than this may belong to a registration still in flight (written, not
+# yet committed): prune_orphan_packages leaves it alone.
+ORPHAN_GRACE = timedelta(hours=1)
+PACKAGE_FOLDER = "packages"
+
+
+@dataclass(frozen=True)
+class OrphanPackage:
+    name: str  # in package storage
+    size: int
+    modified: datetime
+
+
+def prune_orphan_packages(
+    *, older_than: timedelta = ORPHAN_GRACE, dry_run: bool = False
+) -> list[OrphanPackage]:
+    """Delete the package files that no version refers to and that are older than `older_than`;
+    returns them (with `dry_run`, only finds them). Local storage or S3 alike."""
+    storage = package_storage()
+    # Listed before the rows are read: a registration that commits in between is seen as
+    # referenced, and one that commits later wrote its file within the grace period.
+    files = _package_files(storage, PACKAGE_FOLDER)
+    referenced = set(ModelVersion.objects.values_list("package", flat=True))
+    cutoff = timezone.now() - older_than
+    orphans = []
+    for name in files:
+        if name in referenced:
+            continue
+        try:
+            modified = storage.get_modified_time(name)
+            if modified > cutoff:
+                continue
+            orphan = OrphanPackage(name=name, size=storage.size(name), modified=modified)
+            if not dry_run:
+                storage.delete(name)
+        except FileNotFoundError:  # gone meanwhile
+            continue
+        logger.info("orphan package %s%s", name, " (dry run)" if dry_run else " removed")
+        orphans.append(orphan)
+    return orphans
+
+
+def _package_files(storage, folder: str) -> list[str]:
+    """Every file under `folder` of a Django storage, recursively (listdir: local or S3)."""
+    try:
+        folders, files = storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    found = [f"{folder}/{name}" for name in files]
+    for name in folders:
+        found.extend(_package_files(storage, f"{folder}/{name}"))
+    return found

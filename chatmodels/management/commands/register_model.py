@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from chatmodels import services
 from chatmodels.management.commands._common import one_line_errors, parse_pairs, read_json_file
+from chatmodels.management.commands._signals import termination_as_exit
 
 
 class Command(BaseCommand):
@@ -46,7 +47,8 @@ class Command(BaseCommand):
         input_example = None
         if options["input_example"]:
             input_example = read_json_file(options["input_example"], "input example")
-        with one_line_errors():
+        # SIGTERM/SIGHUP mid-way exit through the service's clean-up: no package left behind.
+        with one_line_errors(), termination_as_exit():
             version = services.register_model(
                 options["name"],
                 options["target"],
