@@ -1,48 +1,181 @@
 """Domain errors, raised where a problem is known and translated once at each edge.
 
-Django-free: the packaging and type layers raise these too. `api/errors.py` maps them to HTTP
-status codes and the OpenAI error object; management commands print `str(error)` on one line.
+Each class carries what the HTTP edge answers for it, as DRF's exceptions do: `status_code`, and
+OpenAI's error `type` and `code`; anything not given its own is a 500 `server_error`. The first
+line of each docstring says, for API users, when it happens: the OpenAPI schema is generated
+from these classes (`api/schema.py`). Django-free: the packaging and type layers raise these too;
+management commands print `str(error)` on one line.
 """
+
+from __future__ import annotations
+
+from typing import ClassVar
 
 
 class ChatModelsError(Exception):
-    """Base of every error chatmodels raises on purpose. `param` names the offending field."""
+    """An internal server error; the details are in the server log."""
+
+    status_code: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"  # OpenAI's error `type`
+    code: ClassVar[str | None] = None  # OpenAI's error `code`
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.param = param
+        self.param = param  # the offending field, when there is one
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the error response."""
+        return {}
+
+
+# --- 4xx: the client can fix it -----------------------------------------------------------------
+
+
+class InvalidRequest(ChatModelsError):
+    """Malformed JSON, a body that is not an object, or a request that breaks the signature or
+    the API's rules (the message and `param` name the field)."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
 
 
 class ChatDataError(ChatModelsError, ValueError):
     """A chat object (message, params, response…) has a missing or wrongly typed field."""
 
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
 
-class InvalidRequest(ChatModelsError):
-    """A client request breaks the signature or the API's rules (HTTP 400)."""
+
+class RequestTooLarge(InvalidRequest):
+    """The request body is over CHATMODELS_MAX_REQUEST_BYTES."""
+
+    status_code = 413
+    code = "request_too_large"
+
+
+class Unauthenticated(ChatModelsError):
+    """No API key, a malformed Authorization header, or an unknown or revoked key."""
+
+    status_code = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ChatModelsError):
+    """The API key may not do this."""
+
+    status_code = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class ModelNotAllowed(PermissionDenied):
+    """The API key may not call this model."""
+
+    code = "model_not_allowed"
+
+
+class MetricsNotAllowed(PermissionDenied):
+    """The API key may not read GET /metrics."""
+
+    code = "metrics_not_allowed"
 
 
 class NotFound(ChatModelsError):
-    """Base for unknown names (HTTP 404)."""
+    """Nothing is found here (an unknown URL, or a page past the last)."""
+
+    status_code = 404
+    type = "invalid_request_error"
+    code = "not_found"
 
 
 class ModelNotFound(NotFound):
-    pass
+    """No registered model has this name."""
+
+    code = "model_not_found"
 
 
 class VersionNotFound(NotFound):
-    pass
+    """The model has no version with this number."""
+
+    code = "version_not_found"
 
 
 class AliasNotFound(NotFound):
-    pass
+    """The model has no alias with this name."""
+
+    code = "alias_not_found"
+
+
+class ApiKeyNotFound(NotFound):
+    """No API key matches."""
+
+
+class MethodNotAllowed(ChatModelsError):
+    """The route does not take this HTTP method (`Allow` lists those it takes)."""
+
+    status_code = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class NotAcceptable(ChatModelsError):
+    """No answer in a media type the `Accept` header allows."""
+
+    status_code = 406
+    type = "invalid_request_error"
+    code = "not_acceptable"
+
+
+class UnsupportedMediaType(ChatModelsError):
+    """The request body's Content-Type is not one the route reads."""
+
+    status_code = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class Throttled(ChatModelsError):
+    """Over CHATMODELS_THROTTLE_RATE for this key (`Retry-After` says when to retry)."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class RateLimited(Throttled):
+    """The API key is over its requests or tokens per minute (`Retry-After` says when to retry)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds after which the request would be let through
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class QuotaExhausted(RateLimited):
+    """The API key has used its monthly token budget (OpenAI's answer when a quota is used up:
+    its SDKs raise RateLimitError)."""
+
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class RegistrationError(ChatModelsError):
     """Registration refused: bad name, target, artifact, example or model behaviour."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "invalid_value"
 
 
 class InvalidName(RegistrationError):
@@ -57,12 +190,59 @@ class SignatureNotAllowed(RegistrationError):
     """ChatModel signatures are always generated; a caller-supplied one is refused."""
 
 
+# --- 5xx: the model or the server failed ------------------------------------------------------
+
+
 class ModelRaised(ChatModelsError):
-    """The user's model raised in load_context, predict or predict_stream (HTTP 500)."""
+    """The model raised (logged with its traceback on the server; none reaches the client)."""
+
+    code = "model_error"
+
+
+class ModelLoadError(ChatModelsError):
+    """The model's stored package could not be loaded (missing, or not matching its digest)."""
+
+    code = "model_error"
 
 
 class InvalidModelOutput(ChatModelsError):
-    """The model returned something that is not a valid ChatResponse/ChatChunk (HTTP 502)."""
+    """The model returned something that is not a valid ChatResponse or ChatChunk."""
+
+    status_code = 502
+    code = "invalid_model_output"
+
+
+class ServiceUnavailable(ChatModelsError):
+    """The database or the package storage does not answer."""
+
+    status_code = 503
+    code = "unavailable"
+
+
+class ServerBusy(ChatModelsError):
+    """The server, or the model's max_concurrency, is at capacity and no slot freed up within
+    CHATMODELS_QUEUE_TIMEOUT; safe to retry after `Retry-After` seconds (the model never ran)."""
+
+    status_code = 503
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds a client should wait before trying again
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ModelTimeout(ChatModelsError):
+    """The model gave no answer (streams: no next chunk) within CHATMODELS_MODEL_TIMEOUT."""
+
+    status_code = 504
+    code = "model_timeout"
+
+
+# --- not HTTP errors: default 500 if one ever reaches a client ---------------------------------
 
 
 class PackageIntegrityError(ChatModelsError):
@@ -71,57 +251,3 @@ class PackageIntegrityError(ChatModelsError):
 
 class ImmutableVersionError(ChatModelsError):
     """Attempt to change the content of a registered version."""
-
-
-class ApiKeyNotFound(NotFound):
-    pass
-
-
-class RequestTooLarge(InvalidRequest):
-    """The request body is over the configured limit (HTTP 413)."""
-
-
-class ModelNotAllowed(ChatModelsError):
-    """The API key may not call this model (HTTP 403)."""
-
-
-class ServiceUnavailable(ChatModelsError):
-    """A dependency (database, package storage) does not answer (HTTP 503)."""
-
-
-class ModelLoadError(ChatModelsError):
-    """A stored version could not be loaded: package missing, digest mismatch (HTTP 500)."""
-
-
-class ServerBusy(ChatModelsError):
-    """No capacity freed up within the queue timeout: the server or the model is full (HTTP 503).
-
-    `retry_after` is the number of seconds a client should wait before trying again.
-    """
-
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ModelTimeout(ChatModelsError):
-    """The model gave no answer (or no next chunk) within CHATMODELS_MODEL_TIMEOUT (HTTP 504)."""
-
-
-class RateLimited(ChatModelsError):
-    """An API key is over its requests or tokens per minute (HTTP 429, Retry-After).
-
-    `retry_after` is the number of seconds after which the request would be let through.
-    """
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class QuotaExhausted(RateLimited):
-    """An API key has used its monthly token budget (HTTP 429, `insufficient_quota`)."""
-
-
-class MetricsNotAllowed(ChatModelsError):
-    """The API key may not read GET /metrics (HTTP 403)."""

@@ -135,9 +135,9 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponse:
             served_name=None,
         )
     except ChatModelsError as error:
-        return errors.domain_error_response(error)  # the same statuses as the HTTP API
+        return errors.error_response(error)  # the same statuses as the HTTP API
     except Exception:
         logger.exception("playground invocation failed", extra={"model": name})
         return errors.error_response(
-            "Unexpected server error; see the server log.", errors.SERVER_ERROR
+            ChatModelsError("Unexpected server error; see the server log.")
         )

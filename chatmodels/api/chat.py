@@ -89,7 +89,7 @@ class ChatDialect(Protocol):
     def end(self) -> Iterator[bytes]:
         """The SSE events that end a stream that went well."""
 
-    def failed(self, message: str, kind: errors.ErrorKind, param: str | None) -> Iterator[bytes]:
+    def failed(self, error: ChatModelsError) -> Iterator[bytes]:
         """The SSE events that end a stream that failed after it started."""
 
 
@@ -110,9 +110,9 @@ class ChatCompletionsDialect:
     def end(self) -> Iterator[bytes]:
         yield b"data: [DONE]\n\n"
 
-    def failed(self, message: str, kind: errors.ErrorKind, param: str | None) -> Iterator[bytes]:
+    def failed(self, error: ChatModelsError) -> Iterator[bytes]:
         # No [DONE]: the OpenAI SDKs raise APIError on an `error` event.
-        yield sse(errors.error_body(message, kind, param))
+        yield sse(errors.error_body(error))
 
 
 CHAT_COMPLETIONS = ChatCompletionsDialect()
@@ -253,16 +253,16 @@ def _server_sent_events(
         # The status line has gone out: the error is the last event, and one line in the log.
         logger.warning("stream ended with an error: %s", error.message)
         call.finish(error=error)
-        failure = (error.message, errors.domain_error_kind(error), error.param)
+        failure = error
     except Exception as error:
         logger.exception("stream failed")
         call.finish(error=error)
-        failure = ("the stream failed; see the server log", errors.SERVER_ERROR, None)
+        failure = ChatModelsError("the stream failed; see the server log")
     finally:
         chunks.close()
         slot.release()
     if failure is not None:
-        yield from dialect.failed(*failure)
+        yield from dialect.failed(failure)
         return
     call.finish()
     yield from dialect.end()

@@ -8,142 +8,78 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 from rest_framework import exceptions as drf
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from chatmodels import exceptions as domain
 from chatmodels.api import routes
-from chatmodels.exceptions import (
-    AliasNotFound,
-    ChatDataError,
-    ChatModelsError,
-    InvalidModelOutput,
-    InvalidRequest,
-    MetricsNotAllowed,
-    ModelLoadError,
-    ModelNotAllowed,
-    ModelNotFound,
-    ModelRaised,
-    ModelTimeout,
-    NotFound,
-    QuotaExhausted,
-    RateLimited,
-    RequestTooLarge,
-    ServerBusy,
-    ServiceUnavailable,
-    VersionNotFound,
-)
+from chatmodels.exceptions import ChatModelsError
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ErrorKind:
-    status: int
-    type: str
-    code: str | None
-
-
-INVALID = ErrorKind(400, "invalid_request_error", "invalid_value")
-UNAUTHENTICATED = ErrorKind(401, "invalid_request_error", "invalid_api_key")
-FORBIDDEN = ErrorKind(403, "permission_error", "model_not_allowed")
-PERMISSION_DENIED = ErrorKind(403, "permission_error", "permission_denied")
-NOT_FOUND = ErrorKind(404, "invalid_request_error", "not_found")
-METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "method_not_allowed")
-TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
-UNSUPPORTED_MEDIA = ErrorKind(415, "invalid_request_error", "unsupported_media_type")
-THROTTLED = ErrorKind(429, "rate_limit_error", "rate_limit_exceeded")
-# OpenAI's own answer when an account's quota is used up (its SDKs raise RateLimitError).
-QUOTA_EXHAUSTED = ErrorKind(429, "insufficient_quota", "insufficient_quota")
-METRICS_FORBIDDEN = ErrorKind(403, "permission_error", "metrics_not_allowed")
-MODEL_ERROR = ErrorKind(500, "server_error", "model_error")
-SERVER_ERROR = ErrorKind(500, "server_error", None)
-UNAVAILABLE = ErrorKind(503, "server_error", "unavailable")
-BAD_MODEL_OUTPUT = ErrorKind(502, "server_error", "invalid_model_output")
-BUSY = ErrorKind(503, "server_error", "server_busy")
-MODEL_TIMEOUT = ErrorKind(504, "server_error", "model_timeout")
-
-# Domain error -> kind, most specific first.
-_DOMAIN_KINDS: tuple[tuple[type[ChatModelsError], ErrorKind], ...] = (
-    (RequestTooLarge, TOO_LARGE),
-    (ModelNotAllowed, FORBIDDEN),
-    (MetricsNotAllowed, METRICS_FORBIDDEN),
-    (ServerBusy, BUSY),
-    (QuotaExhausted, QUOTA_EXHAUSTED),
-    (RateLimited, THROTTLED),
-    (ServiceUnavailable, UNAVAILABLE),
-    (ModelTimeout, MODEL_TIMEOUT),
-    (ModelNotFound, ErrorKind(404, "invalid_request_error", "model_not_found")),
-    (VersionNotFound, ErrorKind(404, "invalid_request_error", "version_not_found")),
-    (AliasNotFound, ErrorKind(404, "invalid_request_error", "alias_not_found")),
-    (NotFound, NOT_FOUND),
-    (ChatDataError, INVALID),
-    (InvalidRequest, INVALID),
-    (ModelRaised, MODEL_ERROR),
-    (ModelLoadError, SERVER_ERROR),
-    (InvalidModelOutput, BAD_MODEL_OUTPUT),
+# DRF raises its own exceptions (authentication, throttles, routing, pagination); each has a
+# domain twin that carries its OpenAI type and code. Most specific first.
+_FROM_DRF: tuple[tuple[type[drf.APIException], type[ChatModelsError]], ...] = (
+    (drf.NotAuthenticated, domain.Unauthenticated),
+    (drf.AuthenticationFailed, domain.Unauthenticated),
+    (drf.PermissionDenied, domain.PermissionDenied),
+    (drf.NotFound, domain.NotFound),
+    (drf.MethodNotAllowed, domain.MethodNotAllowed),
+    (drf.NotAcceptable, domain.NotAcceptable),
+    (drf.UnsupportedMediaType, domain.UnsupportedMediaType),
+    (drf.Throttled, domain.Throttled),
+    (drf.ParseError, domain.InvalidRequest),
+    (drf.ValidationError, domain.InvalidRequest),
+    (drf.APIException, ChatModelsError),
 )
-
-_DRF_KINDS: tuple[tuple[type[drf.APIException], ErrorKind], ...] = (
-    (drf.NotAuthenticated, UNAUTHENTICATED),
-    (drf.AuthenticationFailed, UNAUTHENTICATED),
-    (drf.PermissionDenied, PERMISSION_DENIED),
-    (drf.NotFound, NOT_FOUND),
-    (drf.MethodNotAllowed, METHOD_NOT_ALLOWED),
-    (drf.UnsupportedMediaType, UNSUPPORTED_MEDIA),
-    (drf.Throttled, THROTTLED),
-    (drf.ParseError, ErrorKind(400, "invalid_request_error", "invalid_json")),
-    (drf.ValidationError, INVALID),
-)
+_DRF_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
 
 
-def error_body(message: str, kind: ErrorKind, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": kind.type, "param": param, "code": kind.code}}
+def error_body(error: ChatModelsError) -> dict:
+    """OpenAI's error object for `error`: `{"error": {message, type, param, code}}`."""
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "param": error.param,
+            "code": error.code,
+        }
+    }
 
 
-def error_response(
-    message: str, kind: ErrorKind, param: str | None = None, headers: dict | None = None
-) -> HttpResponse:
+def error_response(error: ChatModelsError, headers: dict[str, str] | None = None) -> HttpResponse:
+    """The HTTP answer to `error`: its status, its headers (e.g. Retry-After), its error object."""
     return HttpResponse(
-        json.dumps(error_body(message, kind, param)),
-        status=kind.status,
+        json.dumps(error_body(error)),
+        status=error.status_code,
         content_type="application/json",
-        headers=headers,
+        headers={**error.headers, **(headers or {})},
     )
 
 
-def domain_error_kind(error: ChatModelsError) -> ErrorKind:
-    for error_class, kind in _DOMAIN_KINDS:
-        if isinstance(error, error_class):
-            return kind
-    return INVALID
-
-
-def domain_error_response(error: ChatModelsError) -> HttpResponse:
-    retry_after = getattr(error, "retry_after", None)
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return error_response(error.message, domain_error_kind(error), error.param, headers=headers)
+def from_drf(exc: drf.APIException) -> ChatModelsError:
+    """The domain twin of one of DRF's exceptions, with DRF's message."""
+    error_class = next(ours for theirs, ours in _FROM_DRF if isinstance(exc, theirs))
+    return error_class(_drf_message(exc))
 
 
 def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     """DRF's EXCEPTION_HANDLER: domain and DRF errors as OpenAI error objects."""
     if isinstance(exc, ChatModelsError):
-        return domain_error_response(exc)
+        return error_response(exc)
     if isinstance(exc, drf.APIException):
         response = drf_exception_handler(exc, context)  # keeps WWW-Authenticate, Retry-After
-        kind = next((k for cls, k in _DRF_KINDS if isinstance(exc, cls)), None)
-        kind = kind or ErrorKind(exc.status_code, "invalid_request_error", exc.default_code)
         headers = {
             name: value
             for name, value in (response.items() if response is not None else ())
-            if name in ("WWW-Authenticate", "Retry-After", "Allow")
+            if name in _DRF_HEADERS
         }
-        return error_response(_drf_message(exc), kind, headers=headers)
+        return error_response(from_drf(exc), headers=headers)
     if isinstance(exc, RecursionError):
-        return error_response("The request body is nested too deeply.", INVALID)
+        return error_response(domain.InvalidRequest("The request body is nested too deeply."))
     return None  # anything else is a bug: Django logs it and handler500 answers
 
 
@@ -170,22 +106,24 @@ def _is_admin(request: HttpRequest) -> bool:
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_admin(request):
         return defaults.bad_request(request, exception)
-    return error_response("Bad request.", INVALID)
+    return error_response(domain.InvalidRequest("Bad request."))
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_admin(request):
         return defaults.permission_denied(request, exception)
-    return error_response("Permission denied.", FORBIDDEN)
+    return error_response(domain.PermissionDenied("Permission denied."))
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_admin(request):
         return defaults.page_not_found(request, exception)
-    return error_response(f"Unknown URL: {request.method} {request.path}", NOT_FOUND)
+    return error_response(domain.NotFound(f"Unknown URL: {request.method} {request.path}"))
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_admin(request):
         return defaults.server_error(request)
-    return error_response("Internal server error; the details are in the server log.", SERVER_ERROR)
+    return error_response(
+        ChatModelsError("Internal server error; the details are in the server log.")
+    )

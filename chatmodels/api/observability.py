@@ -16,7 +16,6 @@ from typing import Any
 from django.http import HttpRequest
 
 from chatmodels import limits, metrics, tracing, usage
-from chatmodels.api import errors
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidModelOutput,
@@ -105,12 +104,12 @@ class ChatCall:
         seconds = time.perf_counter() - self._started
         prompt_tokens = _tokens(self.usage, "prompt_tokens")
         completion_tokens = _tokens(self.usage, "completion_tokens")
-        kind = _error_kind(error)
+        kind = _as_domain_error(error)
         if self._in_flight is not None:
             self._in_flight.dec()
         version = self.version
         model, number = (version.model_name, str(version.version)) if version else ("", "")
-        answered = kind.status if kind is not None else 200
+        answered = kind.status_code if kind is not None else 200
         if self._metrics:
             metrics.record_request(
                 model=model,
@@ -146,12 +145,11 @@ def _tokens(usage: Mapping[str, Any] | None, name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _error_kind(error: BaseException | None) -> errors.ErrorKind | None:
-    if error is None:
-        return None
-    if isinstance(error, ChatModelsError):
-        return errors.domain_error_kind(error)
-    return errors.SERVER_ERROR
+def _as_domain_error(error: BaseException | None) -> ChatModelsError | None:
+    """What the client was answered: the error's own status and code, else a 500."""
+    if error is None or isinstance(error, ChatModelsError):
+        return error
+    return ChatModelsError(str(error))
 
 
 def _model_error_type(error: BaseException | None) -> str | None:

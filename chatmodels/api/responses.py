@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from chatmodels import runtime
-from chatmodels.api import errors
 from chatmodels.api.chat import KEEP_ALIVE_EVENT, ParsedChat, sse
-from chatmodels.exceptions import ChatDataError, InvalidRequest
+from chatmodels.exceptions import ChatDataError, ChatModelsError, InvalidRequest
 from chatmodels.types import ChatRequest
 
 # Request keys that are read here (translated), or that only make sense to a server that stores
@@ -513,9 +512,9 @@ class ResponsesDialect:
         assert self._stream is not None
         yield from self._stream.finish()
 
-    def failed(self, message: str, kind: errors.ErrorKind, param: str | None) -> Iterator[bytes]:
+    def failed(self, error: ChatModelsError) -> Iterator[bytes]:
         stream = self._stream or _ResponseStream(self)
-        yield from stream.fail(message, kind, param)
+        yield from stream.fail(error)
 
 
 def _message_item(item_id: str, content: list[dict[str, Any]], status: str) -> dict[str, Any]:
@@ -694,9 +693,10 @@ class _ResponseStream:
         kind = "response.completed" if reason is None else "response.incomplete"
         yield self.event(kind, response=response)
 
-    def fail(self, message: str, kind: errors.ErrorKind, param: str | None) -> Iterator[bytes]:
+    def fail(self, error: ChatModelsError) -> Iterator[bytes]:
         """The spec's `error` event, then `response.failed` with what was made so far."""
-        yield self.event("error", code=kind.code, message=message, param=param)
+        message = error.message
+        yield self.event("error", code=error.code, message=message, param=error.param)
         for item in self.output:
             if item["status"] == "in_progress":
                 item["status"] = "incomplete"
