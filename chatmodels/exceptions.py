@@ -9,7 +9,11 @@ management commands print `str(error)` on one line.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import inspect
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
+
+Decorated = TypeVar("Decorated", bound=Callable)
 
 
 class ChatModelsError(Exception):
@@ -251,3 +255,26 @@ class PackageIntegrityError(ChatModelsError):
 
 class ImmutableVersionError(ChatModelsError):
     """Attempt to change the content of a registered version."""
+
+
+# --- what a view raises: declared next to it, read by the OpenAPI schema ---------------------
+
+
+def raises(*error_classes: type[ChatModelsError]) -> Callable[[Decorated], Decorated]:
+    """Declare the domain errors a view (class: all its operations) or a view method raises."""
+
+    def declare(target: Decorated) -> Decorated:
+        # Kept in the object's own __dict__: a subclass or an override declares its own.
+        target._raises = (*target.__dict__.get("_raises", ()), *error_classes)  # type: ignore[attr-defined]
+        return target
+
+    return declare
+
+
+def declared_errors(view_class: type, method: Callable | None) -> tuple[type[ChatModelsError], ...]:
+    """What `@raises` declares for one operation: its class (and base classes) and its method."""
+    found: list[type[ChatModelsError]] = []
+    for cls in reversed(inspect.getmro(view_class)):
+        found.extend(cls.__dict__.get("_raises", ()))
+    found.extend(getattr(method, "_raises", ()))
+    return tuple(dict.fromkeys(found))

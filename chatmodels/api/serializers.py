@@ -20,62 +20,87 @@ def _openapi(schema: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in schema.items() if key != "$schema"}
 
 
+_STREAM_OPTIONS = {
+    "type": ["object", "null"],
+    "description": "With stream: `include_usage` adds a last chunk carrying `usage`.",
+    "properties": {"include_usage": {"type": "boolean"}},
+}
+# What `selectors.parse_model_reference` accepts: `name`, `name/VERSION` or `name@ALIAS`.
+MODEL_REFERENCE_SCHEMA = {
+    "type": "string",
+    "pattern": r"^[^/@]+(/[1-9][0-9]*|@[^/@]+)?$",
+    "description": "`name` (the latest version), `name/VERSION` or `name@ALIAS`.",
+    "example": "echo",
+}
+VERSION_NUMBER_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1, "example": 1}
+
+# The invocations route: the chat request of the signature (a `model` key is ignored there).
 CHAT_REQUEST_SCHEMA = _openapi(
     {
         **REQUEST_SCHEMA,
-        "properties": {
-            "model": {
-                "type": "string",
-                "description": "`name`, `name/VERSION` or `name@ALIAS` (/v1/chat/completions).",
-            },
-            **REQUEST_SCHEMA["properties"],
-            "stream_options": {
-                "type": ["object", "null"],
-                "properties": {"include_usage": {"type": "boolean"}},
-            },
-        },
+        "properties": {**REQUEST_SCHEMA["properties"], "stream_options": _STREAM_OPTIONS},
     }
 )
-CHAT_RESPONSE_SCHEMA = _openapi(RESPONSE_SCHEMA)
-CHAT_STREAM_SCHEMA = {
-    "type": "string",
-    "description": "Server-sent events: `data: {chat.completion.chunk}`, then `data: [DONE]`.",
+# /v1/chat/completions: the same, and `model` says which model answers.
+CHAT_COMPLETIONS_REQUEST_SCHEMA = {
+    **CHAT_REQUEST_SCHEMA,
+    "properties": {"model": MODEL_REFERENCE_SCHEMA, **CHAT_REQUEST_SCHEMA["properties"]},
+    "required": ["model", *CHAT_REQUEST_SCHEMA["required"]],
 }
-ERROR_SCHEMA = {
+CHAT_RESPONSE_SCHEMA = _openapi(RESPONSE_SCHEMA)
+# One server-sent event (OpenAPI 3.2's model of text/event-stream: `schema` is one event).
+CHAT_STREAM_SCHEMA = {
+    "type": "object",
+    "description": "Server-sent events: `data: {chat.completion.chunk}`, then `data: [DONE]`; "
+    "a stream that fails after it started ends with `data: {error object}` instead.",
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A JSON chat.completion.chunk, a JSON error object, or `[DONE]`.",
+        },
+        "event": {"type": "string", "enum": ["message"]},
+    },
+    "required": ["data"],
+}
+OPENAI_MODEL_SCHEMA = {
     "type": "object",
     "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "code": {"type": ["string", "null"]},
-            },
-            "required": ["message", "type", "param", "code"],
-        }
+        "id": {"type": "string"},
+        "object": {"type": "string", "enum": ["model"]},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
     },
-    "required": ["error"],
+    "required": ["id", "object", "created", "owned_by"],
 }
 OPENAI_MODEL_LIST_SCHEMA = {
     "type": "object",
     "properties": {
         "object": {"type": "string", "enum": ["list"]},
-        "data": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "object": {"type": "string", "enum": ["model"]},
-                    "created": {"type": "integer"},
-                    "owned_by": {"type": "string"},
-                },
-                "required": ["id", "object", "created", "owned_by"],
-            },
-        },
+        "data": {"type": "array", "items": OPENAI_MODEL_SCHEMA},
     },
     "required": ["object", "data"],
+}
+HEALTH_SCHEMA = {
+    "type": "object",
+    "properties": {"status": {"type": "string", "enum": ["ok"]}},
+    "required": ["status"],
+}
+READY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ready"]},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["status", "checks"],
+}
+VERSION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "chatmodels": {"type": "string"},
+        "python": {"type": "string"},
+        "django": {"type": "string"},
+    },
+    "required": ["chatmodels", "python", "django"],
 }
 
 

@@ -15,11 +15,16 @@ from typing import Any
 import django
 from django.db import connection
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,48 +36,84 @@ from chatmodels.api import responses
 from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage
 from chatmodels.api.chat import answer_chat, check_model_allowed, read_json_object
 from chatmodels.api.serializers import (
+    CHAT_COMPLETIONS_REQUEST_SCHEMA,
     CHAT_REQUEST_SCHEMA,
     CHAT_RESPONSE_SCHEMA,
     CHAT_STREAM_SCHEMA,
-    ERROR_SCHEMA,
+    HEALTH_SCHEMA,
+    MODEL_REFERENCE_SCHEMA,
     OPENAI_MODEL_LIST_SCHEMA,
+    OPENAI_MODEL_SCHEMA,
+    READY_SCHEMA,
+    VERSION_NUMBER_SCHEMA,
+    VERSION_SCHEMA,
     ModelVersionSerializer,
     RegisteredModelSerializer,
     UsageQuerySerializer,
     UsageRowSerializer,
 )
 from chatmodels.exceptions import (
+    AliasNotFound,
+    ChatDataError,
+    InvalidModelOutput,
     InvalidRequest,
+    MetricsNotAllowed,
+    ModelLoadError,
+    ModelNotAllowed,
     ModelNotFound,
+    ModelRaised,
+    ModelTimeout,
     NotFound,
+    PermissionDenied,
+    QuotaExhausted,
+    RateLimited,
+    RequestTooLarge,
+    ServerBusy,
     ServiceUnavailable,
     VersionNotFound,
+    raises,
 )
 from chatmodels.models import ModelVersion, package_storage
 
 logger = logging.getLogger(__name__)
 
 NAME_REGEX = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-_ERRORS = {
-    status: OpenApiResponse(ERROR_SCHEMA, description=text)
-    for status, text in (
-        (
-            400,
-            "Malformed JSON, or a request that breaks the signature (the message names the field)",
-        ),
-        (401, "No API key, or a bad one"),
-        (403, "The key may not call this model"),
-        (404, "Unknown model, version or alias"),
-        (413, "Request body too large"),
-        (429, "Throttled"),
-        (500, "The model raised"),
-        (502, "The model returned output that is not a valid ChatResponse"),
-    )
+
+# Schema: what each operation raises (its 4xx/5xx responses are generated from these classes),
+# its parameters, and examples that work as they are in Swagger's "Try it out" (with the demo
+# model `echo` of the README registered).
+
+# Finding a model by name (or `name/VERSION`, `name@ALIAS`) and checking the key may call it.
+_LOOKUP_ERRORS = (InvalidRequest, ModelNotAllowed, ModelNotFound, VersionNotFound, AliasNotFound)
+# Everything `read_json_object` and `answer_chat` can raise, on top of the lookup.
+_CHAT_ERRORS = (
+    *_LOOKUP_ERRORS,
+    ChatDataError,
+    RequestTooLarge,
+    ModelRaised,
+    ModelLoadError,
+    InvalidModelOutput,
+    ServerBusy,
+    ModelTimeout,
+    RateLimited,
+    QuotaExhausted,
+)
+_NAME = OpenApiParameter(
+    "name",
+    str,
+    OpenApiParameter.PATH,
+    description="A registered model's name.",
+    examples=[OpenApiExample("echo", value="echo")],
+)
+_CHAT_ANSWERS = {
+    (200, "application/json"): OpenApiResponse(
+        CHAT_RESPONSE_SCHEMA, description="An OpenAI chat.completion"
+    ),
+    (200, "text/event-stream"): OpenApiResponse(
+        CHAT_STREAM_SCHEMA, description="With `stream: true`: " + CHAT_STREAM_SCHEMA["description"]
+    ),
 }
-_CHAT_RESPONSES = {
-    200: OpenApiResponse(CHAT_RESPONSE_SCHEMA, description="An OpenAI chat.completion"),
-    **_ERRORS,
-}
+_HELLO = [{"role": "user", "content": "Hello!"}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +143,8 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return _visible_models(self.request)
 
-    @extend_schema(responses={200: RegisteredModelSerializer, **_ERRORS})
+    @extend_schema(parameters=[_NAME])
+    @raises(ModelNotFound, ModelNotAllowed)
     def retrieve(self, request: Request, name: str) -> Response:
         model = selectors.is_model_name(name) and selectors.list_models().filter(name=name).first()
         if not model:
@@ -114,12 +156,30 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         summary="Chat with a version of this model",
         description="An OpenAI chat-completions request. The latest ready version by default.",
         parameters=[
-            OpenApiParameter("version", int, description="a version number"),
-            OpenApiParameter("alias", str, description="an alias, such as prod"),
+            _NAME,
+            OpenApiParameter(
+                "version",
+                VERSION_NUMBER_SCHEMA,
+                description="A version number (give either version or alias, not both).",
+            ),
+            OpenApiParameter("alias", str, description="An alias, such as prod."),
         ],
         request={"application/json": CHAT_REQUEST_SCHEMA},
-        responses=_CHAT_RESPONSES,
+        responses=_CHAT_ANSWERS,
+        examples=[
+            OpenApiExample("A question", value={"messages": _HELLO}, request_only=True),
+            OpenApiExample(
+                "Streamed, with usage",
+                value={
+                    "messages": _HELLO,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+                request_only=True,
+            ),
+        ],
     )
+    @raises(*_CHAT_ERRORS)
     @action(detail=True, methods=["post"], url_path="invocations")
     def invocations(self, request: Request, name: str) -> HttpResponse:
         body = read_json_object(request)
@@ -141,7 +201,19 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
 
+_VERSION = OpenApiParameter(
+    "version",
+    VERSION_NUMBER_SCHEMA,
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("1", value=1)],
+)
+
+
 @extend_schema(tags=["models"])
+@extend_schema_view(
+    list=extend_schema(parameters=[_NAME]), retrieve=extend_schema(parameters=[_NAME, _VERSION])
+)
+@raises(ModelNotFound, ModelNotAllowed)
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """The versions of one model, newest first."""
 
@@ -157,7 +229,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         check_model_allowed(self.request.auth, model.pk, name)
         return selectors.list_versions(name=name, model=model)
 
-    @extend_schema(responses={200: ModelVersionSerializer, **_ERRORS})
+    @raises(InvalidRequest, VersionNotFound)
     def retrieve(self, request: Request, name: str, version: str) -> Response:
         number = selectors.parse_version_number(version)
         found = self.get_queryset().filter(version=number).first()
@@ -175,16 +247,25 @@ class ChatCompletionsView(APIView):
 
     @extend_schema(
         tags=["openai"],
-        request={"application/json": CHAT_REQUEST_SCHEMA},
-        responses={
-            **_CHAT_RESPONSES,
-            200: OpenApiResponse(
-                CHAT_RESPONSE_SCHEMA,
-                description="chat.completion; with stream=true, text/event-stream "
-                + CHAT_STREAM_SCHEMA["description"],
+        request={"application/json": CHAT_COMPLETIONS_REQUEST_SCHEMA},
+        responses=_CHAT_ANSWERS,
+        examples=[
+            OpenApiExample(
+                "A question", value={"model": "echo", "messages": _HELLO}, request_only=True
             ),
-        },
+            OpenApiExample(
+                "Streamed, with usage",
+                value={
+                    "model": "echo",
+                    "messages": _HELLO,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+                request_only=True,
+            ),
+        ],
     )
+    @raises(*_CHAT_ERRORS)
     def post(self, request: Request) -> HttpResponse:
         body = read_json_object(request)
         reference = _model_reference(body)
@@ -254,7 +335,7 @@ def _openai_model(model_id: str, created_at) -> dict[str, Any]:
 class OpenAIModelsView(APIView):
     """`GET /v1/models`: every model the key may call, by name and by each `name@alias`."""
 
-    @extend_schema(tags=["openai"], responses={200: OPENAI_MODEL_LIST_SCHEMA, 401: ERROR_SCHEMA})
+    @extend_schema(tags=["openai"], responses={200: OPENAI_MODEL_LIST_SCHEMA})
     def get(self, request: Request) -> HttpResponse:
         data = []
         for model in _visible_models(request):
@@ -272,8 +353,17 @@ class OpenAIModelView(APIView):
     @extend_schema(
         tags=["openai"],
         operation_id="v1_model_retrieve",
-        responses={200: OpenApiResponse(description="An OpenAI model"), **_ERRORS},
+        parameters=[
+            OpenApiParameter(
+                "model",
+                MODEL_REFERENCE_SCHEMA,
+                OpenApiParameter.PATH,
+                examples=[OpenApiExample("echo", value="echo")],
+            )
+        ],
+        responses={200: OpenApiResponse(OPENAI_MODEL_SCHEMA, description="An OpenAI model")},
     )
+    @raises(*_LOOKUP_ERRORS)
     def get(self, request: Request, model: str) -> HttpResponse:
         name, version, alias = selectors.parse_model_reference(model)
         found = selectors.resolve_version(name=name, version=version, alias=alias)
@@ -291,8 +381,9 @@ class OpenAIModelView(APIView):
 @extend_schema(
     tags=["usage"],
     parameters=[UsageQuerySerializer],
-    responses={200: UsageRowSerializer(many=True), **_ERRORS},
+    responses={200: UsageRowSerializer(many=True)},
 )
+@raises(InvalidRequest, PermissionDenied)
 class UsageView(generics.ListAPIView):
     """Requests, tokens, errors and latency per model, version, API key and hour (or day),
     newest first. An API key sees its own usage; a staff session sees everyone's."""
@@ -333,7 +424,7 @@ class _PublicView(APIView):
 class HealthView(_PublicView):
     """The process is up."""
 
-    @extend_schema(tags=["health"], responses={200: {"type": "object"}})
+    @extend_schema(tags=["health"], responses={200: HEALTH_SCHEMA})
     def get(self, request: Request) -> HttpResponse:
         return HttpResponse(b'{"status": "ok"}', content_type="application/json")
 
@@ -342,7 +433,8 @@ class ReadyView(_PublicView):
     """The database and the package storage answer. Why one does not is told only to the server
     log: the caller is anonymous, and an exception's text can hold hosts, paths and users."""
 
-    @extend_schema(tags=["health"], responses={200: {"type": "object"}, 503: ERROR_SCHEMA})
+    @extend_schema(tags=["health"], responses={200: READY_SCHEMA})
+    @raises(ServiceUnavailable)
     def get(self, request: Request) -> HttpResponse:
         checks = {}
         for check_name, check in (("database", _check_database), ("storage", _check_storage)):
@@ -388,13 +480,9 @@ class MetricsView(APIView):
 
     @extend_schema(
         tags=["health"],
-        responses={
-            (200, "text/plain"): OpenApiResponse(description="Prometheus text format"),
-            401: ERROR_SCHEMA,
-            403: ERROR_SCHEMA,
-            404: ERROR_SCHEMA,
-        },
+        responses={(200, "text/plain"): OpenApiResponse(description="Prometheus text format")},
     )
+    @raises(MetricsNotAllowed, NotFound)  # NotFound: CHATMODELS_METRICS=false
     def get(self, request: Request) -> HttpResponse:
         if not metrics.enabled():
             raise NotFound("metrics are turned off (CHATMODELS_METRICS=false)")
@@ -404,7 +492,7 @@ class MetricsView(APIView):
 class VersionView(_PublicView):
     """What is running."""
 
-    @extend_schema(tags=["health"], responses={200: {"type": "object"}})
+    @extend_schema(tags=["health"], responses={200: VERSION_SCHEMA})
     def get(self, request: Request) -> HttpResponse:
         body = {
             "chatmodels": chatmodels.__version__,
