@@ -98,7 +98,8 @@ class ChatCompletionsDialect:
 
     def parse(self, body: dict[str, Any]) -> ParsedChat:
         request = ChatRequest.from_dict(body)
-        return ParsedChat(request, _include_usage(body) if request.stream else False)
+        # stream_options is checked even without stream: a bad one is a 400 either way.
+        return ParsedChat(request, _include_usage(body) and request.stream)
 
     def completion(self, completion: dict[str, Any]) -> dict[str, Any]:
         return completion

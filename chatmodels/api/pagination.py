@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from rest_framework import pagination
 
-from chatmodels.exceptions import InvalidRequest
+from chatmodels.exceptions import InvalidRequest, NotFound, raises
 from chatmodels.selectors import shorten
 
 
+@raises(InvalidRequest, NotFound)  # not a page number; a page past the last
 class PageNumberPagination(pagination.PageNumberPagination):
     """`?page=N`: ASCII digits from 1 (or `last`); anything else, even empty, is a 400 naming
     `page`, where DRF would quietly answer page 1 for `?page=` and 404 for `?page=²`."""
@@ -24,3 +25,15 @@ class PageNumberPagination(pagination.PageNumberPagination):
             f"page: expected a page number (1, 2, … in ASCII digits), got {shorten(text)}",
             param="page",
         )
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"] = {
+                    "oneOf": [
+                        {"type": "integer", "minimum": 1, "maximum": 9_999_999_999},
+                        {"type": "string", "enum": list(self.last_page_strings)},
+                    ]
+                }
+        return parameters

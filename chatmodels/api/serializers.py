@@ -62,6 +62,18 @@ CHAT_STREAM_SCHEMA = {
     },
     "required": ["data"],
 }
+# One event of a /v1/responses stream: `event: <type>` and its JSON `data`.
+RESPONSE_EVENT_SCHEMA = {
+    "type": "object",
+    "description": "Server-sent events, typed (`response.created` … `response.output_text.delta` "
+    "… `response.completed`), each with its `sequence_number`; a failure ends the stream with "
+    "`error` and `response.failed`.",
+    "properties": {
+        "event": {"type": "string", "description": "The event's `type`."},
+        "data": {"type": "string", "description": "The event, as JSON."},
+    },
+    "required": ["event", "data"],
+}
 OPENAI_MODEL_SCHEMA = {
     "type": "object",
     "properties": {

@@ -45,6 +45,7 @@ from chatmodels.api.serializers import (
     OPENAI_MODEL_LIST_SCHEMA,
     OPENAI_MODEL_SCHEMA,
     READY_SCHEMA,
+    RESPONSE_EVENT_SCHEMA,
     VERSION_NUMBER_SCHEMA,
     VERSION_SCHEMA,
     ModelVersionSerializer,
@@ -297,16 +298,41 @@ class ResponsesView(APIView):
     @extend_schema(
         tags=["openai"],
         summary="Create a model response (OpenAI Responses API, stateless)",
-        request={"application/json": responses.REQUEST_SCHEMA},
+        request={
+            "application/json": {
+                **responses.REQUEST_SCHEMA,
+                "properties": {
+                    **responses.REQUEST_SCHEMA["properties"],
+                    "model": MODEL_REFERENCE_SCHEMA,
+                },
+            }
+        },
         responses={
-            **_ERRORS,
-            200: OpenApiResponse(
-                responses.RESPONSE_SCHEMA,
-                description="A response object; with stream=true, text/event-stream of typed "
-                "events ending with response.completed",
+            (200, "application/json"): OpenApiResponse(
+                responses.RESPONSE_SCHEMA, description="A response object"
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                RESPONSE_EVENT_SCHEMA,
+                description="With `stream: true`: " + RESPONSE_EVENT_SCHEMA["description"],
             ),
         },
+        examples=[
+            OpenApiExample(
+                "A question", value={"model": "echo", "input": "Hello!"}, request_only=True
+            ),
+            OpenApiExample(
+                "Streamed, with instructions",
+                value={
+                    "model": "echo",
+                    "instructions": "Answer briefly.",
+                    "input": [{"role": "user", "content": "Hello!"}],
+                    "stream": True,
+                },
+                request_only=True,
+            ),
+        ],
     )
+    @raises(*_CHAT_ERRORS)
     def post(self, request: Request) -> HttpResponse:
         body = read_json_object(request)
         reference = _model_reference(body)
