@@ -6,13 +6,15 @@ with errors that name the field); the schemas here only describe them.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chatmodels.models import ModelVersion, RegisteredModel
-from chatmodels.selectors import USAGE_BUCKETS
+from chatmodels.selectors import MAX_VERSION, USAGE_BUCKETS
 from chatmodels.signature import REQUEST_SCHEMA, RESPONSE_SCHEMA
 
 
@@ -28,11 +30,11 @@ _STREAM_OPTIONS = {
 # What `selectors.parse_model_reference` accepts: `name`, `name/VERSION` or `name@ALIAS`.
 MODEL_REFERENCE_SCHEMA = {
     "type": "string",
-    "pattern": r"^[^/@]+(/[1-9][0-9]*|@[^/@]+)?$",
+    "pattern": r"^[^/@]+(/[1-9][0-9]{0,8}|@[^/@]+)?$",
     "description": "`name` (the latest version), `name/VERSION` or `name@ALIAS`.",
     "example": "echo",
 }
-VERSION_NUMBER_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1, "example": 1}
+VERSION_NUMBER_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_VERSION, "example": 1}
 
 # The invocations route: the chat request of the signature (a `model` key is ignored there).
 CHAT_REQUEST_SCHEMA = _openapi(
@@ -173,6 +175,23 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return sorted(alias.name for alias in version.aliases.all())
 
 
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+)
+
+
+class Rfc3339DateTimeField(serializers.DateTimeField):
+    """A date-time with its offset, as RFC 3339 (and so OpenAPI's `format: date-time`) says."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if not isinstance(value, str) or not _RFC3339.match(value):
+            self.fail("invalid", format="RFC 3339, e.g. 2026-11-29T10:00:00Z")
+        try:
+            return super().to_internal_value(value.upper()).astimezone(timezone.utc)
+        except OverflowError:  # a valid date-time that is out of range once in UTC
+            self.fail("invalid", format="RFC 3339, e.g. 2026-11-29T10:00:00Z")
+
+
 class UsageQuerySerializer(serializers.Serializer):
     """The query of `GET /api/usage/`."""
 
@@ -182,11 +201,11 @@ class UsageQuerySerializer(serializers.Serializer):
         max_length=16,
         help_text="an API key's prefix (staff; a key may only name itself)",
     )
-    since = serializers.DateTimeField(
-        required=False, help_text="ISO 8601; the first hour counted (UTC when no offset)"
+    since = Rfc3339DateTimeField(
+        required=False, help_text="RFC 3339, e.g. 2026-11-29T10:00:00Z; the first hour counted"
     )
-    until = serializers.DateTimeField(
-        required=False, help_text="ISO 8601; counting stops before this hour"
+    until = Rfc3339DateTimeField(
+        required=False, help_text="RFC 3339; counting stops before this hour"
     )
     bucket = serializers.ChoiceField(
         choices=USAGE_BUCKETS, default="hour", help_text="add up per hour or per UTC day"

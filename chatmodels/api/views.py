@@ -419,7 +419,9 @@ class UsageView(generics.ListAPIView):
     serializer_class = UsageRowSerializer
 
     def get_queryset(self):
-        query = UsageQuerySerializer(data=self.request.query_params)
+        # A plain dict, not the QueryDict: DRF would read `?until=` as "not given" (HTML form
+        # rules), where an empty value is a bad value, as the schema says.
+        query = UsageQuerySerializer(data=self.request.query_params.dict())
         query.is_valid(raise_exception=True)
         filters = dict(query.validated_data)
         self.bucket = filters.pop("bucket")

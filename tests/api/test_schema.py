@@ -239,3 +239,24 @@ def test_every_example_in_the_schema_works_as_it_is(client, document):
             assert response.status_code == 200, (url, response.content)
             tried += 1
     assert tried == 4
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("version", ["0", "2147483648", "83668241316744632729600", "%C2%B2"])
+def test_a_version_that_no_version_can_have_is_a_400(client, version):
+    register(name="echo", model=EchoModel())
+    key = make_key()[1]
+
+    response = post(client, f"/api/models/echo/invocations?version={version}", chat(), key=key)
+
+    assert error_of(response, 400)["param"] == "version"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["until=", "since=", "model=", "bucket="])
+def test_an_empty_usage_parameter_is_a_bad_value_not_a_missing_one(client, query):
+    key = make_key()[1]
+
+    error = error_of(get(client, f"/api/usage/?{query}", key=key), 400)
+
+    assert error["message"].startswith(query.rstrip("=") + ":")
