@@ -41,6 +41,10 @@ class HasApiKey(permissions.BasePermission):
 
     message = "No API key: send 'Authorization: Bearer <API key>'."
 
+    def allows_anonymous(self) -> bool:
+        """For the OpenAPI schema: may a call without a key get through?"""
+        return settings.CHATMODELS_ALLOW_ANONYMOUS
+
     def has_permission(self, request: Request, view) -> bool:
         if request.auth is not None or settings.CHATMODELS_ALLOW_ANONYMOUS:
             return True
@@ -69,6 +73,9 @@ class CanReadMetrics(permissions.BasePermission):
     A request forwarded by a proxy (`X-Forwarded-For` or `Forwarded` set) is not the host's own
     even when the proxy connects from loopback.
     """
+
+    def allows_anonymous(self) -> bool:
+        return True  # from this host, or from anywhere with CHATMODELS_METRICS_PUBLIC
 
     def has_permission(self, request: Request, view) -> bool:
         if settings.CHATMODELS_METRICS_PUBLIC or _from_this_host(request):

@@ -113,6 +113,13 @@ class ChatModelsAutoSchema(AutoSchema):
             responses.setdefault(status, response)
         return responses
 
+    def get_auth(self) -> list[dict]:
+        auths = super().get_auth()
+        permissions = self.view.get_permissions()
+        if {} not in auths and any(_allows_anonymous(p) for p in permissions):
+            auths.append({})  # OpenAPI's "no credentials" alternative
+        return auths
+
     def _get_request_for_media_type(self, serializer, direction="request"):
         schema, required = super()._get_request_for_media_type(serializer, direction)
         if isinstance(serializer, dict) and serializer.get("required"):
@@ -135,6 +142,11 @@ class ChatModelsAutoSchema(AutoSchema):
         action = getattr(view, "action", None) or self.method.lower()
         errors.extend(declared_errors(type(view), getattr(type(view), action, None)))
         return tuple(dict.fromkeys(errors))
+
+
+def _allows_anonymous(permission: Any) -> bool:
+    check = getattr(permission, "allows_anonymous", None)
+    return bool(check and check())
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

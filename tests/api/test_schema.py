@@ -62,6 +62,21 @@ def test_each_route_documents_every_status_it_can_answer(document):
     assert _documented(document, "/v1/models/{model}") == {200, 400, 401, 403, 404, 429}
     assert _documented(document, "/ready") == {200, 503}
     assert _documented(document, "/health") == {200}
+    assert _documented(document, "/api/usage/") == {200, 400, 401, 403, 404, 429}
+    assert _documented(document, "/metrics") == {200, 401, 403, 404}
+
+
+def test_security_says_when_a_call_needs_no_key(client, settings):
+    def security(path: str) -> list:
+        document = json.loads(client.get("/api/schema/", {"format": "json"}).content)
+        (operation,) = document["paths"][path].values()
+        return operation["security"]
+
+    assert security("/v1/chat/completions") == [{"ApiKey": []}]
+    assert security("/metrics") == [{"ApiKey": []}, {}]  # open from the server's own host
+    assert security("/health") == [{}]
+    settings.CHATMODELS_ALLOW_ANONYMOUS = True
+    assert security("/v1/chat/completions") == [{"ApiKey": []}, {}]
 
 
 def test_error_responses_are_openai_error_objects_with_their_codes(document):
