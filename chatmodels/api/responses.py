@@ -17,6 +17,7 @@ from typing import Any
 from chatmodels import runtime
 from chatmodels.api.chat import KEEP_ALIVE_EVENT, ParsedChat, sse
 from chatmodels.exceptions import ChatDataError, ChatModelsError, InvalidRequest
+from chatmodels.signature import REQUEST_SCHEMA as CHAT_SCHEMA
 from chatmodels.types import ChatRequest
 
 # Request keys that are read here (translated), or that only make sense to a server that stores
@@ -211,6 +212,8 @@ def _refuse_state(body: dict[str, Any]) -> None:
                 "conversations or prompts; send the whole conversation in `input`",
                 param=key,
             )
+    if not isinstance(body.get("store"), (bool, type(None))):
+        raise _expected("store", "a boolean (nothing is stored either way)", body["store"])
     if body.get("background"):
         raise InvalidRequest(
             "background: is not supported: this server keeps no responses to poll",
@@ -296,6 +299,8 @@ def _chat_tools(tools: Any) -> list[Any]:
         path = f"tools[{index}]"
         if not isinstance(tool, dict):
             raise _expected(path, "a tool (object)", tool)
+        if not isinstance(tool.get("type"), str):
+            raise _expected(f"{path}.type", "a string", tool.get("type"))
         if tool.get("type") != "function":
             chat_tools.append(tool)  # the model decides what it makes of it
             continue
@@ -709,6 +714,72 @@ class _ResponseStream:
 # The OpenAPI description of the route (what `ChatTranslation` accepts; see docs/api.md)
 
 _NULLABLE_OBJECT = {"type": ["object", "null"]}
+_STRING = {"type": "string"}
+
+
+def _typed(kind: str, fields: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict:
+    """An object whose `type` is `kind`, with its required (and optional) fields."""
+    return {
+        "type": "object",
+        "properties": {"type": {"type": "string", "const": kind}, **fields},
+        "required": ["type", *(name for name in fields if name not in optional)],
+    }
+
+
+# The chat request's own field schemas, for what is passed on to it unchanged.
+_CHAT_FUNCTION = CHAT_SCHEMA["properties"]["tools"]["items"]["anyOf"][0]["properties"]["function"]
+_OPTIONAL_FUNCTION = tuple(
+    name for name in _CHAT_FUNCTION["properties"] if name not in _CHAT_FUNCTION["required"]
+)
+_TEXT_PARTS = [_typed("input_text", {"text": _STRING}), _typed("output_text", {"text": _STRING})]
+_REFUSAL_PART = _typed("refusal", {"refusal": {"type": "string", "minLength": 1}})
+_INPUT_PARTS = [
+    *_TEXT_PARTS,
+    _typed("input_image", {"image_url": _STRING}),
+    _typed(
+        "input_audio",
+        {
+            "input_audio": {
+                "type": "object",
+                "properties": {"data": _STRING, "format": _STRING},
+                "required": ["data", "format"],
+            }
+        },
+    ),
+]
+
+
+def _message(roles: list[str], contents: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "const": "message"},
+            "role": {"type": "string", "enum": roles},
+            "content": {"anyOf": [_STRING, *contents]},
+        },
+        "required": ["role", "content"],
+    }
+
+
+def _parts(parts: list[dict[str, Any]], **array: Any) -> dict[str, Any]:
+    return {"type": "array", "items": {"oneOf": parts}, **array}
+
+
+_INPUT_ITEM = {
+    "oneOf": [
+        _message(["user", "system", "developer"], [_parts(_INPUT_PARTS)]),
+        # An earlier answer: its text, or its refusal (a message is never both).
+        _message(["assistant"], [_parts(_TEXT_PARTS), _parts([_REFUSAL_PART], minItems=1)]),
+        _typed("function_call", {"call_id": _STRING, "name": _STRING, "arguments": _STRING}),
+        _typed(
+            "function_call_output",
+            {
+                "call_id": _STRING,
+                "output": {"oneOf": [_STRING, {"type": "array", "items": {"oneOf": _INPUT_PARTS}}]},
+            },
+        ),
+    ]
+}
 REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["model", "input"],
@@ -719,30 +790,66 @@ REQUEST_SCHEMA: dict[str, Any] = {
             "function_call_output items.",
             "oneOf": [
                 {"type": "string"},
-                {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                {"type": "array", "minItems": 1, "items": _INPUT_ITEM},
             ],
         },
         "instructions": {
             "description": "A system message put first.",
             "oneOf": [
                 {"type": "string"},
-                {"type": "array", "items": {"type": "object"}},
+                {"type": "array", "items": _INPUT_ITEM},
                 {"type": "null"},
             ],
         },
-        "tools": {"type": ["array", "null"], "items": {"type": "object"}},
-        "tool_choice": {"oneOf": [{"type": "string"}, {"type": "object"}, {"type": "null"}]},
+        "tools": {
+            "type": ["array", "null"],
+            "items": {
+                "oneOf": [
+                    # Responses' flat function tool: the chat function's fields beside `type`.
+                    _typed("function", _CHAT_FUNCTION["properties"], optional=_OPTIONAL_FUNCTION),
+                    {
+                        "type": "object",
+                        "description": "A tool of another type, passed to the model as it is.",
+                        "properties": {"type": {"type": "string", "not": {"const": "function"}}},
+                        "required": ["type"],
+                    },
+                ]
+            },
+        },
+        "tool_choice": {
+            "oneOf": [
+                _STRING,
+                _typed("function", {"name": _STRING}),
+                {
+                    "type": "object",
+                    "properties": {"type": {"not": {"const": "function"}}},
+                },
+                {"type": "null"},
+            ]
+        },
         "text": {
             "type": ["object", "null"],
-            "properties": {"format": _NULLABLE_OBJECT},
+            "properties": {
+                "format": {
+                    "oneOf": [
+                        {"type": "null"},
+                        _typed("text", {}),
+                        _typed("json_object", {}),
+                        _typed(
+                            "json_schema",
+                            {"name": _STRING, "schema": {"type": "object"}},
+                        ),
+                    ]
+                }
+            },
             "description": "`format` json_schema or json_object becomes `response_format`.",
         },
         "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
         "temperature": {"type": ["number", "null"], "minimum": 0},
         "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "stream": {"type": ["boolean", "null"]},
-        "user": {"type": "string"},
-        "metadata": _NULLABLE_OBJECT,
+        "user": CHAT_SCHEMA["properties"]["user"],
+        "metadata": CHAT_SCHEMA["properties"]["metadata"],
         "parallel_tool_calls": {"type": ["boolean", "null"]},
         "reasoning": _NULLABLE_OBJECT,
         "store": {"type": ["boolean", "null"], "description": "Accepted; nothing is stored."},

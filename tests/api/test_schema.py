@@ -64,6 +64,7 @@ def test_each_route_documents_every_status_it_can_answer(document):
     assert _documented(document, "/health") == {200}
     assert _documented(document, "/api/usage/") == {200, 400, 401, 403, 404, 429}
     assert _documented(document, "/metrics") == {200, 401, 403, 404}
+    assert _documented(document, "/v1/responses") == _documented(document, "/v1/chat/completions")
 
 
 def test_security_says_when_a_call_needs_no_key(client, settings):
@@ -253,7 +254,7 @@ def test_every_example_in_the_schema_works_as_it_is(client, document):
             response = post(client, url, example["value"], key=key)
             assert response.status_code == 200, (url, response.content)
             tried += 1
-    assert tried == 4
+    assert tried == 6  # two examples each: invocations, chat completions, responses
 
 
 @pytest.mark.django_db
@@ -275,3 +276,16 @@ def test_an_empty_usage_parameter_is_a_bad_value_not_a_missing_one(client, query
     error = error_of(get(client, f"/api/usage/?{query}", key=key), 400)
 
     assert error["message"].startswith(query.rstrip("=") + ":")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"store": {}}, "store"), ({"tools": [{"type": {}}]}, "tools[0].type")],
+)
+def test_responses_refuses_what_its_schema_refuses(client, extra, param):
+    register(name="echo", model=EchoModel())
+    key = make_key()[1]
+    body = {"model": "echo", "input": "Hello!", **extra}
+
+    assert error_of(post(client, "/v1/responses", body, key=key), 400)["param"] == param
