@@ -30,10 +30,6 @@ class PageNumberPagination(pagination.PageNumberPagination):
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             if parameter["name"] == self.page_query_param:
-                parameter["schema"] = {
-                    "oneOf": [
-                        {"type": "integer", "minimum": 1, "maximum": 9_999_999_999},
-                        {"type": "string", "enum": list(self.last_page_strings)},
-                    ]
-                }
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": 9_999_999_999}
+                parameter["description"] = "A page number (or `last`)."
         return parameters

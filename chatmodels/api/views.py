@@ -163,7 +163,9 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
                 VERSION_NUMBER_SCHEMA,
                 description="A version number (give either version or alias, not both).",
             ),
-            OpenApiParameter("alias", str, description="An alias, such as prod."),
+            OpenApiParameter(
+                "alias", {"type": "string", "minLength": 1}, description="An alias, such as prod."
+            ),
         ],
         request={"application/json": CHAT_REQUEST_SCHEMA},
         responses=_CHAT_ANSWERS,
