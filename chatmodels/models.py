@@ -287,6 +287,19 @@ class UsageBucket(models.Model):
     without a key (the admin playground, anonymous calls) count with `api_key` empty.
     """
 
+    # The counters that add up across workers and hosts (`latency_ms_max` is a maximum).
+    SUMMED_FIELDS = (
+        "requests",
+        "errors",
+        "invalid_requests",
+        "rejected",
+        "model_errors",
+        "timeouts",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_ms_sum",
+    )
+
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="usage")
     version = models.PositiveIntegerField()
     # PROTECT: usage is an account of what a key did; revoke a key instead of deleting it.

@@ -326,17 +326,7 @@ _KEY_ALLOWS_SQL = f"SELECT 1 FROM {_ALLOWED_TABLE} WHERE apikey_id = %s AND regi
 USAGE_BUCKETS = ("hour", "day")
 USAGE_GROUPS = ("start", "model", "version", "key")
 # What each usage row sums (as `sum_<counter>`), and the largest single latency (`max_latency_ms`).
-USAGE_COUNTERS = (
-    "requests",
-    "errors",
-    "invalid_requests",
-    "rejected",
-    "model_errors",
-    "timeouts",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_ms_sum",
-)
+USAGE_COUNTERS = UsageBucket.SUMMED_FIELDS
 
 
 def _usage_buckets(

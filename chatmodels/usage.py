@@ -31,17 +31,7 @@ from chatmodels.selectors import ApiKeyInfo, ResolvedVersion
 logger = logging.getLogger(__name__)
 
 # The counters of a bucket, in the order of `_COLUMNS`' tail; the last one is a maximum.
-SUMMED = (
-    "requests",
-    "errors",
-    "invalid_requests",
-    "rejected",
-    "model_errors",
-    "timeouts",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_ms_sum",
-)
+SUMMED = UsageBucket.SUMMED_FIELDS
 _REQUESTS, _ERRORS = 0, 1
 _PROMPT, _COMPLETION, _LATENCY_SUM, _LATENCY_MAX = 6, 7, 8, 9
 _COLUMNS = ("model_id", "version", "api_key_id", "hour", *SUMMED, "latency_ms_max")
