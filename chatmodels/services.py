@@ -272,10 +272,8 @@ def _validate_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     return result
 
 
-@transaction.atomic
-def set_alias(*, name: str, alias: str, version: int) -> ModelAlias:
-    """Point `name@alias` at `version` (creating or moving the alias)."""
-    validate_alias(alias)
+def _existing_version(*, name: str, version: int) -> ModelVersion:
+    """Version `version` of model `name`, or 404 naming which of the two does not exist."""
     target = (
         ModelVersion.objects.select_related("model")
         .filter(model__name=name, version=version)
@@ -285,6 +283,14 @@ def set_alias(*, name: str, alias: str, version: int) -> ModelAlias:
         if not RegisteredModel.objects.filter(name=name).exists():
             raise ModelNotFound(f"model '{name}' not found", param="model")
         raise VersionNotFound(f"model '{name}' has no version {version}", param="version")
+    return target
+
+
+@transaction.atomic
+def set_alias(*, name: str, alias: str, version: int) -> ModelAlias:
+    """Point `name@alias` at `version` (creating or moving the alias)."""
+    validate_alias(alias)
+    target = _existing_version(name=name, version=version)
     model_alias, _created = ModelAlias.objects.update_or_create(
         model=target.model, name=alias, defaults={"version": target}
     )
@@ -423,15 +429,7 @@ def set_version_status(*, name: str, version: int, status: str) -> ModelVersion:
             f"status must be one of {', '.join(ModelVersion.Status.values)}, got {status!r}",
             param="status",
         )
-    target = (
-        ModelVersion.objects.select_related("model")
-        .filter(model__name=name, version=version)
-        .first()
-    )
-    if target is None:
-        if not RegisteredModel.objects.filter(name=name).exists():
-            raise ModelNotFound(f"model '{name}' not found", param="model")
-        raise VersionNotFound(f"model '{name}' has no version {version}", param="version")
+    target = _existing_version(name=name, version=version)
     if target.status != status:
         target.status = status
         target.save(update_fields=["status"])
