@@ -20,7 +20,8 @@
 # (default: CHATMODELS_USAGE=false CHATMODELS_METRICS=false). Per-key limits are on a key: the ON
 # server is called with a key that has requests-per-minute, tokens-per-minute and monthly-budget
 # limits (too high to refuse anything, so each request is checked and counted), the OFF server
-# with a key that has none.
+# with a key that has none (BENCH_LIMITS=0: both with the key that has none). The limits count in
+# the database unless BENCH_ON_ENV names a Redis CACHE_URL.
 #
 # Environment: BENCH_PARTS (cost,writes), BENCH_DURATION (s per wrk run, 15), BENCH_WARMUP (s, 3),
 # BENCH_ROUNDS (3), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
@@ -46,6 +47,7 @@ WRITES_DURATION=${BENCH_WRITES_DURATION:-60}
 WRITES_CONNECTIONS=${BENCH_WRITES_CONNECTIONS:-64}
 ON_ENV=${BENCH_ON_ENV:-CHATMODELS_USAGE=true CHATMODELS_METRICS=true}
 OFF_ENV=${BENCH_OFF_ENV:-CHATMODELS_USAGE=false CHATMODELS_METRICS=false}
+LIMITS=${BENCH_LIMITS:-1}  # 0: the ON server is called with the key that has no limits
 WORKERS=2
 PY=.venv/bin/python
 
@@ -121,7 +123,7 @@ start() {
 # wrk_run NAME ROUND URL: a warm-up, then the measured run (its BENCH_RESULT line is kept).
 wrk_run() {
   local name=$1 round=$2 url=$3 key=$key
-  [ "$name" = off ] || key=$limited_key
+  [ "$name" = off ] || [ "$LIMITS" = 0 ] || key=$limited_key
   log "$name, round $round: warm-up ${WARMUP}s, then wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s"
   BENCH_AUTH=$key wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s \
     -s bench/post.lua "$url" >/dev/null
