@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+from collections.abc import Callable
 from typing import Any
 
 import django
@@ -34,7 +35,13 @@ import chatmodels
 from chatmodels import metrics, selectors
 from chatmodels.api import responses
 from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage
-from chatmodels.api.chat import answer_chat, check_model_allowed, read_json_object
+from chatmodels.api.chat import (
+    CHAT_COMPLETIONS,
+    ChatDialect,
+    answer_chat,
+    check_model_allowed,
+    read_json_object,
+)
 from chatmodels.api.serializers import (
     CHAT_COMPLETIONS_REQUEST_SCHEMA,
     CHAT_REQUEST_SCHEMA,
@@ -270,27 +277,31 @@ class ChatCompletionsView(APIView):
     )
     @raises(*_CHAT_ERRORS)
     def post(self, request: Request) -> HttpResponse:
-        body = read_json_object(request)
-        reference = _model_reference(body)
-        name, version, alias = selectors.parse_model_reference(reference)
-        return answer_chat(
-            body,
-            request=request,
-            key=request.auth,
-            name=name,
-            version=version,
-            alias=alias,
-            served_name=reference,
-        )
+        return _answer_model_reference(request)
 
 
-def _model_reference(body: dict[str, Any]) -> str:
+def _answer_model_reference(
+    request: Request, dialect: Callable[[dict[str, Any], str], ChatDialect] | None = None
+) -> HttpResponse:
+    """Answer an OpenAI-style body whose `model` (`name`, `name/N`, `name@ALIAS`) names the
+    version; `dialect(body, model)` makes the dialect (default: chat completions)."""
+    body = read_json_object(request)
     reference = body.get("model")
     if not isinstance(reference, str) or not reference:
         raise InvalidRequest(
             "model: is required ('name', 'name/VERSION' or 'name@ALIAS')", param="model"
         )
-    return reference
+    name, version, alias = selectors.parse_model_reference(reference)
+    return answer_chat(
+        body,
+        request=request,
+        key=request.auth,
+        name=name,
+        version=version,
+        alias=alias,
+        served_name=reference,
+        dialect=CHAT_COMPLETIONS if dialect is None else dialect(body, reference),
+    )
 
 
 class ResponsesView(APIView):
@@ -336,18 +347,8 @@ class ResponsesView(APIView):
     )
     @raises(*_CHAT_ERRORS)
     def post(self, request: Request) -> HttpResponse:
-        body = read_json_object(request)
-        reference = _model_reference(body)
-        name, version, alias = selectors.parse_model_reference(reference)
-        return answer_chat(
-            body,
-            request=request,
-            key=request.auth,
-            name=name,
-            version=version,
-            alias=alias,
-            served_name=reference,
-            dialect=responses.ResponsesDialect(body, model=reference),
+        return _answer_model_reference(
+            request, lambda body, model: responses.ResponsesDialect(body, model=model)
         )
 
 
