@@ -34,10 +34,9 @@ ONLY=${BENCH_ONLY:-}
 ROUNDS=${BENCH_ROUNDS:-3}
 ROOT=$(pwd)
 PY=.venv/bin/python
+# shellcheck source=bench/common.sh
+source bench/common.sh
 MLFLOW_VENV=bench/.venv-mlflow
-
-log() { printf '\n== %s\n' "$*"; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # --- set-up ----------------------------------------------------------------------------------
 if [ ! -x "$PY" ]; then
@@ -60,31 +59,12 @@ if [ -z "$ONLY" ] || [ "$ONLY" = mlflow ]; then
   fi
 fi
 
-tmp=$(mktemp -d)
+bench_workspace
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 results=bench/results/$stamp
 mkdir -p "$results"
 ln -sfn "$stamp" bench/results/latest
-servers=()
 
-stop_server() {  # stop a server's whole process group (each is started in its own session)
-  local pid=$1 i
-  kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for i in $(seq 1 40); do
-    kill -0 -- "-$pid" 2>/dev/null || return 0
-    sleep 0.25
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-}
-cleanup() {
-  local pid
-  for pid in "${servers[@]}"; do stop_server "$pid"; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
-
-tool() { "$PY" bench/benchtool.py "$@"; }
 
 # One measured run: a warm-up, then wrk, with the server's CPU time before and after.
 # Args: NAME MODE ROUND URL KEY PID.

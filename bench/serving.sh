@@ -51,11 +51,10 @@ WORKERS=2
 SLEEP_FAST=0.75  # s: a sleep-model answer this quick means nothing is queued on the server
 ROOT=$(pwd)
 PY=.venv/bin/python
+# shellcheck source=bench/common.sh
+source bench/common.sh
 MLFLOW_VENV=bench/.venv-mlflow
 
-log() { printf '\n== %s\n' "$*"; }
-die() { echo "bench: FAILED: $*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 has() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 listed() { [[ ",$1," == *",$2,"* ]]; }  # LIST ITEM
 
@@ -103,31 +102,12 @@ if [ "$(ulimit -n)" -lt 8192 ]; then
     "the larger connection counts may fail for want of file descriptors" >&2
 fi
 
-tmp=$(mktemp -d)
+bench_workspace
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 results=bench/results/$stamp
 mkdir -p "$results"
 ln -sfn "$stamp" bench/results/latest-serving
-servers=()
 
-stop_server() {  # stop a server's whole process group (each is started in its own session)
-  local pid=$1 i
-  kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for i in $(seq 1 40); do
-    kill -0 -- "-$pid" 2>/dev/null || return 0
-    sleep 0.25
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-}
-cleanup() {
-  local pid
-  for pid in "${servers[@]}"; do stop_server "$pid"; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
-
-tool() { "$PY" bench/benchtool.py "$@"; }
 load() { "$PY" bench/load.py "$@"; }
 
 granian_version=$("$PY" -c 'import granian; print(granian.__version__)')

@@ -50,11 +50,11 @@ OFF_ENV=${BENCH_OFF_ENV:-CHATMODELS_USAGE=false CHATMODELS_METRICS=false}
 LIMITS=${BENCH_LIMITS:-1}  # 0: the ON server is called with the key that has no limits
 WORKERS=2
 PY=.venv/bin/python
+STOP_TRIES=120  # its workers write their usage counts when they stop
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
-log() { printf '\n== %s\n' "$*"; }
-die() { echo "bench: FAILED: $*" >&2; exit 1; }
 has() { [[ ",$PARTS," == *",$1,"* ]]; }
-tool() { "$PY" bench/benchtool.py "$@"; }
 
 # --- the "writes" part runs again inside scripts/with-postgres, with DATABASE_URL set ----------
 if [ "${1:-}" = "--writes-inside-postgres" ]; then
@@ -72,24 +72,7 @@ else
   ln -sfn "$stamp" bench/results/latest-usage
 fi
 
-tmp=$(mktemp -d)
-servers=()
-stop_server() {  # stop a server's whole process group (each is started in its own session)
-  local pid=$1 i
-  kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for i in $(seq 1 120); do
-    kill -0 -- "-$pid" 2>/dev/null || return 0
-    sleep 0.25
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-}
-cleanup() {
-  local pid
-  for pid in "${servers[@]}"; do stop_server "$pid"; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+bench_workspace
 
 # install DATABASE_URL: a throwaway install there, with the echo model and a key ($key).
 install() {
