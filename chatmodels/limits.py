@@ -11,29 +11,39 @@ starts under the token limit may take the key past it (the next one waits).
 Minute limits use a sliding window (Cloudflare's "sliding window counter"): a count per fixed
 window, and the estimate `previous x (share of the previous window still inside the last
 minute) + current`, so a burst across a window edge is not let through twice. The budget is
-per calendar month (UTC).
+per calendar month (UTC). The counts live in `limit_stores` (Redis or the database).
 
-The store is the Redis server of `CACHE_URL` when the default cache is Redis (one pipelined
-round trip per check), else the database (`LimitCounter`, atomic upserts). Nothing is written for
-keys without limits. A Redis that does not answer lets requests through (logged): a broken cache
-must not take the API down.
+Leases. A round trip to the store for every request would cost as much as a fast model's whole
+answer, so a process takes its part of a key's limits a little ahead: when a limit has plenty
+left, the round trip that counts a request also counts a lease (a few more requests, or tokens,
+for this process), and the next requests use it up here without asking the store. A lease is at
+most 1/`LEASE_SHARE` of what the limit had left and about `LEASE_REQUESTS` requests' worth, so
+near a limit it is 0 and every request is counted in the store as it comes, as exactly as
+without leases. Tokens a request uses beyond its process's lease are owed to the store: paid at
+once when they are more than 1/`LEASE_SHARE` of what is left, else with the next round trip. What
+is leased and not used, and what is owed, is settled with the store when its window ends, when
+the key has been idle for `CHATMODELS_LIMITS_SETTLE_SECONDS`, and when the process stops; a lease
+counts as used meanwhile, so a busy key may be refused a little early (by the leases other
+processes hold), never let past its limit by them.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import multiprocessing.util
+import os
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from django.conf import settings
 from django.db import connection
 
-from chatmodels.exceptions import QuotaExhausted, RateLimited
-from chatmodels.models import LimitCounter
+from chatmodels.exceptions import ChatModelsError, QuotaExhausted, RateLimited
+from chatmodels.limit_stores import Increment, store
 from chatmodels.selectors import ApiKeyInfo
 
 logger = logging.getLogger(__name__)
@@ -42,14 +52,9 @@ MINUTE = 60
 # How long a window's count is kept after the window ends: the sliding estimate reads the
 # previous window, so a minute count must outlive its minute by one more.
 _KEEP_AFTER = MINUTE
-
-
-@dataclass(frozen=True, slots=True)
-class Increment:
-    subject: str
-    window_start: int
-    amount: int
-    expires_at: int
+LEASE_SHARE = 16  # a lease is at most this fraction (1/16) of what the limit has left
+LEASE_REQUESTS = 32  # and at most this many requests (or their tokens)
+_TOKENS = ("tpm", "month")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,77 +63,62 @@ class Increment:
 
 def check(key: ApiKeyInfo, *, now: float | None = None) -> None:
     """Count one request of `key` and raise if it is over a limit (nothing to do without any)."""
-    if not key.has_limits:
+    limits = _limits_of(key)
+    if not limits:
         return
     now = time.time() if now is None else now
-    minute = _window_start(now, MINUTE)
-    rpm, tpm, budget = key.requests_per_minute, key.tokens_per_minute, key.monthly_token_budget
-    increments, reads = [], []
-    if rpm is not None:
-        increments.append(Increment(_subject(key, "rpm"), minute, 1, minute + MINUTE + _KEEP_AFTER))
-        reads.append((_subject(key, "rpm"), minute - MINUTE))
-    if tpm is not None:
-        reads += [(_subject(key, "tpm"), minute), (_subject(key, "tpm"), minute - MINUTE)]
-    if budget is not None:
-        reads.append((_subject(key, "month"), _month_start(now)))
-    counts = store().apply(increments, reads)
-    if counts is None:
-        return  # the store did not answer (logged): let the request through
-    added, read = counts
-    read = dict(zip(reads, read, strict=True))
-    elapsed = now - minute
-    if rpm is not None:
-        previous, current = read[(_subject(key, "rpm"), minute - MINUTE)], added[0]
-        if _estimate(previous, current, elapsed, MINUTE) > rpm:
-            store().apply([Increment(_subject(key, "rpm"), minute, -1, minute + 2 * MINUTE)], [])
-            wait = _wait(previous, current - 1, rpm, elapsed, MINUTE)
-            raise RateLimited(
-                f"API key '{key.name}' is over its limit of {rpm} requests per minute;"
-                f" retry in {_seconds(wait)} s",
-                retry_after=_seconds(wait),
-            )
-    if tpm is not None:
-        current, previous = (
-            read[(_subject(key, "tpm"), minute)],
-            read[(_subject(key, "tpm"), minute - MINUTE)],
-        )
-        if _estimate(previous, current, elapsed, MINUTE) >= tpm:
-            wait = _wait(previous, current, tpm, elapsed, MINUTE)
-            raise RateLimited(
-                f"API key '{key.name}' is over its limit of {tpm} tokens per minute;"
-                f" retry in {_seconds(wait)} s",
-                retry_after=_seconds(wait),
-            )
-    if budget is not None and read[(_subject(key, "month"), _month_start(now))] >= budget:
-        resets = _next_month_start(now)
-        raise QuotaExhausted(
-            f"API key '{key.name}' has used its monthly budget of {budget} tokens; it renews"
-            f" on {datetime.fromtimestamp(resets, timezone.utc):%Y-%m-%d} (UTC)",
-            retry_after=_seconds(resets - now),
-        )
+    held = _held_for(key.id)
+    with held.lock:
+        held.touched = time.monotonic()
+        if held.covers_a_request(limits, now):
+            return
+        _exchange(key, held, limits, now, request=True)
 
 
 def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = None) -> None:
     """Count the prompt + completion tokens of a finished request against `key`'s limits."""
     if key is None or tokens <= 0:
         return
-    tpm, budget = key.tokens_per_minute, key.monthly_token_budget
-    if tpm is None and budget is None:
+    limits = [(kind, limit) for kind, limit in _limits_of(key) if kind in _TOKENS]
+    if not limits:
         return
     now = time.time() if now is None else now
-    increments = []
-    if tpm is not None:
-        minute = _window_start(now, MINUTE)
-        increments.append(
-            Increment(_subject(key, "tpm"), minute, tokens, minute + MINUTE + _KEEP_AFTER)
+    held = _held_for(key.id)
+    with held.lock:
+        held.touched = time.monotonic()
+        held.tokens_per_request = (
+            tokens if not held.tokens_per_request else 0.8 * held.tokens_per_request + 0.2 * tokens
         )
-    if budget is not None:
-        increments.append(
-            Increment(
-                _subject(key, "month"), _month_start(now), tokens, _next_month_start(now) + MINUTE
-            )
-        )
-    store().apply(increments, [])
+        pay_now = False
+        for kind, _ in limits:
+            part = held.part(key.id, kind, now)
+            from_lease = min(part.lease, tokens)
+            part.lease -= from_lease
+            part.owed += tokens - from_lease
+            part.room -= tokens - from_lease
+            # Owing much of what is left would let other processes past the limit: pay now.
+            pay_now |= part.owed > 0 and part.owed * LEASE_SHARE > max(part.room, 0)
+        if pay_now:
+            _exchange(key, held, limits, now, request=False)
+
+
+def settle(*, idle_for: float = 0.0) -> int:
+    """Give the store back this process's unused leases and pay what it owes, for every key
+    idle for `idle_for` seconds (0: all). Returns the number of counts changed."""
+    changed = 0
+    now = time.monotonic()
+    for held in list(_state.held.values()):
+        with held.lock:
+            if idle_for and now - held.touched < idle_for:
+                continue
+            increments = held.take_settlement()
+            if not increments:
+                continue
+            if store().apply(increments, []) is None:
+                held.unsettled = increments + held.unsettled  # Redis is down: keep for later
+            else:
+                changed += len(increments)
+    return changed
 
 
 def count_request(subject: str, *, limit: int, period: int, now: float | None = None) -> float:
@@ -152,11 +142,288 @@ def count_request(subject: str, *, limit: int, period: int, now: float | None = 
 
 
 # ---------------------------------------------------------------------------------------------
+# What this process holds of each key's counts
+
+
+@dataclass(slots=True)
+class _Part:
+    """This process's part of one count of a key (its requests or tokens in one window)."""
+
+    subject: str
+    kind: str
+    window: int
+    lease: int = 0  # counted in the store for `window`, not used here yet
+    owed: int = 0  # used here in `window`, not counted in the store yet
+    room: float = 0.0  # what the limit had left at the last round trip, less what is owed since
+
+
+@dataclass(slots=True)
+class _Held:
+    """What this process holds of one key's counts; `lock` serialises its round trips."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    parts: dict[str, _Part] = field(default_factory=dict)
+    unsettled: list[Increment] = field(default_factory=list)  # ended windows' leases and debts
+    touched: float = 0.0  # time.monotonic() of the last request
+    tokens_per_request: float = 0.0  # a moving average: sizes token leases
+
+    def part(self, key_id: int, kind: str, now: float) -> _Part:
+        """The part of `kind` for the window of `now` (an ended window's part is set aside to
+        be settled with the next round trip)."""
+        window = _window_of(kind, now)
+        part = self.parts.get(kind)
+        if part is None:
+            part = self.parts[kind] = _Part(_subject(key_id, kind), kind, window)
+        elif part.window != window:
+            if part.owed != part.lease and _expiry(kind, part.window) > now:
+                self.unsettled.append(
+                    Increment(
+                        part.subject,
+                        part.window,
+                        part.owed - part.lease,
+                        _expiry(kind, part.window),
+                    )
+                )
+            part.window, part.lease, part.owed = window, 0, 0
+        return part
+
+    def covers_a_request(self, limits: list[tuple[str, int]], now: float) -> bool:
+        """True, and the request taken from the request lease, when this process's leases let
+        one more request in without asking the store."""
+        for kind, _ in limits:
+            part = self.parts.get(kind)
+            if part is None or part.window != _window_of(kind, now) or part.lease < 1:
+                return False
+        if any(kind == "rpm" for kind, _ in limits):
+            self.parts["rpm"].lease -= 1
+        return True
+
+    def lease_size(self, part: _Part) -> int:
+        if part.room < LEASE_SHARE:
+            return 0
+        # Tokens: what about LEASE_REQUESTS requests use (at least a token each, so a model
+        # that reports no usage is not asked about on every request).
+        per_request = 1.0 if part.kind == "rpm" else max(1.0, self.tokens_per_request)
+        most = LEASE_REQUESTS * per_request
+        return int(min(most, part.room // LEASE_SHARE))
+
+    def take_settlement(self) -> list[Increment]:
+        """Everything leased and not used, and everything owed, as increments (and forgotten)."""
+        increments, self.unsettled = self.unsettled, []
+        for part in self.parts.values():
+            if part.owed != part.lease:
+                increments.append(
+                    Increment(
+                        part.subject,
+                        part.window,
+                        part.owed - part.lease,
+                        _expiry(part.kind, part.window),
+                    )
+                )
+            part.lease = part.owed = 0
+        return increments
+
+
+@dataclass(slots=True)
+class _Ask:
+    """One count in a round trip: what is paid, asked for this request and leased."""
+
+    part: _Part
+    limit: int
+    this_request: int  # 1: the request is counted now (no lease covered it)
+    from_lease: bool  # the request came out of the lease held before
+    top_up: int  # asked for the lease
+    paid: int  # owed tokens paid
+    count_at: tuple[str, int]  # where its count is in the answer: ("added" | "read", index)
+    granted: int = 0
+
+
+def _exchange(
+    key: ApiKeyInfo, held: _Held, limits: list[tuple[str, int]], now: float, *, request: bool
+) -> None:
+    """One round trip for `key` (its lock held): settle ended windows, pay what is owed, count
+    this request (`request`) and top up the leases; raise if the request is over a limit."""
+    asks, increments, reads = [], [], []
+    parts = [(held.part(key.id, kind, now), limit) for kind, limit in limits]
+    settled = held.unsettled
+    increments += settled
+    held.unsettled = []
+    for part, limit in parts:
+        from_lease = request and part.kind == "rpm" and part.lease >= 1
+        this_request = int(request and part.kind == "rpm" and not from_lease)
+        if from_lease:
+            part.lease -= 1
+        top_up = max(0, held.lease_size(part) - part.lease)
+        amount = part.owed + this_request + top_up
+        if amount:
+            count_at = ("added", len(increments))
+            increments.append(
+                Increment(part.subject, part.window, amount, _expiry(part.kind, part.window))
+            )
+        else:
+            count_at = ("read", len(reads))
+            reads.append((part.subject, part.window))
+        asks.append(_Ask(part, limit, this_request, from_lease, top_up, part.owed, count_at))
+        if part.kind != "month":
+            reads.append((part.subject, part.window - MINUTE))
+    counts = store().apply(increments, reads)
+    if counts is None:  # the store did not answer (logged): let the request through
+        held.unsettled = settled + held.unsettled
+        return
+    added, read = counts
+    found = {"added": added, "read": read}
+    previous_of = dict(zip(reads, read, strict=True))
+    refusal, give_back = None, []
+    for ask in asks:
+        part = ask.part
+        part.owed -= ask.paid
+        count = found[ask.count_at[0]][ask.count_at[1]]
+        before = count - ask.this_request - ask.top_up  # all but what this trip asked for
+        previous = previous_of.get((part.subject, part.window - MINUTE), 0)
+        elapsed = now - part.window
+        room = ask.limit - _estimate_of(part.kind, previous, before, elapsed)
+        if part.kind == "rpm":
+            fits = ask.from_lease or room >= 1
+            ask.granted = min(ask.top_up, max(0, math.floor(room) - ask.this_request))
+        else:
+            fits = part.lease >= 1 or room > 0
+            ask.granted = min(ask.top_up, max(0, math.floor(room)))
+        part.room = room - ask.this_request - ask.granted
+        if request and not fits and refusal is None:
+            refusal = _refusal(key, part.kind, ask.limit, previous, before, now)
+    for ask in asks:
+        part = ask.part
+        kept = 0 if refusal else ask.granted
+        returned = ask.top_up - kept + (ask.this_request if refusal else 0)
+        part.lease += kept + (1 if refusal and ask.from_lease else 0)
+        if returned:
+            give_back.append(
+                Increment(part.subject, part.window, -returned, _expiry(part.kind, part.window))
+            )
+    if give_back:
+        store().apply(give_back, [])
+    if refusal is not None:
+        raise refusal
+
+
+def _refusal(
+    key: ApiKeyInfo, kind: str, limit: int, previous: int, current: int, now: float
+) -> ChatModelsError:
+    elapsed = now - _window_start(now, MINUTE)
+    if kind == "month":
+        resets = _next_month_start(now)
+        return QuotaExhausted(
+            f"API key '{key.name}' has used its monthly budget of {limit} tokens; it renews"
+            f" on {datetime.fromtimestamp(resets, timezone.utc):%Y-%m-%d} (UTC)",
+            retry_after=_seconds(resets - now),
+        )
+    wait = _seconds(_wait(previous, current, limit, elapsed, MINUTE))
+    unit = "requests" if kind == "rpm" else "tokens"
+    return RateLimited(
+        f"API key '{key.name}' is over its limit of {limit} {unit} per minute; retry in {wait} s",
+        retry_after=wait,
+    )
+
+
+class _State:
+    """This process's holdings and its settling thread (made anew in a forked child)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[int, _Held] = {}
+        self.started = False
+
+
+_state = _State()
+
+
+def _forget_parent_state() -> None:
+    # A forked child holds nothing: what the parent leased stays the parent's to settle.
+    global _state
+    _state = _State()
+
+
+os.register_at_fork(after_in_child=_forget_parent_state)
+
+
+def _held_for(key_id: int) -> _Held:
+    state = _state
+    held = state.held.get(key_id)
+    if held is None:
+        with state.lock:
+            held = state.held.setdefault(key_id, _Held())
+            if not state.started:
+                state.started = True
+                _start_settling()
+    return held
+
+
+def _start_settling() -> None:
+    """Once per process: settle at exit, and (unless the interval is 0) the keys left idle."""
+    atexit.register(settle_at_exit)
+    # Worker processes end in os._exit, after running multiprocessing's exit finalizers.
+    multiprocessing.util.Finalize(None, settle_at_exit, exitpriority=100)
+    interval = settings.CHATMODELS_LIMITS_SETTLE_SECONDS
+    if interval > 0:
+        threading.Thread(
+            target=_settle_every, args=(interval,), name="chatmodels-limits", daemon=True
+        ).start()
+
+
+def _settle_every(interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            settle(idle_for=interval)
+        except Exception:
+            logger.exception("limits: settling the leases with the store failed; kept for later")
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()  # this thread's own connection (the database store)
+
+
+def settle_at_exit() -> None:
+    try:
+        settle()
+    except Exception:
+        logger.exception("limits: settling the leases at exit failed")
+
+
+def forget() -> None:
+    """Drop what this process holds without settling it (tests: a fresh start each)."""
+    with _state.lock:
+        _state.held.clear()
+
+
+# ---------------------------------------------------------------------------------------------
 # Windows
 
 
-def _subject(key: ApiKeyInfo, kind: str) -> str:
-    return f"key:{key.id}:{kind}"
+def _limits_of(key: ApiKeyInfo) -> list[tuple[str, int]]:
+    limits = (
+        ("rpm", key.requests_per_minute),
+        ("tpm", key.tokens_per_minute),
+        ("month", key.monthly_token_budget),
+    )
+    return [(kind, limit) for kind, limit in limits if limit is not None]
+
+
+def _subject(key_id: int, kind: str) -> str:
+    return f"key:{key_id}:{kind}"
+
+
+def _window_of(kind: str, now: float) -> int:
+    return _month_start(now) if kind == "month" else _window_start(now, MINUTE)
+
+
+def _expiry(kind: str, window: int) -> int:
+    if kind == "month":
+        return _next_month_start(window) + MINUTE
+    return window + MINUTE + _KEEP_AFTER
+
+
+def _estimate_of(kind: str, previous: int, current: int, elapsed: float) -> float:
+    return current if kind == "month" else _estimate(previous, current, elapsed, MINUTE)
 
 
 def _window_start(now: float, period: int) -> int:
@@ -196,109 +463,3 @@ def _wait(previous: int, current: int, limit: int, elapsed: float, period: int) 
 
 def _seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
-
-
-# ---------------------------------------------------------------------------------------------
-# Stores
-
-
-class DatabaseStore:
-    """`LimitCounter` rows, changed by atomic upserts (SQLite ≥ 3.35 and PostgreSQL alike)."""
-
-    PRUNE_EVERY = 60.0  # seconds between deletions of expired rows, per process
-
-    def __init__(self) -> None:
-        quote = connection.ops.quote_name
-        table = quote(LimitCounter._meta.db_table)
-        subject, start, count, expires = (
-            quote(name) for name in ("subject", "window_start", "count", "expires_at")
-        )
-        self._upsert = (
-            f"INSERT INTO {table} ({subject}, {start}, {count}, {expires})"
-            f" VALUES (%s, %s, %s, %s) ON CONFLICT ({subject}, {start})"
-            f" DO UPDATE SET {count} = {table}.{count} + excluded.{count} RETURNING {count}"
-        )
-        self._select = f"SELECT {subject}, {start}, {count} FROM {table} WHERE {subject} IN "
-        self._prune = f"DELETE FROM {table} WHERE {expires} < %s"
-        self._pruned_at = 0.0
-
-    def apply(
-        self, increments: Sequence[Increment], reads: Sequence[tuple[str, int]]
-    ) -> tuple[list[int], list[int]]:
-        added = []
-        with connection.cursor() as cursor:
-            for item in increments:
-                cursor.execute(
-                    self._upsert, [item.subject, item.window_start, item.amount, item.expires_at]
-                )
-                added.append(cursor.fetchone()[0])
-            found = {}
-            if reads:
-                subjects = sorted({subject for subject, _ in reads})
-                cursor.execute(self._select + f"({', '.join(['%s'] * len(subjects))})", subjects)
-                found = {(subject, start): count for subject, start, count in cursor.fetchall()}
-            now = time.time()
-            if increments and now - self._pruned_at > self.PRUNE_EVERY:
-                self._pruned_at = now
-                cursor.execute(self._prune, [int(now)])
-        return added, [found.get(read, 0) for read in reads]
-
-
-class RedisStore:
-    """Keys `<prefix>chatmodels:limit:<subject>:<window start>` on the cache's Redis server:
-    SET NX with expiry, then INCRBY, in one MULTI/EXEC pipeline with the reads (MGET)."""
-
-    def __init__(self, url: str, key_prefix: str = "") -> None:
-        import redis  # only when the cache is Redis
-
-        self._errors = (redis.RedisError, OSError)
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        self._prefix = f"{key_prefix}:chatmodels:limit:" if key_prefix else "chatmodels:limit:"
-
-    def apply(
-        self, increments: Sequence[Increment], reads: Sequence[tuple[str, int]]
-    ) -> tuple[list[int], list[int]] | None:
-        now = int(time.time())
-        try:
-            pipe = self._client.pipeline(transaction=True)
-            for item in increments:
-                name = self._name(item.subject, item.window_start)
-                pipe.set(name, 0, ex=max(1, item.expires_at - now), nx=True)
-                pipe.incrby(name, item.amount)
-            if reads:
-                pipe.mget([self._name(subject, start) for subject, start in reads])
-            results = pipe.execute()
-        except self._errors as error:
-            logger.error("the limits store (Redis) did not answer: %s; request let through", error)
-            return None
-        added = [int(results[2 * i + 1]) for i in range(len(increments))]
-        values = results[-1] if reads else []
-        return added, [int(value) if value is not None else 0 for value in values]
-
-    def _name(self, subject: str, window_start: int) -> str:
-        return f"{self._prefix}{subject}:{window_start}"
-
-
-_REDIS_BACKENDS = ("django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache")
-_stores: dict[tuple, DatabaseStore | RedisStore] = {}
-_stores_lock = threading.Lock()
-
-
-def store() -> DatabaseStore | RedisStore:
-    """The store the default cache setting names (built once per distinct setting)."""
-    cache = settings.CACHES["default"]
-    location = cache.get("LOCATION") or ""
-    if isinstance(location, (list, tuple)):
-        location = location[0] if location else ""  # Django writes to the first server
-    signature = (cache["BACKEND"], str(location).split(",")[0], cache.get("KEY_PREFIX", ""))
-    found = _stores.get(signature)
-    if found is None:
-        with _stores_lock:
-            found = _stores.get(signature)
-            if found is None:
-                if signature[0] in _REDIS_BACKENDS:
-                    found = RedisStore(signature[1], signature[2])
-                else:
-                    found = DatabaseStore()
-                _stores[signature] = found
-    return found

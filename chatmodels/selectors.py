@@ -148,10 +148,6 @@ class ApiKeyInfo:
     monthly_token_budget: int | None = None
     can_read_metrics: bool = False
 
-    @property
-    def has_limits(self) -> bool:
-        return bool(self.requests_per_minute or self.tokens_per_minute or self.monthly_token_budget)
-
 
 def _version_sql(where: str, *, alias_join: bool = False) -> str:
     version_table = ModelVersion._meta.db_table

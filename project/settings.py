@@ -163,6 +163,9 @@ CHATMODELS_STREAM_KEEPALIVE = env.float("CHATMODELS_STREAM_KEEPALIVE", default=1
 CHATMODELS_USAGE = env.bool("CHATMODELS_USAGE", default=True)
 CHATMODELS_USAGE_FLUSH_SECONDS = env.float("CHATMODELS_USAGE_FLUSH_SECONDS", default=5.0)
 CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", default=90)
+# Per-key limits (chatmodels/limits.py): a worker gives back the leases of a key idle for this
+# many seconds, and pays the tokens it owes (0: only at the next request and when it stops).
+CHATMODELS_LIMITS_SETTLE_SECONDS = env.float("CHATMODELS_LIMITS_SETTLE_SECONDS", default=1.0)
 
 # Observability (DESIGN §7). Metrics: GET /metrics, open from this host, to keys with the
 # metrics permission, or to all with CHATMODELS_METRICS_PUBLIC. scripts/server sets

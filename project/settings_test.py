@@ -9,6 +9,8 @@ os.environ.setdefault("LOG_FORMAT", "plain")
 os.environ.setdefault("CHATMODELS_THROTTLE_RATE", "")
 # Usage is written when a test calls usage.flush(), never by a thread behind its back.
 os.environ.setdefault("CHATMODELS_USAGE_FLUSH_SECONDS", "0")
+# Limit leases likewise: settled when a test calls limits.settle().
+os.environ.setdefault("CHATMODELS_LIMITS_SETTLE_SECONDS", "0")
 # One folder per test process (each xdist worker has its own); a process that a test starts
 # (tests/test_commands.py) finds its test process's folder in the environment and shares it.
 _RUN_DIR_VARIABLE = "CHATMODELS_TEST_RUN_DIR_" + os.environ.get("PYTEST_XDIST_WORKER", "main")

@@ -16,3 +16,12 @@ def _no_usage_carried_over():
     from chatmodels import usage
 
     usage.discard()
+
+
+@pytest.fixture(autouse=True)
+def _no_limit_leases_carried_over():
+    """Leases one test took are never used by another test (key ids come back after a rollback)."""
+    yield
+    from chatmodels import limits
+
+    limits.forget()

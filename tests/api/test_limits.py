@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatmodels import limits, services
+from chatmodels import limit_stores, limits, services
 from chatmodels.exceptions import QuotaExhausted, RateLimited
 from chatmodels.models import ApiKey, LimitCounter
 from chatmodels.selectors import get_api_key
@@ -83,6 +86,16 @@ def test_a_key_over_its_requests_per_minute_gets_429_naming_the_limit(client, co
     assert f"retry in {refused['Retry-After']} s" in error["message"]
     # Each key has its own count.
     assert completion_text(post(client, INVOCATIONS, chat("d"), key=other)) == "d"
+
+
+def test_a_limit_of_zero_lets_nothing_through(client, counter, store):
+    key = limited_key(requests_per_minute=0)
+
+    refused = post(client, INVOCATIONS, chat("a"), key=key)
+
+    assert error_of(refused, 429)["message"].startswith(
+        "API key 'tight' is over its limit of 0 requests per minute"
+    )
 
 
 def test_refused_requests_do_not_use_up_the_next_minute(store, counter):
@@ -194,12 +207,87 @@ def test_counters_of_the_database_store_are_one_row_per_limit_and_window(client,
         post(client, INVOCATIONS, chat("a b"), key=key)
 
     key_id = ApiKey.objects.get(name="tight").pk
+    used = {f"key:{key_id}:rpm": 3, f"key:{key_id}:tpm": 12, f"key:{key_id}:month": 12}
     counts = dict(LimitCounter.objects.values_list("subject", "count"))
-    assert counts == {
-        f"key:{key_id}:rpm": 3,
-        f"key:{key_id}:tpm": 12,
-        f"key:{key_id}:month": 12,
-    }
+    # A lease counts as used until it is given back: never less than the use.
+    assert counts.keys() == used.keys()
+    assert all(counts[subject] >= used[subject] for subject in used), counts
+    # Settled (after an idle second in a server, and when it stops): exactly the use.
+    limits.settle()
+    assert dict(LimitCounter.objects.values_list("subject", "count")) == used
+
+
+def _statements_on_the_counters(queries) -> int:
+    return sum(LimitCounter._meta.db_table in query["sql"] for query in queries)
+
+
+def test_a_busy_key_far_from_its_limits_asks_the_store_once_per_lease_not_per_request(
+    client, counter
+):
+    key = limited_key(
+        requests_per_minute=10**6, tokens_per_minute=10**8, monthly_token_budget=10**9
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(64):
+            assert post(client, INVOCATIONS, chat("a b"), key=key).status_code == 200
+
+    # Without leases: a count and a read before each request, an upsert after (~5 statements).
+    assert _statements_on_the_counters(queries.captured_queries) <= 64 // 4  # 11 seen
+    limits.settle()
+    key_id = ApiKey.objects.get(name="tight").pk
+    assert LimitCounter.objects.get(subject=f"key:{key_id}:rpm").count == 64
+    assert LimitCounter.objects.get(subject=f"key:{key_id}:tpm").count == 64 * 4
+
+
+def test_near_its_limit_each_request_is_counted_in_the_store_as_it_comes(client, counter):
+    key = limited_key(requests_per_minute=12)
+    key_id = ApiKey.objects.get(name="tight").pk
+
+    for sent in range(1, 13):
+        assert post(client, INVOCATIONS, chat("a"), key=key).status_code == 200
+        # Under 1/16 of the limit is left from the start: no lease, nothing held here.
+        assert LimitCounter.objects.get(subject=f"key:{key_id}:rpm").count == sent
+
+    assert error_of(post(client, INVOCATIONS, chat("a"), key=key), 429)["code"] == (
+        "rate_limit_exceeded"
+    )
+
+
+def test_a_lease_shrinks_as_the_limit_nears_so_no_request_goes_past_it(store, counter):
+    key = get_api_key(limited_key(requests_per_minute=100))
+    start = 1_800_000_000
+
+    let_in = 0
+    for second in range(200):
+        try:
+            limits.check(key, now=start + second * 0.25)  # 200 requests in 50 s
+        except RateLimited:
+            continue
+        let_in += 1
+
+    assert let_in == 100
+
+
+def test_tokens_leased_and_owed_settle_to_exactly_what_was_used(store, counter):
+    key = get_api_key(limited_key(tokens_per_minute=10**6, monthly_token_budget=10**9))
+    start = 1_800_000_000
+
+    for request in range(40):
+        limits.check(key, now=start + request)
+        limits.record_tokens(key, 10, now=start + request)
+
+    def counted() -> list[int]:
+        answer = limit_stores.store().apply(
+            [], [(f"key:{key.id}:tpm", start), (f"key:{key.id}:month", limits._month_start(start))]
+        )
+        assert answer is not None
+        return answer[1]
+
+    # Far from the limits, a lease of tokens is counted ahead of their use; never less.
+    assert all(count >= 400 for count in counted())
+    limits.settle()
+    assert counted() == [400, 400]
 
 
 # --- setting limits: the command and the admin ---------------------------------------------------
@@ -332,6 +420,8 @@ def live(request, tmp_path_factory):
         installation.store = request.param
         installation.redis_prefix = prefix
         installation.manage("register_model", "counter", "tests/metered_models.py:WordCount")
+        # Leases of idle keys are given back half a second after their last request.
+        extra["CHATMODELS_LIMITS_SETTLE_SECONDS"] = "0.5"
         server = installation.start_server("web", workers=2, threads=4, **extra)
         port = server.rsplit(":", 1)[1]
         installation.server = server
@@ -411,3 +501,65 @@ def test_tokens_are_counted_once_for_every_worker(live, tmp_path, option, code):
     assert first[0].status == 200
     assert [reply.status for reply in replies] == [429] * 30
     assert {reply.body["error"]["code"] for reply in replies} == {code}
+
+
+def _counts_in_the_store(live, key_name: str) -> dict[str, int]:
+    """The key's counts per limit (summed over windows) in the deployment's store."""
+    key_id = (
+        live.manage(
+            "shell",
+            "-c",
+            "from chatmodels.models import ApiKey;"
+            f" print(ApiKey.objects.get(name={key_name!r}).pk)",
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    counts: dict[str, int] = {}
+    if live.store == "redis":
+        import redis
+
+        with redis.Redis.from_url(REDIS_URL) as client:
+            for name in client.keys(f"{live.redis_prefix}:chatmodels:limit:key:{key_id}:*"):
+                kind = name.decode().rsplit(":", 2)[1]
+                counts[kind] = counts.get(kind, 0) + int(client.get(name))
+        return counts
+    rows = live.manage(
+        "shell",
+        "-c",
+        "from chatmodels.models import LimitCounter as C\n"
+        f"for c in C.objects.filter(subject__startswith='key:{key_id}:'):"
+        " print('COUNT', c.subject, c.count)",
+    ).stdout.split("\n")
+    for row in rows:
+        if not row.startswith("COUNT "):
+            continue  # a log line
+        _, subject, count = row.split()
+        kind = subject.rsplit(":", 1)[1]
+        counts[kind] = counts.get(kind, 0) + int(count)
+    return counts
+
+
+@pytest.mark.slow
+def test_leases_let_no_worker_past_the_limit(live):
+    key = live.create_api_key("leased", "--rpm", "60")
+
+    # 60 requests a minute: a worker leases a few at a time while more than 16 are left.
+    replies = _send(live, key, ["hi"] * 120)
+
+    assert sorted(reply.status for reply in replies) == [200] * 60 + [429] * 60
+
+
+@pytest.mark.slow
+def test_an_idle_key_s_leases_are_given_back_so_the_store_holds_exactly_the_use(live):
+    key = live.create_api_key("idle", "--rpm", "100000", "--tpm", "10000000")
+
+    replies = _send(live, key, ["a b"] * 40)  # 4 tokens each
+    assert [reply.status for reply in replies] == [200] * 40
+
+    # Right after the burst the workers may still hold leases (counted ahead of their use);
+    # half a second idle, each worker gives back what it did not use.
+    deadline = time.monotonic() + 20
+    while (counts := _counts_in_the_store(live, "idle")) != {"rpm": 40, "tpm": 160}:
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.5)
