@@ -5,12 +5,16 @@
     python bench/benchtool.py verify URL [KEY]
     python bench/benchtool.py rss PID
     python bench/benchtool.py cpu PID
+    python bench/benchtool.py cpu-group PGID
     python bench/benchtool.py report RESULTS_DIR
     python bench/benchtool.py settle URL KEY FAST_SECONDS MAX_SECONDS
     python bench/benchtool.py meta OUT_JSON [KEY=VALUE ...]
     python bench/benchtool.py serving-report RESULTS_DIR
 
-`report` is bench/run.sh's; `settle`, `meta` and `serving-report` are bench/serving.sh's.
+    python bench/benchtool.py cost-report RESULTS_DIR ON_ENV OFF_ENV
+
+`report` is bench/run.sh's; `settle`, `meta` and `serving-report` are bench/serving.sh's;
+`cpu-group` and `cost-report` are bench/usage_cost.sh's.
 Runs with any Python 3.10+ (no third-party imports), so either venv can run it.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import sys
 import time
 import urllib.error
@@ -192,6 +197,59 @@ def cpu_seconds(root: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    """The fields of /proc/PID/stat from the 3rd (state) on; None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields start after the last ")".
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def cpu_group(pgid: int) -> dict:
+    """CPU ticks (utime + stime) of each process in process group `pgid`, at this moment.
+
+    Keyed by "pid:starttime", so a pid reused between two snapshots is not taken for the same
+    process. Children's times (cutime, cstime) are left out: they are the CPU of children that
+    have exited and been waited for, not of the server's running processes.
+    """
+    ticks = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(entry)
+        if fields is None or int(fields[2]) != pgid:  # fields[2]: pgrp (field 5 of stat)
+            continue
+        # utime, stime: fields 14 and 15 of stat; starttime: field 22
+        ticks[f"{entry}:{fields[19]}"] = int(fields[11]) + int(fields[12])
+    if not ticks:
+        fail(f"no process in process group {pgid} (did the server exit?)")
+    clock = os.sysconf("SC_CLK_TCK")
+    return {"pgid": pgid, "clk_tck": clock, "seconds": sum(ticks.values()) / clock, "ticks": ticks}
+
+
+def cpu_used(before: dict, after: dict) -> tuple[float, list[str]]:
+    """CPU seconds a process group used between two `cpu_group` snapshots, and what to know.
+
+    A process that started between them counts whole (all its CPU time is in the window); one
+    that exited adds nothing (what it used between the first snapshot and its exit went with
+    it), so the total is then a little low. The notes say which processes came or went.
+    """
+    ticks, notes = 0, []
+    for key, now in after["ticks"].items():
+        pid = key.split(":")[0]
+        if key in before["ticks"]:
+            ticks += now - before["ticks"][key]
+        else:
+            ticks += now
+            notes.append(f"process {pid} started during the run (all its CPU counted)")
+    for key in sorted(before["ticks"].keys() - after["ticks"].keys()):
+        pid = key.split(":")[0]
+        notes.append(f"process {pid} exited during the run (its CPU after the first read is lost)")
+    return ticks / after["clk_tck"], notes
 
 
 def rss(root: int) -> dict:
@@ -697,6 +755,163 @@ def serving_report(results: Path) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# bench/usage_cost.sh: what the per-request features cost, ON against OFF
+
+COST_BAR = 0.05  # issue 10: a throughput cost of at most 5%
+COST_SIDES = ("off", "on")
+
+
+def _cost_run(results: Path, name: str, round_: int) -> dict | None:
+    """One measured run: req/s, and the server's CPU µs per request from its two snapshots."""
+    result = _wrk_result(results / f"wrk-{name}-{round_}.txt")
+    if result is None:
+        return None
+    run = {
+        "rps": result["rps"],
+        "requests": result["requests"],
+        "duration_s": result["duration_us"] / 1e6,
+        "errors": result["errors"],
+        "non_2xx_3xx": result["non_2xx_3xx"],
+        "cpu_seconds": None,
+        "cpu_us_per_request": None,
+        "cpu_notes": [],
+    }
+    snapshots = results / f"cpu-{name}-{round_}.jsonl"
+    lines = snapshots.read_text().splitlines() if snapshots.exists() else []
+    if len(lines) == 2 and result["requests"]:
+        seconds, notes = cpu_used(json.loads(lines[0]), json.loads(lines[1]))
+        run.update(
+            cpu_seconds=seconds,
+            cpu_us_per_request=seconds / result["requests"] * 1e6,
+            cpu_notes=notes,
+        )
+    return run
+
+
+def _spread(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _fmt_spread(spread: dict | None, fmt: str) -> str:
+    if spread is None:
+        return "?"
+    return f"{spread['median']:{fmt}} [{spread['min']:{fmt}}-{spread['max']:{fmt}}]"
+
+
+def _ratio(on: dict | None, off: dict | None) -> float | None:
+    return on["median"] / off["median"] if on and off else None
+
+
+def cost_report(results: Path, on_env: str, off_env: str) -> int:
+    """bench/usage_cost.sh's cost summary: prints it, writes summary-cost.txt and .json.
+
+    `order.txt` in `results` names the rounds and the order of each ("1 off on"); each run has
+    its wrk output (wrk-NAME-ROUND.txt) and the server's CPU snapshots before and after it
+    (cpu-NAME-ROUND.jsonl, two `cpu_group` lines).
+    """
+    rounds, problems, notes = [], [], []
+    for line in (results / "order.txt").read_text().splitlines():
+        number, *order = line.split()
+        round_ = {"round": int(number), "order": order}
+        for name in COST_SIDES:
+            run = round_[name] = _cost_run(results, name, int(number))
+            if run is None:
+                problems.append(f"{name} round {number}: no wrk result")
+                continue
+            if run["errors"] or run["non_2xx_3xx"]:
+                problems.append(
+                    f"{name} round {number}: {run['non_2xx_3xx']} non-2xx responses, "
+                    f"{run['errors']} socket errors"
+                )
+            if run["cpu_us_per_request"] is None:
+                notes.append(f"{name} round {number}: no server CPU reading")
+            notes += [f"{name} round {number}: {note}" for note in run["cpu_notes"]]
+        rounds.append(round_)
+    complete = [r for r in rounds if r["on"] and r["off"]]
+    if not complete:
+        fail(f"no round with both an ON and an OFF run in {results}")
+
+    rps = {name: [r[name]["rps"] for r in complete] for name in COST_SIDES}
+    cpu = {
+        name: [v for r in complete if (v := r[name]["cpu_us_per_request"]) is not None]
+        for name in COST_SIDES
+    }
+    throughput = {name: _spread(rps[name]) for name in COST_SIDES}
+    cpu_spread = {name: _spread(cpu[name]) for name in COST_SIDES}
+    ratio = _ratio(throughput["on"], throughput["off"])
+    cpu_ratio = _ratio(cpu_spread["on"], cpu_spread["off"])
+    # Each round's ON against the OFF run next to it: a slow drift of the machine's speed
+    # weighs on both runs of a pair alike, and the median leaves out a round that was disturbed.
+    for r in complete:
+        r["throughput_ratio"] = r["on"]["rps"] / r["off"]["rps"]
+        on_cpu, off_cpu = r["on"]["cpu_us_per_request"], r["off"]["cpu_us_per_request"]
+        r["cpu_ratio"] = on_cpu / off_cpu if on_cpu and off_cpu else None
+    paired = {
+        "throughput": _spread([r["throughput_ratio"] for r in complete]),
+        "cpu_per_request": _spread([r["cpu_ratio"] for r in complete if r["cpu_ratio"]]),
+    }
+
+    duration = statistics.median(r[name]["duration_s"] for r in complete for name in COST_SIDES)
+    lines = [
+        "",
+        f"usage cost: {len(complete)} rounds of an OFF and an ON run (wrk {duration:.0f} s each), "
+        f"in the order {' / '.join(','.join(r['order']) for r in complete)}",
+        "median [range] over the rounds; server CPU = user + system time of all its processes",
+    ]
+    for name, env in (("off", off_env), ("on", on_env)):
+        lines.append(
+            f"  {name.upper():<3} ({env}): {_fmt_spread(throughput[name], ',.0f')} req/s; "
+            f"server CPU {_fmt_spread(cpu_spread[name], ',.0f')} µs/request"
+        )
+    lines.append(
+        f"  ON / OFF = {ratio:.3f}: a throughput cost of {100 * (1 - ratio):.1f}% "
+        f"(bar: at most {100 * COST_BAR:.0f}%)"
+    )
+    if cpu_ratio is not None:
+        lines.append(
+            f"  server CPU per request ON / OFF = {cpu_ratio:.3f}: "
+            f"a CPU cost of {100 * (cpu_ratio - 1):.1f}% per request"
+        )
+    lines.append("  paired: the median of each round's ON / OFF (against the OFF run next to it)")
+    if paired["throughput"]:
+        tput = paired["throughput"]
+        lines.append(
+            f"    throughput {_fmt_spread(tput, '.3f')}: "
+            f"a cost of {100 * (1 - tput['median']):.1f}%"
+        )
+    if paired["cpu_per_request"]:
+        per = paired["cpu_per_request"]
+        lines.append(
+            f"    server CPU per request {_fmt_spread(per, '.3f')}: "
+            f"a cost of {100 * (per['median'] - 1):.1f}%"
+        )
+    lines += [f"  note: {note}" for note in notes]
+    lines += [f"PROBLEM: {problem}" for problem in problems]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (results / "summary-cost.txt").write_text(text)
+    summary = {
+        "on_env": on_env,
+        "off_env": off_env,
+        "on": rps["on"],
+        "off": rps["off"],
+        "ratio": ratio,
+        "cpu_us_per_request": cpu,
+        "cpu_ratio": cpu_ratio,
+        "throughput": throughput,
+        "cpu": cpu_spread,
+        "paired": paired,
+        "rounds": rounds,
+        "notes": notes,
+        "problems": problems,
+    }
+    (results / "summary-cost.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 1 if problems else 0
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         fail(__doc__)
@@ -709,6 +924,10 @@ def main(argv: list[str]) -> int:
         verify(args[0], args[1] if len(args) > 1 else "")
     elif command == "cpu":
         print(f"{cpu_seconds(int(args[0])):.2f}")
+    elif command == "cpu-group":
+        print(json.dumps(cpu_group(int(args[0]))))
+    elif command == "cost-report":
+        return cost_report(Path(args[0]), args[1], args[2])
     elif command == "rss":
         print(json.dumps(rss(int(args[0])), indent=2))
     elif command == "report":

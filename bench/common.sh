@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the bench scripts (sourced after they cd to the repo and set PY): messages, the
 # benchmark tool, and a workspace whose servers are stopped and whose temp folder is removed
 # when the script ends, fails or is interrupted.
@@ -12,9 +13,9 @@ tool() { "$PY" bench/benchtool.py "$@"; }
 STOP_TRIES=${STOP_TRIES:-40}
 
 stop_server() {  # stop a server's whole process group (each is started in its own session)
-  local pid=$1 i
+  local pid=$1
   kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for i in $(seq 1 "$STOP_TRIES"); do
+  for _ in $(seq 1 "$STOP_TRIES"); do
     kill -0 -- "-$pid" 2>/dev/null || return 0
     sleep 0.25
   done

@@ -6,8 +6,12 @@
 #
 #   cost    the echo model through POST /api/models/echo/invocations with a key, on two servers
 #           of one throwaway install (SQLite), 2 workers each, side by side: every feature ON
-#           against all OFF. wrk loads them in turn, round after round; prints each one's median
-#           req/s and the ratio ON / OFF (the issue's bar: a cost of at most 5%).
+#           against all OFF. wrk loads them in turn, many short rounds, the order alternating
+#           (off,on / on,off / ...) so a drift of the machine's speed weighs on both alike; around
+#           each measured run it reads the server's CPU time (user + system of every process in
+#           its process group). Prints each one's median req/s and server CPU per request, the
+#           ratios ON / OFF of both, and the median of each round's paired ratio (the issue's
+#           bar: a throughput cost of at most 5%).
 #   writes  the same, features ON, against PostgreSQL (scripts/with-postgres starts a throwaway
 #           one), at a fixed BENCH_RATE req/s (bench/rate.lua) for BENCH_WRITES_DURATION s; prints
 #           the requests served, the usage writes they caused per second (upserts of
@@ -23,8 +27,8 @@
 # with a key that has none (BENCH_LIMITS=0: both with the key that has none). The limits count in
 # the database unless BENCH_ON_ENV names a Redis CACHE_URL.
 #
-# Environment: BENCH_PARTS (cost,writes), BENCH_DURATION (s per wrk run, 15), BENCH_WARMUP (s, 3),
-# BENCH_ROUNDS (3), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
+# Environment: BENCH_PARTS (cost,writes), BENCH_DURATION (s per wrk run, 8), BENCH_WARMUP (s, 2),
+# BENCH_ROUNDS (8), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
 # BENCH_WRITES_DURATION (s, 60), BENCH_WRITES_CONNECTIONS (64), BENCH_TIMEOUT (s for the whole
 # run, 900). Servers listen on 127.0.0.1 only and are stopped on success, failure or Ctrl-C.
 # Raw output: bench/results/<UTC time>-usage/ (bench/results/latest-usage links to it).
@@ -37,9 +41,9 @@ fi
 cd "$(dirname "$0")/.."
 
 PARTS=${BENCH_PARTS:-cost,writes}
-DURATION=${BENCH_DURATION:-15}
-WARMUP=${BENCH_WARMUP:-3}
-ROUNDS=${BENCH_ROUNDS:-3}
+DURATION=${BENCH_DURATION:-8}  # 8 rounds x 2 x (2 + 8 s): the cost part takes about 3 minutes
+WARMUP=${BENCH_WARMUP:-2}
+ROUNDS=${BENCH_ROUNDS:-8}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 WRK_THREADS=${BENCH_THREADS:-2}  # wrk's (THREADS, in the environment, is ./scripts/server's)
 RATE=${BENCH_RATE:-1000}
@@ -80,7 +84,7 @@ install() {
   export SECRET_KEY DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost
   export DATABASE_URL=$1 CACHE_URL=locmemcache://
   export CHATMODELS_PACKAGE_DIR="$tmp/packages" CHATMODELS_CACHE_DIR="$tmp/cache"
-  export AWS_STORAGE_BUCKET_NAME= CHATMODELS_THROTTLE_RATE= LOG_LEVEL=WARNING
+  export AWS_STORAGE_BUCKET_NAME='' CHATMODELS_THROTTLE_RATE='' LOG_LEVEL=WARNING
   export DJANGO_SETTINGS_MODULE=project.settings ENV_FILE=
   "$PY" manage.py migrate --noinput -v 0
   "$PY" manage.py register_model echo examples/echo.py:EchoModel >"$results/register.txt"
@@ -103,56 +107,44 @@ start() {
     | tee "$results/verify-$name.txt"
 }
 
-# wrk_run NAME ROUND URL: a warm-up, then the measured run (its BENCH_RESULT line is kept).
+# wrk_run NAME ROUND URL PGID: a warm-up, then the measured run (its BENCH_RESULT line is kept),
+# with the CPU time of the server's process group read just before and just after it.
 wrk_run() {
-  local name=$1 round=$2 url=$3 key=$key
+  local name=$1 round=$2 url=$3 pgid=$4 key=$key
   [ "$name" = off ] || [ "$LIMITS" = 0 ] || key=$limited_key
   log "$name, round $round: warm-up ${WARMUP}s, then wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s"
   BENCH_AUTH=$key wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s \
     -s bench/post.lua "$url" >/dev/null
+  tool cpu-group "$pgid" >"$results/cpu-$name-$round.jsonl"
   BENCH_AUTH=$key wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s \
-    --latency -s bench/post.lua "$url" | tee "$results/wrk-$name-$round.txt"
+    --latency -s bench/post.lua "$url" >"$results/wrk-$name-$round.txt"
+  tool cpu-group "$pgid" >>"$results/cpu-$name-$round.jsonl"
+  cat "$results/wrk-$name-$round.txt"
 }
 
 # --- part 1: the cost, ON against OFF, side by side ----------------------------------------------
 cost() {
   log "cost: a throwaway install (SQLite, in $tmp); ON: $ON_ENV; OFF: $OFF_ENV"
   install "sqlite:///$tmp/db.sqlite3"
+  local -A urls pgids
+  local round order name
   start on "$ON_ENV"
-  local on_url="http://127.0.0.1:$port/api/models/echo/invocations" on_pid=$pid
+  urls[on]="http://127.0.0.1:$port/api/models/echo/invocations" pgids[on]=$pid
   start off "$OFF_ENV"
-  local off_url="http://127.0.0.1:$port/api/models/echo/invocations" off_pid=$pid
-  for round in $(seq 1 "$ROUNDS"); do  # in turn, so other work on the machine weighs on both
-    wrk_run off "$round" "$off_url"
-    wrk_run on "$round" "$on_url"
+  urls[off]="http://127.0.0.1:$port/api/models/echo/invocations" pgids[off]=$pid
+  : >"$results/order.txt"
+  for round in $(seq 1 "$ROUNDS"); do
+    # In turn, so other work on the machine weighs on both; who goes first alternates, so a
+    # slow drift (or the first run's head start) does too.
+    if ((round % 2)); then order="off on"; else order="on off"; fi
+    echo "$round $order" >>"$results/order.txt"
+    for name in $order; do
+      wrk_run "$name" "$round" "${urls[$name]}" "${pgids[$name]}"
+    done
   done
-  stop_server "$on_pid"
-  stop_server "$off_pid"
-  "$PY" - "$results" "$ROUNDS" "$ON_ENV" "$OFF_ENV" <<'PY' | tee "$results/summary-cost.txt"
-import json, statistics, sys
-from pathlib import Path
-results, rounds, on_env, off_env = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-def rates(name):
-    out = []
-    for round in range(1, rounds + 1):
-        text = (results / f"wrk-{name}-{round}.txt").read_text()
-        line = next(l for l in text.splitlines() if l.startswith("BENCH_RESULT "))
-        result = json.loads(line[len("BENCH_RESULT "):])
-        errors = sum(v for k, v in result.items() if k.startswith(("errors_", "non_2xx")))
-        if errors:
-            sys.exit(f"bench: FAILED: {name} round {round} had {errors} errors")
-        out.append(result["requests"] / (result["duration_us"] / 1e6))
-    return out
-on, off = rates("on"), rates("off")
-on_median, off_median = statistics.median(on), statistics.median(off)
-ratio = on_median / off_median
-print(f"\nusage cost ({rounds} rounds each, median; ranges in brackets)")
-print(f"  OFF ({off_env}): {off_median:,.0f} req/s [{min(off):,.0f}-{max(off):,.0f}]")
-print(f"  ON  ({on_env}): {on_median:,.0f} req/s [{min(on):,.0f}-{max(on):,.0f}]")
-print(f"  ON / OFF = {ratio:.3f}: a throughput cost of {100 * (1 - ratio):.1f}% (bar: at most 5%)")
-json.dump({"on": on, "off": off, "ratio": ratio, "on_env": on_env, "off_env": off_env},
-          open(results / "summary-cost.json", "w"), indent=2)
-PY
+  stop_server "${pgids[on]}"
+  stop_server "${pgids[off]}"
+  tool cost-report "$results" "$ON_ENV" "$OFF_ENV"
 }
 
 # --- part 2: usage writes at a fixed rate, on PostgreSQL -----------------------------------------
