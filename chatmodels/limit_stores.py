@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from chatmodels.models import LimitCounter
 
@@ -55,13 +55,19 @@ class DatabaseStore:
     def apply(
         self, increments: Sequence[Increment], reads: Sequence[tuple[str, int]]
     ) -> tuple[list[int], list[int]]:
-        added = []
-        with connection.cursor() as cursor:
-            for item in increments:
+        added = [0] * len(increments)
+        # One transaction (one commit, not one per count), its rows locked in one order so that
+        # two processes changing the same counts wait for each other instead of deadlocking.
+        with transaction.atomic(), connection.cursor() as cursor:
+            for index in sorted(
+                range(len(increments)),
+                key=lambda i: (increments[i].subject, increments[i].window_start),
+            ):
+                item = increments[index]
                 cursor.execute(
                     self._upsert, [item.subject, item.window_start, item.amount, item.expires_at]
                 )
-                added.append(cursor.fetchone()[0])
+                added[index] = cursor.fetchone()[0]
             found = {}
             if reads:
                 subjects = sorted({subject for subject, _ in reads})

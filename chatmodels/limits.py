@@ -53,7 +53,7 @@ MINUTE = 60
 # previous window, so a minute count must outlive its minute by one more.
 _KEEP_AFTER = MINUTE
 LEASE_SHARE = 16  # a lease is at most this fraction (1/16) of what the limit has left
-LEASE_REQUESTS = 32  # and at most this many requests (or their tokens)
+LEASE_REQUESTS = 64  # and at most this many requests (or their tokens)
 _TOKENS = ("tpm", "month")
 
 
@@ -413,7 +413,16 @@ def _subject(key_id: int, kind: str) -> str:
 
 
 def _window_of(kind: str, now: float) -> int:
-    return _month_start(now) if kind == "month" else _window_start(now, MINUTE)
+    if kind != "month":
+        return _window_start(now, MINUTE)
+    global _last_month
+    start, end = _last_month
+    if not start <= now < end:  # date arithmetic once a month, not on every request
+        start, end = _last_month = (_month_start(now), _next_month_start(now))
+    return start
+
+
+_last_month: tuple[int, int] = (0, 0)  # the month last asked for: its start and the next one's
 
 
 def _expiry(kind: str, window: int) -> int:
