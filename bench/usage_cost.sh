@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# What usage accounting (and the other per-request features) costs, in two parts:
+# What usage accounting (and the other per-request features) costs, in three parts:
 #
-#   ./bench/usage_cost.sh                      (both parts, about 5 minutes)
-#   BENCH_PARTS=cost ./bench/usage_cost.sh     (or writes)
+#   ./bench/usage_cost.sh                      (all three, about 8 minutes)
+#   BENCH_PARTS=cost ./bench/usage_cost.sh     (or inprocess, or writes)
 #
 #   cost    the echo model through POST /api/models/echo/invocations with a key, on two servers
 #           of one throwaway install (SQLite), 2 workers each, side by side: every feature ON
@@ -12,6 +12,9 @@
 #           its process group). Prints each one's median req/s and server CPU per request, the
 #           ratios ON / OFF of both, and the median of each round's paired ratio (the issue's
 #           bar: a throughput cost of at most 5%).
+#   inprocess  the same comparison inside one process (bench/feature_cost.py): batches of
+#           invocations through Django's WSGI handler, ON and OFF interleaved 60 times, timed in
+#           CPU time; all features, then each alone (BENCH_INPROCESS_FEATURES, ";"-separated).
 #   writes  the same, features ON, against PostgreSQL (scripts/with-postgres starts a throwaway
 #           one), at a fixed BENCH_RATE req/s (bench/rate.lua) for BENCH_WRITES_DURATION s; prints
 #           the requests served, the usage writes they caused per second (upserts of
@@ -27,8 +30,8 @@
 # with a key that has none (BENCH_LIMITS=0: both with the key that has none). The limits count in
 # the database unless BENCH_ON_ENV names a Redis CACHE_URL.
 #
-# Environment: BENCH_PARTS (cost,writes), BENCH_DURATION (s per wrk run, 8), BENCH_WARMUP (s, 2),
-# BENCH_ROUNDS (8), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
+# Environment: BENCH_PARTS (cost,inprocess,writes), BENCH_DURATION (s per wrk run, 8),
+# BENCH_WARMUP (s, 2), BENCH_INPROCESS_FEATURES, BENCH_INPROCESS_ROUNDS (60), BENCH_ROUNDS (8), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
 # BENCH_WRITES_DURATION (s, 60), BENCH_WRITES_CONNECTIONS (64), BENCH_TIMEOUT (s for the whole
 # run, 900). Servers listen on 127.0.0.1 only and are stopped on success, failure or Ctrl-C.
 # Raw output: bench/results/<UTC time>-usage/ (bench/results/latest-usage links to it).
@@ -40,7 +43,7 @@ if [ -z "${BENCH_UNDER_TIMEOUT:-}" ]; then  # bound the whole run, set-up includ
 fi
 cd "$(dirname "$0")/.."
 
-PARTS=${BENCH_PARTS:-cost,writes}
+PARTS=${BENCH_PARTS:-cost,inprocess,writes}
 DURATION=${BENCH_DURATION:-8}  # 8 rounds x 2 x (2 + 8 s): the cost part takes about 3 minutes
 WARMUP=${BENCH_WARMUP:-2}
 ROUNDS=${BENCH_ROUNDS:-8}
@@ -51,6 +54,8 @@ WRITES_DURATION=${BENCH_WRITES_DURATION:-60}
 WRITES_CONNECTIONS=${BENCH_WRITES_CONNECTIONS:-64}
 ON_ENV=${BENCH_ON_ENV:-CHATMODELS_USAGE=true CHATMODELS_METRICS=true}
 OFF_ENV=${BENCH_OFF_ENV:-CHATMODELS_USAGE=false CHATMODELS_METRICS=false}
+INPROCESS_FEATURES=${BENCH_INPROCESS_FEATURES:-metrics,usage,limits;metrics;usage;limits}
+INPROCESS_ROUNDS=${BENCH_INPROCESS_ROUNDS:-60}
 LIMITS=${BENCH_LIMITS:-1}  # 0: the ON server is called with the key that has no limits
 WORKERS=2
 PY=.venv/bin/python
@@ -147,7 +152,22 @@ cost() {
   tool cost-report "$results" "$ON_ENV" "$OFF_ENV"
 }
 
-# --- part 2: usage writes at a fixed rate, on PostgreSQL -----------------------------------------
+# --- part 2: the same cost inside one process, ON and OFF batches interleaved -------------------
+inprocess() {
+  log "inprocess: bench/feature_cost.py, a throwaway install (SQLite, in $tmp)"
+  install "sqlite:///$tmp/inprocess.sqlite3"
+  mkdir -p "$tmp/metrics-inprocess"
+  local features
+  for features in ${INPROCESS_FEATURES//;/ }; do
+    # shellcheck disable=SC2086  # the list is split into NAME=VALUE words on purpose
+    env $ON_ENV PROMETHEUS_MULTIPROC_DIR="$tmp/metrics-inprocess" "$PY" bench/feature_cost.py \
+      --key "$key" --limited-key "$limited_key" --features "$features" \
+      --rounds "$INPROCESS_ROUNDS" --json "$results/inprocess-${features//,/-}.json" \
+      | tee "$results/inprocess-${features//,/-}.txt"
+  done
+}
+
+# --- part 3: usage writes at a fixed rate, on PostgreSQL -----------------------------------------
 pg_writes() {  # rows of chatmodels_usagebucket inserted + updated so far (after stats are flushed)
   "$PY" - <<'PY'
 import os, psycopg
@@ -207,6 +227,7 @@ if [ "${1:-}" = "--writes-inside-postgres" ]; then
   exit 0
 fi
 if has cost; then cost; fi
+if has inprocess; then inprocess; fi
 if has writes; then
   log "writes: starting a throwaway PostgreSQL (scripts/with-postgres)"
   scripts/with-postgres bash bench/usage_cost.sh --writes-inside-postgres "$results"
