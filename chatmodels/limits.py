@@ -30,6 +30,7 @@ processes hold), never let past its limit by them.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import math
 import multiprocessing.util
@@ -53,8 +54,7 @@ MINUTE = 60
 # previous window, so a minute count must outlive its minute by one more.
 _KEEP_AFTER = MINUTE
 LEASE_SHARE = 16  # a lease is at most this fraction (1/16) of what the limit has left
-LEASE_REQUESTS = 64  # and at most this many requests (or their tokens)
-_TOKENS = ("tpm", "month")
+LEASE_REQUESTS = 128  # and at most this many requests (or their tokens)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def check(key: ApiKeyInfo, *, now: float | None = None) -> None:
     if not limits:
         return
     now = time.time() if now is None else now
-    held = _held_for(key.id)
+    held = _state.held.get(key.id) or _held_for(key.id)
     with held.lock:
         held.touched = time.monotonic()
         if held.covers_a_request(limits, now):
@@ -79,11 +79,11 @@ def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = No
     """Count the prompt + completion tokens of a finished request against `key`'s limits."""
     if key is None or tokens <= 0:
         return
-    limits = [(kind, limit) for kind, limit in _limits_of(key) if kind in _TOKENS]
+    limits = _token_limits_of(key)
     if not limits:
         return
     now = time.time() if now is None else now
-    held = _held_for(key.id)
+    held = _state.held.get(key.id) or _held_for(key.id)
     with held.lock:
         held.touched = time.monotonic()
         held.tokens_per_request = (
@@ -91,13 +91,18 @@ def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = No
         )
         pay_now = False
         for kind, _ in limits:
-            part = held.part(key.id, kind, now)
-            from_lease = min(part.lease, tokens)
-            part.lease -= from_lease
-            part.owed += tokens - from_lease
-            part.room -= tokens - from_lease
+            part = held.parts.get(kind)
+            if part is None or part.window != _window_of(kind, now):
+                part = held.part(key.id, kind, now)
+            if part.lease >= tokens:  # the usual case, far from the limit
+                part.lease -= tokens
+                continue
+            owed = tokens - part.lease
+            part.lease = 0
+            part.owed += owed
+            part.room -= owed
             # Owing much of what is left would let other processes past the limit: pay now.
-            pay_now |= part.owed > 0 and part.owed * LEASE_SHARE > max(part.room, 0)
+            pay_now |= part.owed * LEASE_SHARE > max(part.room, 0)
         if pay_now:
             _exchange(key, held, limits, now, request=False)
 
@@ -187,15 +192,16 @@ class _Held:
             part.window, part.lease, part.owed = window, 0, 0
         return part
 
-    def covers_a_request(self, limits: list[tuple[str, int]], now: float) -> bool:
+    def covers_a_request(self, limits: tuple[tuple[str, int], ...], now: float) -> bool:
         """True, and the request taken from the request lease, when this process's leases let
         one more request in without asking the store."""
+        parts = self.parts
         for kind, _ in limits:
-            part = self.parts.get(kind)
-            if part is None or part.window != _window_of(kind, now) or part.lease < 1:
+            part = parts.get(kind)
+            if part is None or part.lease < 1 or part.window != _window_of(kind, now):
                 return False
-        if any(kind == "rpm" for kind, _ in limits):
-            self.parts["rpm"].lease -= 1
+        if limits[0][0] == "rpm":
+            parts["rpm"].lease -= 1
         return True
 
     def lease_size(self, part: _Part) -> int:
@@ -239,7 +245,7 @@ class _Ask:
 
 
 def _exchange(
-    key: ApiKeyInfo, held: _Held, limits: list[tuple[str, int]], now: float, *, request: bool
+    key: ApiKeyInfo, held: _Held, limits: tuple[tuple[str, int], ...], now: float, *, request: bool
 ) -> None:
     """One round trip for `key` (its lock held): settle ended windows, pay what is owed, count
     this request (`request`) and top up the leases; raise if the request is over a limit."""
@@ -399,13 +405,20 @@ def forget() -> None:
 # Windows
 
 
-def _limits_of(key: ApiKeyInfo) -> list[tuple[str, int]]:
-    limits = (
-        ("rpm", key.requests_per_minute),
-        ("tpm", key.tokens_per_minute),
-        ("month", key.monthly_token_budget),
-    )
-    return [(kind, limit) for kind, limit in limits if limit is not None]
+def _limits_of(key: ApiKeyInfo) -> tuple[tuple[str, int], ...]:
+    """The key's limits as (kind, limit) pairs, requests first (the same tuple for the same
+    limits: made once)."""
+    return _limits(key.requests_per_minute, key.tokens_per_minute, key.monthly_token_budget)
+
+
+def _token_limits_of(key: ApiKeyInfo) -> tuple[tuple[str, int], ...]:
+    return _limits(None, key.tokens_per_minute, key.monthly_token_budget)
+
+
+@functools.lru_cache(maxsize=4096)
+def _limits(rpm: int | None, tpm: int | None, month: int | None) -> tuple[tuple[str, int], ...]:
+    pairs = (("rpm", rpm), ("tpm", tpm), ("month", month))
+    return tuple((kind, limit) for kind, limit in pairs if limit is not None)
 
 
 def _subject(key_id: int, kind: str) -> str:
@@ -414,7 +427,7 @@ def _subject(key_id: int, kind: str) -> str:
 
 def _window_of(kind: str, now: float) -> int:
     if kind != "month":
-        return _window_start(now, MINUTE)
+        return int(now // MINUTE) * MINUTE
     global _last_month
     start, end = _last_month
     if not start <= now < end:  # date arithmetic once a month, not on every request

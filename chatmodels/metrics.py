@@ -6,14 +6,24 @@ starts: prometheus-client then keeps every value in a memory-mapped file per pro
 `runserver`) the values live in this process. A worker that died leaves its counters (they stay
 counted) and its in-flight gauge, which `render()` drops (`mark_process_dead`).
 
+A request is added up in this process's memory (`record_request`, `in_flight`), and written to
+prometheus-client's values every `WRITE_SECONDS` by a thread, before this process renders a
+scrape, and at exit: other workers' requests reach a scrape within a second.
+
 Labels stay bounded: `model` and `version` are set only once a request's version is resolved
 (an unknown model is `model=""`), and `route` is the URL pattern's name, never the path.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import multiprocessing.util
 import os
 import re
+import threading
+import time
+from bisect import bisect_left
 
 from django.conf import settings
 from prometheus_client import (
@@ -26,6 +36,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -91,34 +103,166 @@ def record_request(
     model_error: str | None = None,
 ) -> None:
     """One finished chat request: its count, duration, time to first chunk, tokens, error."""
-    children = _children.get((model, version, route, status))
-    if children is None:
-        children = _children_of(model, version, route, status)
-    requests, duration, time_to_first_token, prompt, completion = children
-    requests.inc()
-    duration.observe(seconds)
-    if first_chunk_seconds is not None:
-        time_to_first_token.observe(first_chunk_seconds)
-    if prompt_tokens:
-        prompt.inc(prompt_tokens)
-    if completion_tokens:
-        completion.inc(completion_tokens)
-    if model_error is not None:
+    label_set = (model, version, route, status)
+    with _lock:
+        tally = _tallies.get(label_set)
+        if tally is None:
+            tally = _tallies[label_set] = _Tally()
+        tally.requests += 1
+        tally.duration_sum += seconds
+        tally.duration_buckets[bisect_left(_LATENCY_BOUNDS, seconds)] += 1
+        if first_chunk_seconds is not None:
+            tally.first_chunk_sum += first_chunk_seconds
+            tally.first_chunk_buckets[bisect_left(_LATENCY_BOUNDS, first_chunk_seconds)] += 1
+        tally.prompt_tokens += prompt_tokens
+        tally.completion_tokens += completion_tokens
+    if not _writer.started:
+        _writer.start()
+    if model_error is not None:  # rare: written at once
         MODEL_ERRORS.labels(model, version, model_error).inc()
 
 
-def in_flight(model: str) -> Gauge:
-    """The in-flight gauge of `model`: `inc()` when a request starts, `dec()` when it ends."""
-    gauge = _in_flight.get(model)
-    if gauge is None:
-        gauge = _in_flight[model] = IN_FLIGHT.labels(model)
-    return gauge
+class _InFlight:
+    """A model's in-flight count in this process (written to its gauge with the tallies)."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def inc(self) -> None:
+        with _lock:
+            _in_flight[self.model] = _in_flight.get(self.model, 0) + 1
+        if not _writer.started:
+            _writer.start()
+
+    def dec(self) -> None:
+        with _lock:
+            _in_flight[self.model] = _in_flight.get(self.model, 0) - 1
+
+
+def in_flight(model: str) -> _InFlight:
+    """The in-flight count of `model`: `inc()` when a request starts, `dec()` when it ends."""
+    return _InFlight(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tallies: a request adds to this process's counts in memory (a few additions under one lock);
+# `write()` hands them to prometheus-client every WRITE_SECONDS (a thread), before this process
+# renders a scrape, and at exit. Written value by value, a request cost seven updates of the
+# memory-mapped files, each under prometheus-client's lock: a tenth of an echo model's answer.
+
+WRITE_SECONDS = 1.0
+_LATENCY_BOUNDS = (*_LATENCY_BUCKETS, float("inf"))
+
+
+class _Tally:
+    __slots__ = (
+        "completion_tokens",
+        "duration_buckets",
+        "duration_sum",
+        "first_chunk_buckets",
+        "first_chunk_sum",
+        "prompt_tokens",
+        "requests",
+    )
+
+    def __init__(self) -> None:
+        self.requests = self.prompt_tokens = self.completion_tokens = 0
+        self.duration_sum = self.first_chunk_sum = 0.0
+        self.duration_buckets = [0] * len(_LATENCY_BOUNDS)
+        self.first_chunk_buckets = [0] * len(_LATENCY_BOUNDS)
+
+
+_lock = threading.Lock()
+_tallies: dict[tuple[str, str, str, int], _Tally] = {}
+_in_flight: dict[str, int] = {}
+_in_flight_written: dict[str, int] = {}
+
+
+def write() -> None:
+    """Hand this process's tallies to prometheus-client (the shared files, in a server)."""
+    global _tallies
+    with _write_lock:
+        with _lock:
+            tallies, _tallies = _tallies, {}
+            in_flight = dict(_in_flight)
+        for label_set, tally in tallies.items():
+            _write_tally(label_set, tally)
+        for model, count in in_flight.items():
+            if _in_flight_written.get(model) != count:
+                IN_FLIGHT.labels(model).set(count)
+                _in_flight_written[model] = count
+
+
+_write_lock = threading.Lock()
+
+
+def _write_tally(label_set: tuple[str, str, str, int], tally: _Tally) -> None:
+    model, version, route, status = label_set
+    children = _children.get(label_set) or _children_of(model, version, route, status)
+    requests, duration, first_chunk, prompt, completion = children
+    requests.inc(tally.requests)
+    # A histogram child keeps a sum and a count per bucket (not cumulative); prometheus-client
+    # has no public call to add many observations at once.
+    for histogram, total, buckets in (
+        (duration, tally.duration_sum, tally.duration_buckets),
+        (first_chunk, tally.first_chunk_sum, tally.first_chunk_buckets),
+    ):
+        if any(buckets):
+            histogram._sum.inc(total)
+            for bucket, count in zip(histogram._buckets, buckets, strict=True):
+                if count:
+                    bucket.inc(count)
+    if tally.prompt_tokens:
+        prompt.inc(tally.prompt_tokens)
+    if tally.completion_tokens:
+        completion.inc(tally.completion_tokens)
+
+
+class _Writer:
+    """This process's writer thread and exit hooks (made anew in a forked child)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        with self.lock:
+            if self.started:
+                return
+            self.started = True
+        atexit.register(write)
+        # Worker processes end in os._exit, after running multiprocessing's exit finalizers.
+        multiprocessing.util.Finalize(None, write, exitpriority=100)
+        threading.Thread(target=_write_every, name="chatmodels-metrics", daemon=True).start()
+
+
+def _write_every() -> None:
+    while True:
+        time.sleep(WRITE_SECONDS)
+        try:
+            write()
+        except Exception:
+            logger.exception("metrics: writing the tallies failed")
+
+
+_writer = _Writer()
+
+
+def _forget_parent_state() -> None:
+    # A forked child starts with no tallies (the parent writes its own) and fresh locks.
+    global _lock, _write_lock, _writer, _tallies, _in_flight, _in_flight_written
+    _lock, _write_lock, _writer = threading.Lock(), threading.Lock(), _Writer()
+    _tallies, _in_flight, _in_flight_written = {}, {}, {}
+
+
+os.register_at_fork(after_in_child=_forget_parent_state)
 
 
 # The labelled children of each label set, looked up once: `labels()` costs as much as the
 # update itself, and a process sees few label sets (models x versions x routes x statuses).
 _children: dict[tuple[str, str, str, int], tuple] = {}
-_in_flight: dict[str, Gauge] = {}
 
 
 def _children_of(model: str, version: str, route: str, status: int) -> tuple:
@@ -146,6 +290,7 @@ _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
 
 def render() -> bytes:
     """The Prometheus text of every worker process of this host (or of this process alone)."""
+    write()  # this process's own tallies: a scrape sees its requests at once
     directory = settings.PROMETHEUS_MULTIPROC_DIR
     if not directory:
         return generate_latest(REGISTRY)

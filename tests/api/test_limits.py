@@ -457,10 +457,15 @@ def _refused_by_every_worker(live, workdir: Path, send) -> list:
     """`send()`'s replies, after checking that both workers answered some of its 429s."""
     before = _refusals_per_worker(live.metrics_dir, workdir)
     replies = send()
-    after = _refusals_per_worker(live.metrics_dir, workdir)
     refused = [reply for reply in replies if reply.status == 429]
     assert refused and all(int(reply.headers["Retry-After"]) >= 1 for reply in refused)
-    increase = {pid: after[pid] - before.get(pid, 0) for pid in after}
+    deadline = time.monotonic() + 10  # each worker writes its metrics every second
+    while True:
+        after = _refusals_per_worker(live.metrics_dir, workdir)
+        increase = {pid: after[pid] - before.get(pid, 0) for pid in after}
+        if sum(increase.values()) >= len(refused) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(increase) == 2 and all(count > 0 for count in increase.values()), increase
     assert sum(increase.values()) == len(refused)
     return replies

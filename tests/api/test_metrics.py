@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatmodels import services
+from chatmodels import metrics, services
 from tests.api.calls import error_of, post, stream_events
 from tests.helpers import chat, make_key, register
 from tests.live import chat_body, deployment, http
@@ -289,10 +289,20 @@ def test_counters_rise_by_exactly_n_across_two_worker_processes(live, tmp_path):
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(call, range(40)))
 
-    after = _scrape_live(server)
     assert statuses == [200] * 40
     labels = {"model": "counter", "version": "1"}
     route = {**labels, "route": "chat-completions"}
+    # The worker that answers the scrape shows its own requests at once; the other one writes
+    # its tallies every second (metrics.WRITE_SECONDS).
+    deadline = time.monotonic() + 10
+    while True:
+        after = _scrape_live(server)
+        if increase(before, after, "chatmodels_requests_total", **route, status="200") >= 40:
+            break
+        assert time.monotonic() < deadline, "the workers' counts never added up to 40"
+        time.sleep(0.2)
+    time.sleep(2 * metrics.WRITE_SECONDS)  # and no more come: exactly N
+    after = _scrape_live(server)
     assert increase(before, after, "chatmodels_requests_total", **route, status="200") == 40
     assert increase(before, after, "chatmodels_request_duration_seconds_count", **route) == 40
     assert increase(before, after, "chatmodels_time_to_first_token_seconds_count", **route) == 10
