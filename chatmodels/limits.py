@@ -90,9 +90,12 @@ def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = No
             tokens if not held.tokens_per_request else 0.8 * held.tokens_per_request + 0.2 * tokens
         )
         pay_now = False
+        minute = int(now // MINUTE) * MINUTE
         for kind, _ in limits:
             part = held.parts.get(kind)
-            if part is None or part.window != _window_of(kind, now):
+            if part is None or part.window != (
+                minute if kind != "month" else _window_of(kind, now)
+            ):
                 part = held.part(key.id, kind, now)
             if part.lease >= tokens:  # the usual case, far from the limit
                 part.lease -= tokens
@@ -196,9 +199,12 @@ class _Held:
         """True, and the request taken from the request lease, when this process's leases let
         one more request in without asking the store."""
         parts = self.parts
+        minute = int(now // MINUTE) * MINUTE
         for kind, _ in limits:
             part = parts.get(kind)
-            if part is None or part.lease < 1 or part.window != _window_of(kind, now):
+            if part is None or part.lease < 1:
+                return False
+            if part.window != (minute if kind != "month" else _window_of(kind, now)):
                 return False
         if limits[0][0] == "rpm":
             parts["rpm"].lease -= 1

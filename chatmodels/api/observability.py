@@ -153,6 +153,8 @@ def _as_domain_error(error: BaseException | None) -> ChatModelsError | None:
 
 
 def _model_error_type(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
     for error_class, name in _MODEL_ERROR_TYPES:
         if isinstance(error, error_class):
             return name
