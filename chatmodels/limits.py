@@ -29,11 +29,9 @@ processes hold), never let past its limit by them.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
 import math
-import multiprocessing.util
 import os
 import threading
 import time
@@ -43,6 +41,7 @@ from datetime import datetime, timezone
 from django.conf import settings
 from django.db import connection
 
+from chatmodels.background import run_in_background
 from chatmodels.exceptions import ChatModelsError, QuotaExhausted, RateLimited
 from chatmodels.limit_stores import Increment, store
 from chatmodels.selectors import ApiKeyInfo
@@ -372,26 +371,18 @@ def _held_for(key_id: int) -> _Held:
 
 def _start_settling() -> None:
     """Once per process: settle at exit, and (unless the interval is 0) the keys left idle."""
-    atexit.register(settle_at_exit)
-    # Worker processes end in os._exit, after running multiprocessing's exit finalizers.
-    multiprocessing.util.Finalize(None, settle_at_exit, exitpriority=100)
     interval = settings.CHATMODELS_LIMITS_SETTLE_SECONDS
-    if interval > 0:
-        threading.Thread(
-            target=_settle_every, args=(interval,), name="chatmodels-limits", daemon=True
-        ).start()
+    run_in_background(
+        "limits", lambda: _settle_idle(interval), every=interval, at_exit=settle_at_exit
+    )
 
 
-def _settle_every(interval: float) -> None:
-    while True:
-        time.sleep(interval)
-        try:
-            settle(idle_for=interval)
-        except Exception:
-            logger.exception("limits: settling the leases with the store failed; kept for later")
-        finally:
-            if not connection.in_atomic_block:
-                connection.close()  # this thread's own connection (the database store)
+def _settle_idle(interval: float) -> None:
+    try:
+        settle(idle_for=interval)
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()  # this thread's own connection (the database store)
 
 
 def settle_at_exit() -> None:

@@ -16,13 +16,9 @@ Labels stay bounded: `model` and `version` are set only once a request's version
 
 from __future__ import annotations
 
-import atexit
-import logging
-import multiprocessing.util
 import os
 import re
 import threading
-import time
 from bisect import bisect_left
 
 from django.conf import settings
@@ -37,7 +33,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-logger = logging.getLogger(__name__)
+from chatmodels.background import run_in_background
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -232,19 +228,7 @@ class _Writer:
             if self.started:
                 return
             self.started = True
-        atexit.register(write)
-        # Worker processes end in os._exit, after running multiprocessing's exit finalizers.
-        multiprocessing.util.Finalize(None, write, exitpriority=100)
-        threading.Thread(target=_write_every, name="chatmodels-metrics", daemon=True).start()
-
-
-def _write_every() -> None:
-    while True:
-        time.sleep(WRITE_SECONDS)
-        try:
-            write()
-        except Exception:
-            logger.exception("metrics: writing the tallies failed")
+        run_in_background("metrics", write, every=WRITE_SECONDS, at_exit=write)
 
 
 _writer = _Writer()

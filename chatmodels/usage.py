@@ -6,16 +6,12 @@ writes them every `CHATMODELS_USAGE_FLUSH_SECONDS` as one batch of additive upse
 (`INSERT … ON CONFLICT … DO UPDATE SET requests = requests + excluded.requests …`), so any
 number of worker processes and hosts add into the same `UsageBucket` rows, and there is never a
 row per request. What is left when the process stops (SIGTERM, SIGINT, a normal exit) is written
-by an exit hook: `atexit` for ordinary processes, and multiprocessing's exit finalizers for the
-server's worker processes (granian forks them and they end with `os._exit`, which skips
-`atexit`).
+at exit (`background.run_in_background`).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import multiprocessing.util
 import os
 import threading
 import time
@@ -25,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from chatmodels.background import run_in_background
 from chatmodels.models import UsageBucket
 from chatmodels.selectors import ApiKeyInfo, ResolvedVersion
 
@@ -121,28 +118,18 @@ def record(
 
 
 def _start(state: _State) -> None:
-    """Once per process: the exit hooks and, unless the interval is 0, the flusher thread."""
+    """Once per process: the exit hooks and, unless the interval is 0, the writer thread."""
     with state.flush_lock:
         if state.started:
             return
         state.started = True
-    atexit.register(flush_at_exit)
-    # Worker processes end in os._exit, after running multiprocessing's exit finalizers.
-    multiprocessing.util.Finalize(None, flush_at_exit, exitpriority=100)
-    interval = settings.CHATMODELS_USAGE_FLUSH_SECONDS
-    if interval > 0:
-        thread = threading.Thread(
-            target=_flush_every, args=(state, interval), name="chatmodels-usage", daemon=True
-        )
-        thread.start()
-
-
-def _flush_every(state: _State, interval: float) -> None:
-    while not state.stop.wait(interval):
-        try:
-            flush()
-        except Exception:
-            logger.exception("usage: writing the counts failed; they are kept for the next try")
+    run_in_background(
+        "usage",
+        flush,
+        every=settings.CHATMODELS_USAGE_FLUSH_SECONDS,
+        at_exit=flush_at_exit,
+        stop=state.stop,
+    )
 
 
 def pending() -> dict[Bucket, list[int]]:
