@@ -66,9 +66,7 @@ def check(key: ApiKeyInfo, *, now: float | None = None) -> None:
     if not limits:
         return
     now = time.time() if now is None else now
-    held = _state.held.get(key.id) or _held_for(key.id)
-    with held.lock:
-        held.touched = time.monotonic()
+    with _held_for(key.id) as held:
         if held.covers_a_request(limits, now):
             return
         _exchange(key, held, limits, now, request=True)
@@ -82,20 +80,13 @@ def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = No
     if not limits:
         return
     now = time.time() if now is None else now
-    held = _state.held.get(key.id) or _held_for(key.id)
-    with held.lock:
-        held.touched = time.monotonic()
+    with _held_for(key.id) as held:
         held.tokens_per_request = (
             tokens if not held.tokens_per_request else 0.8 * held.tokens_per_request + 0.2 * tokens
         )
         pay_now = False
-        minute = int(now // MINUTE) * MINUTE
         for kind, _ in limits:
-            part = held.parts.get(kind)
-            if part is None or part.window != (
-                minute if kind != "month" else _window_of(kind, now)
-            ):
-                part = held.part(key.id, kind, now)
+            part = held.part(key.id, kind, now)
             if part.lease >= tokens:  # the usual case, far from the limit
                 part.lease -= tokens
                 continue
@@ -118,7 +109,7 @@ def settle(*, idle_for: float = 0.0) -> int:
         with held.lock:
             if idle_for and now - held.touched < idle_for:
                 continue
-            increments = held.take_settlement()
+            increments = held.take_settlement(time.time())
             if not increments:
                 continue
             if store().apply(increments, []) is None:
@@ -163,6 +154,17 @@ class _Part:
     owed: int = 0  # used here in `window`, not counted in the store yet
     room: float = 0.0  # what the limit had left at the last round trip, less what is owed since
 
+    def increment(self, amount: int) -> Increment:
+        """`amount` more (less, when negative) of this part's count in the store."""
+        return Increment(self.subject, self.window, amount, _expiry(self.kind, self.window))
+
+    def settlement(self, now: float) -> Increment | None:
+        """What squares the store with this part (its debt less its unused lease), if anything
+        is to square and its window's count is still kept."""
+        if self.owed == self.lease or _expiry(self.kind, self.window) <= now:
+            return None
+        return self.increment(self.owed - self.lease)
+
 
 @dataclass(slots=True)
 class _Held:
@@ -174,6 +176,15 @@ class _Held:
     touched: float = 0.0  # time.monotonic() of the last request
     tokens_per_request: float = 0.0  # a moving average: sizes token leases
 
+    def __enter__(self) -> _Held:
+        """A request's use of the key: its lock held, and the key marked as not idle."""
+        self.lock.acquire()
+        self.touched = time.monotonic()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.lock.release()
+
     def part(self, key_id: int, kind: str, now: float) -> _Part:
         """The part of `kind` for the window of `now` (an ended window's part is set aside to
         be settled with the next round trip)."""
@@ -182,15 +193,9 @@ class _Held:
         if part is None:
             part = self.parts[kind] = _Part(_subject(key_id, kind), kind, window)
         elif part.window != window:
-            if part.owed != part.lease and _expiry(kind, part.window) > now:
-                self.unsettled.append(
-                    Increment(
-                        part.subject,
-                        part.window,
-                        part.owed - part.lease,
-                        _expiry(kind, part.window),
-                    )
-                )
+            settlement = part.settlement(now)
+            if settlement is not None:
+                self.unsettled.append(settlement)
             part.window, part.lease, part.owed = window, 0, 0
         return part
 
@@ -198,12 +203,9 @@ class _Held:
         """True, and the request taken from the request lease, when this process's leases let
         one more request in without asking the store."""
         parts = self.parts
-        minute = int(now // MINUTE) * MINUTE
         for kind, _ in limits:
             part = parts.get(kind)
-            if part is None or part.lease < 1:
-                return False
-            if part.window != (minute if kind != "month" else _window_of(kind, now)):
+            if part is None or part.lease < 1 or part.window != _window_of(kind, now):
                 return False
         if limits[0][0] == "rpm":
             parts["rpm"].lease -= 1
@@ -218,19 +220,13 @@ class _Held:
         most = LEASE_REQUESTS * per_request
         return int(min(most, part.room // LEASE_SHARE))
 
-    def take_settlement(self) -> list[Increment]:
+    def take_settlement(self, now: float) -> list[Increment]:
         """Everything leased and not used, and everything owed, as increments (and forgotten)."""
         increments, self.unsettled = self.unsettled, []
         for part in self.parts.values():
-            if part.owed != part.lease:
-                increments.append(
-                    Increment(
-                        part.subject,
-                        part.window,
-                        part.owed - part.lease,
-                        _expiry(part.kind, part.window),
-                    )
-                )
+            settlement = part.settlement(now)
+            if settlement is not None:
+                increments.append(settlement)
             part.lease = part.owed = 0
         return increments
 
@@ -268,9 +264,7 @@ def _exchange(
         amount = part.owed + this_request + top_up
         if amount:
             count_at = ("added", len(increments))
-            increments.append(
-                Increment(part.subject, part.window, amount, _expiry(part.kind, part.window))
-            )
+            increments.append(part.increment(amount))
         else:
             count_at = ("read", len(reads))
             reads.append((part.subject, part.window))
@@ -308,9 +302,7 @@ def _exchange(
         returned = ask.top_up - kept + (ask.this_request if refusal else 0)
         part.lease += kept + (1 if refusal and ask.from_lease else 0)
         if returned:
-            give_back.append(
-                Increment(part.subject, part.window, -returned, _expiry(part.kind, part.window))
-            )
+            give_back.append(part.increment(-returned))
     if give_back:
         store().apply(give_back, [])
     if refusal is not None:
@@ -424,7 +416,7 @@ def _subject(key_id: int, kind: str) -> str:
 
 def _window_of(kind: str, now: float) -> int:
     if kind != "month":
-        return int(now // MINUTE) * MINUTE
+        return _window_start(now, MINUTE)
     global _last_month
     start, end = _last_month
     if not start <= now < end:  # date arithmetic once a month, not on every request
