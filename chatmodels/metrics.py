@@ -6,7 +6,7 @@ starts: prometheus-client then keeps every value in a memory-mapped file per pro
 `runserver`) the values live in this process. A worker that died leaves its counters (they stay
 counted) and its in-flight gauge, which `render()` drops (`mark_process_dead`).
 
-A request is added up in this process's memory (`record_request`, `in_flight`), and written to
+A request is added up in this process's memory (`record_request`, `request_started`), and written to
 prometheus-client's values every `WRITE_SECONDS` by a thread, before this process renders a
 scrape, and at exit: other workers' requests reach a scrape within a second.
 
@@ -118,28 +118,18 @@ def record_request(
         MODEL_ERRORS.labels(model, version, model_error).inc()
 
 
-class _InFlight:
-    """A model's in-flight count in this process (written to its gauge with the tallies)."""
-
-    __slots__ = ("model",)
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-
-    def inc(self) -> None:
-        with _lock:
-            _in_flight[self.model] = _in_flight.get(self.model, 0) + 1
-        if not _writer.started:
-            _writer.start()
-
-    def dec(self) -> None:
-        with _lock:
-            _in_flight[self.model] = _in_flight.get(self.model, 0) - 1
+def request_started(model: str) -> None:
+    """One more request of `model` in flight in this process (written with the tallies)."""
+    with _lock:
+        _in_flight[model] = _in_flight.get(model, 0) + 1
+    if not _writer.started:
+        _writer.start()
 
 
-def in_flight(model: str) -> _InFlight:
-    """The in-flight count of `model`: `inc()` when a request starts, `dec()` when it ends."""
-    return _InFlight(model)
+def request_ended(model: str) -> None:
+    """A request of `model` that `request_started` counted is done."""
+    with _lock:
+        _in_flight[model] = _in_flight.get(model, 0) - 1
 
 
 # ---------------------------------------------------------------------------------------------

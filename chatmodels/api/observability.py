@@ -71,7 +71,7 @@ class ChatCall:
         self.first_chunk_at: float | None = None
         self.usage: Mapping[str, Any] | None = None
         self._finished = False
-        self._in_flight = None
+        self._in_flight = False  # counted by metrics.request_started
         self._metrics = metrics.enabled()
         self._span = tracing.start_chat_span(model=model, meta=request.META, body=body)
 
@@ -79,8 +79,8 @@ class ChatCall:
         """The request's version is known: from now on it counts as in flight for its model."""
         self.version = version
         if self._metrics:
-            self._in_flight = metrics.in_flight(version.model_name)
-            self._in_flight.inc()
+            metrics.request_started(version.model_name)
+            self._in_flight = True
 
     def first_chunk(self) -> None:
         if self.first_chunk_at is None:
@@ -105,8 +105,8 @@ class ChatCall:
         prompt_tokens = _tokens(self.usage, "prompt_tokens")
         completion_tokens = _tokens(self.usage, "completion_tokens")
         kind = _as_domain_error(error)
-        if self._in_flight is not None:
-            self._in_flight.dec()
+        if self._in_flight:
+            metrics.request_ended(self.version.model_name)
         version = self.version
         model, number = (version.model_name, str(version.version)) if version else ("", "")
         answered = kind.status_code if kind is not None else 200
