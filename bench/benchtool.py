@@ -150,15 +150,8 @@ def _proc_table() -> dict[int, int]:
     """pid -> parent pid for every process we can see."""
     parents = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: the fields start after the last ")".
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
+        if entry.isdigit() and (fields := _stat_fields(entry)) is not None:
+            parents[int(entry)] = int(fields[1])
     return parents
 
 
@@ -190,12 +183,8 @@ def cpu_seconds(root: int) -> float:
     """User + system CPU time of every process in the tree under `root`, in seconds."""
     ticks = 0
     for pid in _tree(root):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        if (fields := _stat_fields(str(pid))) is not None:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
