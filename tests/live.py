@@ -17,11 +17,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +130,18 @@ def start_process(args: list[str], *, env: dict[str, str], log_path: Path, name:
             start_new_session=True,  # its own process group, so that stop() can end all of it
         )
     return Process(popen=popen, log_path=log_path, name=name)
+
+
+T = TypeVar("T")
+
+
+def poll(read: Callable[[], T], *, until: Callable[[T], bool], timeout: float = 10) -> T:
+    """`read()` every 0.2 s until `until` holds for what it read, or `timeout` seconds have
+    passed; the last value read either way (the caller asserts on it)."""
+    deadline = time.monotonic() + timeout
+    while not until(value := read()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
 
 
 def wait_until_answers(process: Process, url: str, *, timeout: float = START_TIMEOUT) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -27,7 +26,7 @@ from chatmodels.models import ApiKey, LimitCounter
 from chatmodels.selectors import get_api_key
 from tests.api.calls import completion_text, error_of, post, stream_events
 from tests.helpers import chat, make_key, register
-from tests.live import chat_body, deployment, http
+from tests.live import chat_body, deployment, http, poll
 from tests.metered_models import WordCount
 
 INVOCATIONS = "/api/models/counter/invocations"
@@ -459,13 +458,11 @@ def _refused_by_every_worker(live, workdir: Path, send) -> list:
     replies = send()
     refused = [reply for reply in replies if reply.status == 429]
     assert refused and all(int(reply.headers["Retry-After"]) >= 1 for reply in refused)
-    deadline = time.monotonic() + 10  # each worker writes its metrics every second
-    while True:
-        after = _refusals_per_worker(live.metrics_dir, workdir)
-        increase = {pid: after[pid] - before.get(pid, 0) for pid in after}
-        if sum(increase.values()) >= len(refused) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    after = poll(  # each worker writes its metrics every second
+        lambda: _refusals_per_worker(live.metrics_dir, workdir),
+        until=lambda after: sum(after[pid] - before.get(pid, 0) for pid in after) >= len(refused),
+    )
+    increase = {pid: after[pid] - before.get(pid, 0) for pid in after}
     assert len(increase) == 2 and all(count > 0 for count in increase.values()), increase
     assert sum(increase.values()) == len(refused)
     return replies
@@ -564,7 +561,5 @@ def test_an_idle_key_s_leases_are_given_back_so_the_store_holds_exactly_the_use(
 
     # Right after the burst the workers may still hold leases (counted ahead of their use);
     # half a second idle, each worker gives back what it did not use.
-    deadline = time.monotonic() + 20
-    while (counts := _counts_in_the_store(live, "idle")) != {"rpm": 40, "tpm": 160}:
-        assert time.monotonic() < deadline, counts
-        time.sleep(0.5)
+    used = {"rpm": 40, "tpm": 160}
+    assert poll(lambda: _counts_in_the_store(live, "idle"), until=used.__eq__, timeout=20) == used

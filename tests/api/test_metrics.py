@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatmodels import metrics, services
 from tests.api.calls import error_of, post, stream_events
 from tests.helpers import chat, make_key, register
-from tests.live import chat_body, deployment, http
+from tests.live import chat_body, deployment, http, poll
 from tests.metered_models import WordCount
 
 COMPLETIONS = "/v1/chat/completions"
@@ -294,13 +294,12 @@ def test_counters_rise_by_exactly_n_across_two_worker_processes(live, tmp_path):
     route = {**labels, "route": "chat-completions"}
     # The worker that answers the scrape shows its own requests at once; the other one writes
     # its tallies every second (metrics.WRITE_SECONDS).
-    deadline = time.monotonic() + 10
-    while True:
-        after = _scrape_live(server)
-        if increase(before, after, "chatmodels_requests_total", **route, status="200") >= 40:
-            break
-        assert time.monotonic() < deadline, "the workers' counts never added up to 40"
-        time.sleep(0.2)
+    poll(
+        lambda: _scrape_live(server),
+        until=lambda after: (
+            increase(before, after, "chatmodels_requests_total", **route, status="200") >= 40
+        ),
+    )
     time.sleep(2 * metrics.WRITE_SECONDS)  # and no more come: exactly N
     after = _scrape_live(server)
     assert increase(before, after, "chatmodels_requests_total", **route, status="200") == 40
