@@ -53,7 +53,7 @@ MINUTE = 60
 # previous window, so a minute count must outlive its minute by one more.
 _KEEP_AFTER = MINUTE
 LEASE_SHARE = 16  # a lease is at most this fraction (1/16) of what the limit has left
-LEASE_REQUESTS = 128  # and at most this many requests (or their tokens)
+LEASE_REQUESTS = 512  # and at most this many requests (or their tokens)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,8 +66,9 @@ def check(key: ApiKeyInfo, *, now: float | None = None) -> None:
     if not limits:
         return
     now = time.time() if now is None else now
-    with _held_for(key.id) as held:
-        if held.covers_a_request(limits, now):
+    held = _held_for(key.id)
+    with held.lock:
+        if held.covers_a_request(held.parts_of(key.id, limits, now)):
             return
         _exchange(key, held, limits, now, request=True)
 
@@ -76,17 +77,19 @@ def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = No
     """Count the prompt + completion tokens of a finished request against `key`'s limits."""
     if key is None or tokens <= 0:
         return
-    limits = _token_limits_of(key)
-    if not limits:
+    if key.tokens_per_minute is None and key.monthly_token_budget is None:
         return
+    limits = _limits_of(key)
     now = time.time() if now is None else now
-    with _held_for(key.id) as held:
+    held = _held_for(key.id)
+    with held.lock:
         held.tokens_per_request = (
             tokens if not held.tokens_per_request else 0.8 * held.tokens_per_request + 0.2 * tokens
         )
         pay_now = False
-        for kind, _ in limits:
-            part = held.part(key.id, kind, now)
+        for part in held.parts_of(key.id, limits, now):
+            if part.kind == "rpm":
+                continue
             if part.lease >= tokens:  # the usual case, far from the limit
                 part.lease -= tokens
                 continue
@@ -97,7 +100,7 @@ def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = No
             # Owing much of what is left would let other processes past the limit: pay now.
             pay_now |= part.owed * LEASE_SHARE > max(part.room, 0)
         if pay_now:
-            _exchange(key, held, limits, now, request=False)
+            _exchange(key, held, _token_limits_of(key), now, request=False)
 
 
 def settle(*, idle_for: float = 0.0) -> int:
@@ -175,15 +178,12 @@ class _Held:
     unsettled: list[Increment] = field(default_factory=list)  # ended windows' leases and debts
     touched: float = 0.0  # time.monotonic() of the last request
     tokens_per_request: float = 0.0  # a moving average: sizes token leases
-
-    def __enter__(self) -> _Held:
-        """A request's use of the key: its lock held, and the key marked as not idle."""
-        self.lock.acquire()
-        self.touched = time.monotonic()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.lock.release()
+    # The parts of the limits last asked for, in their order, all in their windows from
+    # `current_from` until `current_until` (found once, not on every request).
+    current: tuple[_Part, ...] = ()
+    current_limits: tuple[tuple[str, int], ...] = ()
+    current_from: float = 0.0
+    current_until: float = 0.0
 
     def part(self, key_id: int, kind: str, now: float) -> _Part:
         """The part of `kind` for the window of `now` (an ended window's part is set aside to
@@ -199,16 +199,29 @@ class _Held:
             part.window, part.lease, part.owed = window, 0, 0
         return part
 
-    def covers_a_request(self, limits: tuple[tuple[str, int], ...], now: float) -> bool:
-        """True, and the request taken from the request lease, when this process's leases let
-        one more request in without asking the store."""
-        parts = self.parts
-        for kind, _ in limits:
-            part = parts.get(kind)
-            if part is None or part.lease < 1 or part.window != _window_of(kind, now):
+    def parts_of(
+        self, key_id: int, limits: tuple[tuple[str, int], ...], now: float
+    ) -> tuple[_Part, ...]:
+        """The parts of `limits`' kinds for the windows of `now`, in the order of `limits`, for
+        a request's use (the key is not idle)."""
+        self.touched = time.monotonic()
+        if self.current_from <= now < self.current_until and limits is self.current_limits:
+            return self.current
+        parts = tuple(self.part(key_id, kind, now) for kind, _ in limits)
+        self.current, self.current_limits = parts, limits
+        self.current_from = max(part.window for part in parts)
+        self.current_until = min(_window_end(part.kind, part.window) for part in parts)
+        return parts
+
+    @staticmethod
+    def covers_a_request(parts: tuple[_Part, ...]) -> bool:
+        """True, and the request taken from the request lease, when this process's leases (of
+        the current windows) let one more request in without asking the store."""
+        for part in parts:
+            if part.lease < 1:
                 return False
-        if limits[0][0] == "rpm":
-            parts["rpm"].lease -= 1
+        if parts[0].kind == "rpm":
+            parts[0].lease -= 1
         return True
 
     def lease_size(self, part: _Part) -> int:
@@ -251,7 +264,10 @@ def _exchange(
     """One round trip for `key` (its lock held): settle ended windows, pay what is owed, count
     this request (`request`) and top up the leases; raise if the request is over a limit."""
     asks, increments, reads = [], [], []
-    parts = [(held.part(key.id, kind, now), limit) for kind, limit in limits]
+    parts = [
+        (part, limit)
+        for part, (_, limit) in zip(held.parts_of(key.id, limits, now), limits, strict=True)
+    ]
     settled = held.unsettled
     increments += settled
     held.unsettled = []
@@ -425,6 +441,10 @@ def _window_of(kind: str, now: float) -> int:
 
 
 _last_month: tuple[int, int] = (0, 0)  # the month last asked for: its start and the next one's
+
+
+def _window_end(kind: str, window: int) -> int:
+    return _next_month_start(window) if kind == "month" else window + MINUTE
 
 
 def _expiry(kind: str, window: int) -> int:

@@ -1,12 +1,13 @@
 """Usage accounting: requests, tokens, errors and latency per model, version, API key and hour.
 
-The chat pipeline calls `record()` once at the end of each request. It only adds to counters in
-this process's memory (no database work on the request path); a background thread per process
-writes them every `CHATMODELS_USAGE_FLUSH_SECONDS` as one batch of additive upserts
-(`INSERT … ON CONFLICT … DO UPDATE SET requests = requests + excluded.requests …`), so any
-number of worker processes and hosts add into the same `UsageBucket` rows, and there is never a
-row per request. What is left when the process stops (SIGTERM, SIGINT, a normal exit) is written
-at exit (`background.run_in_background`).
+The chat pipeline calls `record()` once at the end of each request. It only queues the request
+in this process's memory (no database work, no lock on the request path); a background thread
+per process adds the queue up into counters per bucket and writes them every
+`CHATMODELS_USAGE_FLUSH_SECONDS` as one batch of additive upserts (`INSERT … ON CONFLICT … DO
+UPDATE SET requests = requests + excluded.requests …`), so any number of worker processes and
+hosts add into the same `UsageBucket` rows, and there is never a row per request. What is left
+when the process stops (SIGTERM, SIGINT, a normal exit) is written at exit
+(`background.run_in_background`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
@@ -58,8 +60,9 @@ class _State:
     """This process's counters and flusher thread (made anew in a forked child)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # `pending`, and taking requests off `queue`
         self.flush_lock = threading.Lock()
+        self.queue: deque[tuple] = deque()  # requests recorded and not added up yet
         self.pending: dict[Bucket, list[int]] = {}
         self.started = False
         self.stop = threading.Event()
@@ -92,29 +95,55 @@ def record(
     """
     if not settings.CHATMODELS_USAGE:
         return
-    latency_ms = int((time.perf_counter() - started) * 1000)
-    bucket = (version.model_id, version.version, key.id if key else None, int(time.time()) // 3600)
     prompt = completion = 0
     if tokens:
         prompt = tokens.get("prompt_tokens") or 0
         completion = tokens.get("completion_tokens") or 0
-    error = error_column(status)
     state = _state
-    with state.lock:
-        counts = state.pending.get(bucket)
+    queue = state.queue
+    queue.append(
+        (
+            version.model_id,
+            version.version,
+            key.id if key else None,
+            time.time(),
+            time.perf_counter() - started,
+            prompt,
+            completion,
+            status,
+        )
+    )
+    if len(queue) >= _ADD_UP_AT:
+        with state.lock:
+            _add_up(state)
+    if not state.started:
+        _start(state)
+
+
+# A request is queued as it ends (a deque: atomic, no lock) and added up per bucket in one tight
+# loop by the writer, a few microseconds less per request than adding it up as it ends.
+_ADD_UP_AT = 4096  # requests: a queue this long is added up by the request that fills it
+
+
+def _add_up(state: _State) -> None:
+    """Move the queued requests into the counters of their buckets (`state.lock` held)."""
+    queue, pending = state.queue, state.pending
+    for _ in range(len(queue)):
+        model_id, number, key_id, at, seconds, prompt, completion, status = queue.popleft()
+        bucket = (model_id, number, key_id, int(at) // 3600)
+        counts = pending.get(bucket)
         if counts is None:
-            counts = state.pending[bucket] = [0] * (len(SUMMED) + 1)
+            counts = pending[bucket] = [0] * (len(SUMMED) + 1)
         counts[_REQUESTS] += 1
-        if error is not None:
+        if status >= 400:
             counts[_ERRORS] += 1
-            counts[_ERROR_INDEX[error]] += 1
+            counts[_ERROR_INDEX[error_column(status)]] += 1
         counts[_PROMPT] += prompt
         counts[_COMPLETION] += completion
+        latency_ms = int(seconds * 1000)
         counts[_LATENCY_SUM] += latency_ms
         if latency_ms > counts[_LATENCY_MAX]:
             counts[_LATENCY_MAX] = latency_ms
-    if not state.started:
-        _start(state)
 
 
 def _start(state: _State) -> None:
@@ -135,12 +164,14 @@ def _start(state: _State) -> None:
 def pending() -> dict[Bucket, list[int]]:
     """A copy of what this process has counted and not written yet (for tests and tools)."""
     with _state.lock:
+        _add_up(_state)
         return {bucket: list(counts) for bucket, counts in _state.pending.items()}
 
 
 def discard() -> None:
     """Forget what has not been written (tests: nothing carried from one test to the next)."""
     with _state.lock:
+        _state.queue.clear()
         _state.pending.clear()
 
 
@@ -153,6 +184,7 @@ def flush() -> int:
     state = _state
     with state.flush_lock:
         with state.lock:
+            _add_up(state)
             batch, state.pending = state.pending, {}
         if not batch:
             return 0

@@ -97,6 +97,23 @@ def test_requests_are_counted_per_model_version_and_key_with_the_models_tokens(c
     assert 0 <= row.latency_ms_max <= row.latency_ms_sum
 
 
+def test_a_long_queue_is_added_up_by_the_request_that_fills_it(client, tokens, monkeypatch):
+    # Requests are queued as they end and added up by the writer; a worker whose writer falls
+    # behind adds its queue up on the request path once it is long (kept short here).
+    monkeypatch.setattr(usage, "_ADD_UP_AT", 3)
+    key, raw = make_key(name="queue")
+    for text in ("one", "two words", "three words here", "four", "five six", "seven"):
+        response = post(client, COMPLETIONS, chat(text, model="tokens"), key=raw)
+        assert response.status_code == 200, response.content
+        assert len(usage._state.queue) < 3
+
+    usage.flush()
+
+    assert without_rows(totals(api_key=key)) == counted(
+        requests=6, prompt_tokens=10, completion_tokens=10
+    )
+
+
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_a_stream_is_counted_when_it_ends_with_the_usage_of_its_chunks(
     client, tokens, include_usage

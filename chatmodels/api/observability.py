@@ -105,8 +105,6 @@ class ChatCall:
         prompt_tokens = _tokens(self.usage, "prompt_tokens")
         completion_tokens = _tokens(self.usage, "completion_tokens")
         kind = _as_domain_error(error)
-        if self._in_flight:
-            metrics.request_ended(self.version.model_name)
         version = self.version
         model, number = (version.model_name, str(version.version)) if version else ("", "")
         answered = kind.status_code if kind is not None else 200
@@ -123,6 +121,7 @@ class ChatCall:
                 prompt_tokens=prompt_tokens or 0,
                 completion_tokens=completion_tokens or 0,
                 model_error=_model_error_type(error),
+                was_in_flight=self._in_flight,
             )
         if self._span is not None:
             tracing.end_chat_span(

@@ -85,6 +85,25 @@ def test_requests_duration_and_tokens_rise_by_what_was_sent(client, counter, key
     )
 
 
+def test_a_long_queue_is_added_up_by_the_request_that_fills_it(client, counter, key, monkeypatch):
+    # Requests are queued as they end and added up by the writer (every second, and before a
+    # scrape); a worker whose writer falls behind adds its queue up once it is long.
+    monkeypatch.setattr(metrics, "_ADD_UP_AT", 3)
+    before = scrape(client)
+
+    for text in ("one", "two words", "three", "four", "five six", "seven", "eight"):
+        assert post(client, INVOCATIONS, chat(text), key=key).status_code == 200
+        assert len(metrics._finished) < 3
+
+    after = scrape(client)
+    invocations = {"model": "counter", "version": "1", "route": "model-invocations"}
+    assert increase(before, after, "chatmodels_requests_total", **invocations, status="200") == 7
+    assert increase(before, after, "chatmodels_request_duration_seconds_count", **invocations) == 7
+    prompt = {"model": "counter", "version": "1", "kind": "prompt"}
+    assert increase(before, after, "chatmodels_tokens_total", **prompt) == 9
+    assert value(after, "chatmodels_in_flight_requests", model="counter") == 0
+
+
 def test_streams_observe_time_to_first_token_and_their_tokens(client, counter, key):
     before = scrape(client)
 
