@@ -3,6 +3,7 @@
     python bench/benchtool.py port
     python bench/benchtool.py wait URL SECONDS PID
     python bench/benchtool.py verify URL [KEY]
+    python bench/benchtool.py send URL KEY N
     python bench/benchtool.py rss PID
     python bench/benchtool.py cpu PID
     python bench/benchtool.py cpu-group PGID
@@ -14,12 +15,13 @@
     python bench/benchtool.py cost-report RESULTS_DIR ON_ENV OFF_ENV
 
 `report` is bench/run.sh's; `settle`, `meta` and `serving-report` are bench/serving.sh's;
-`cpu-group` and `cost-report` are bench/usage_cost.sh's.
+`cpu-group`, `send` and `cost-report` are bench/usage_cost.sh's.
 Runs with any Python 3.10+ (no third-party imports), so either venv can run it.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -27,6 +29,7 @@ import statistics
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -90,6 +93,23 @@ def _post(url: str, key: str, timeout: float) -> tuple[int, str]:
         return error.code, error.read().decode(errors="replace")
     except OSError as error:
         return 0, str(error)
+
+
+def send(url: str, key: str, count: int) -> None:
+    """POST the benchmark's request `count` times, one after another on one connection; each
+    must answer 200 (a steady, known number of requests, for counting what they cost)."""
+    address = urllib.parse.urlsplit(url)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    body = json.dumps(BODY)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=300)
+    for number in range(1, count + 1):
+        connection.request("POST", address.path, body, headers)
+        response = connection.getresponse()
+        text = response.read()
+        if response.status != 200:
+            fail(f"request {number} of {count} to {url}: {response.status} {text[:300]!r}")
+    connection.close()
+    print(f"sent: {count} requests to {url}, each answered 200")
 
 
 def settle(url: str, key: str, fast: float, seconds: float) -> None:
@@ -911,6 +931,8 @@ def main(argv: list[str]) -> int:
         wait(args[0], float(args[1]), int(args[2]))
     elif command == "verify":
         verify(args[0], args[1] if len(args) > 1 else "")
+    elif command == "send":
+        send(args[0], args[1], int(args[2]))
     elif command == "cpu":
         print(f"{cpu_seconds(int(args[0])):.2f}")
     elif command == "cpu-group":

@@ -17,6 +17,11 @@ This leaves out what both pay alike outside Django (the HTTP server's parsing an
 `usage_cost.sh` measures through the real server), so the cost here is a share of a smaller
 whole: an upper bound of the cost through the server. Run by `bench/usage_cost.sh` (part
 `inprocess`) with its throwaway install.
+
+With `--side on|off --calls N`, it only makes N invocations of that side (after a warm-up of
+`--batch`), with no background writer threads (what the usage, metrics and limits threads have
+left is written once at exit): `usage_cost.sh` part `instructions` runs it under valgrind to count
+the instructions an invocation executes, a measure the machine's speed does not move.
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--batch", type=int, default=200, help="invocations per batch")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--side", choices=("on", "off"), help="only this side (with --calls)")
+    parser.add_argument("--calls", type=int, default=0, help="invocations of --side, then exit")
     args = parser.parse_args()
+    if bool(args.side) != bool(args.calls):
+        parser.error("--side and --calls go together")
 
     setup_django()
     from django.conf import settings
@@ -69,6 +78,9 @@ def main() -> None:
         check_echo(status, body)
         return spent
 
+    if args.side:
+        only(args.side, sides[args.side], args.calls, args.batch)
+        return
     for name in ("off", "on", "off", "on"):  # warm up: load the model, open the database
         batch(name)
     spent: dict[str, list[int]] = {"off": [], "on": []}
@@ -100,6 +112,27 @@ def main() -> None:
                 indent=2,
             )
         )
+
+
+def only(name: str, side: tuple, calls: int, warm_up: int) -> None:
+    """`calls` invocations of one side, and nothing else running in this process."""
+    from django.conf import settings
+
+    from chatmodels import metrics
+
+    call, switched_on = side
+    settings.CHATMODELS_METRICS = "metrics" in switched_on
+    settings.CHATMODELS_USAGE = "usage" in switched_on
+    # No writer threads: under valgrind an invocation takes ~50 times as long, so once-a-second
+    # writes would be ~50 times as many per invocation as in a server. What is left is written
+    # at exit, once whatever `calls` is, and so drops out of the difference between two runs.
+    settings.CHATMODELS_USAGE_FLUSH_SECONDS = 0
+    settings.CHATMODELS_LIMITS_SETTLE_SECONDS = 0
+    metrics.WRITE_SECONDS = 0
+    for _ in range(warm_up + calls):
+        status, body = call()
+    check_echo(status, body)
+    print(f"{name}: {warm_up} + {calls} invocations")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # What usage accounting (and the other per-request features) costs, in three parts:
 #
-#   ./bench/usage_cost.sh                      (all three, about 8 minutes)
-#   BENCH_PARTS=cost ./bench/usage_cost.sh     (or inprocess, or writes)
+#   ./bench/usage_cost.sh                      (all four, about 10 minutes)
+#   BENCH_PARTS=cost ./bench/usage_cost.sh     (or inprocess, instructions, or writes)
 #
 #   cost    the echo model through POST /api/models/echo/invocations with a key, on two servers
 #           of one throwaway install (SQLite), 2 workers each, side by side: every feature ON
 #           against all OFF. wrk loads them in turn, many short rounds, the order alternating
-#           (off,on / on,off / ...) so a drift of the machine's speed weighs on both alike; around
-#           each measured run it reads the server's CPU time (user + system of every process in
-#           its process group). Prints each one's median req/s and server CPU per request, the
+#           (off,on / on,off / ...) so a drift of the machine's speed weighs on both alike, both
+#           servers started anew for each round (BENCH_FRESH=0: once) so that the luck of where
+#           a server's processes land (memory layout, hash seeds, cores) is drawn anew each round
+#           and evens out in the median; around each measured run it reads the server's CPU time
+#           (user + system of every process in its process group). Prints each one's median req/s and server CPU per request, the
 #           ratios ON / OFF of both, and the median of each round's paired ratio (the issue's
 #           bar: a throughput cost of at most 5%).
 #   inprocess  the same comparison inside one process (bench/feature_cost.py): batches of
 #           invocations through Django's WSGI handler, ON and OFF interleaved 60 times, timed in
 #           CPU time; all features, then each alone (BENCH_INPROCESS_FEATURES, ";"-separated).
+#   instructions  the instructions a request executes, ON and OFF, counted by valgrind
+#           (cachegrind; installed with apt-get when missing): inside Django (feature_cost.py,
+#           runs of 100 and 1,100 invocations of each side: the difference over the 1,000), then
+#           through the real server (./scripts/server with 1 worker, granian's processes under
+#           valgrind: 200 and 1,200 requests one after another). Unlike time, a count that the
+#           speed of the machine, what else it runs and where the server's processes land do not
+#           move; it leaves out what the kernel does (alike on both sides).
 #   writes  the same, features ON, against PostgreSQL (scripts/with-postgres starts a throwaway
 #           one), at a fixed BENCH_RATE req/s (bench/rate.lua) for BENCH_WRITES_DURATION s; prints
 #           the requests served, the usage writes they caused per second (upserts of
@@ -30,8 +39,9 @@
 # with a key that has none (BENCH_LIMITS=0: both with the key that has none). The limits count in
 # the database unless BENCH_ON_ENV names a Redis CACHE_URL.
 #
-# Environment: BENCH_PARTS (cost,inprocess,writes), BENCH_DURATION (s per wrk run, 8),
-# BENCH_WARMUP (s, 2), BENCH_INPROCESS_FEATURES, BENCH_INPROCESS_ROUNDS (60), BENCH_ROUNDS (8), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
+# Environment: BENCH_PARTS (cost,inprocess,instructions,writes), BENCH_DURATION (s per wrk run, 8),
+# BENCH_WARMUP (s, 2), BENCH_INPROCESS_FEATURES, BENCH_INPROCESS_ROUNDS (60), BENCH_ROUNDS (12),
+# BENCH_FRESH (1), BENCH_CONNECTIONS (16), BENCH_THREADS (wrk's, 2), BENCH_RATE (1000),
 # BENCH_WRITES_DURATION (s, 60), BENCH_WRITES_CONNECTIONS (64), BENCH_TIMEOUT (s for the whole
 # run, 900). Servers listen on 127.0.0.1 only and are stopped on success, failure or Ctrl-C.
 # Raw output: bench/results/<UTC time>-usage/ (bench/results/latest-usage links to it).
@@ -43,10 +53,11 @@ if [ -z "${BENCH_UNDER_TIMEOUT:-}" ]; then  # bound the whole run, set-up includ
 fi
 cd "$(dirname "$0")/.."
 
-PARTS=${BENCH_PARTS:-cost,inprocess,writes}
-DURATION=${BENCH_DURATION:-8}  # 8 rounds x 2 x (2 + 8 s): the cost part takes about 3 minutes
+PARTS=${BENCH_PARTS:-cost,inprocess,instructions,writes}
+DURATION=${BENCH_DURATION:-8}  # 12 rounds x 2 x (2 + 8 s + starting): about 6 minutes
 WARMUP=${BENCH_WARMUP:-2}
-ROUNDS=${BENCH_ROUNDS:-8}
+ROUNDS=${BENCH_ROUNDS:-12}
+FRESH=${BENCH_FRESH:-1}  # 1: both servers started anew for each round
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 WRK_THREADS=${BENCH_THREADS:-2}  # wrk's (THREADS, in the environment, is ./scripts/server's)
 RATE=${BENCH_RATE:-1000}
@@ -131,24 +142,28 @@ wrk_run() {
 cost() {
   log "cost: a throwaway install (SQLite, in $tmp); ON: $ON_ENV; OFF: $OFF_ENV"
   install "sqlite:///$tmp/db.sqlite3"
-  local -A urls pgids
+  local -A urls pgids envs=([on]=$ON_ENV [off]=$OFF_ENV)
   local round order name
-  start on "$ON_ENV"
-  urls[on]="http://127.0.0.1:$port/api/models/echo/invocations" pgids[on]=$pid
-  start off "$OFF_ENV"
-  urls[off]="http://127.0.0.1:$port/api/models/echo/invocations" pgids[off]=$pid
   : >"$results/order.txt"
   for round in $(seq 1 "$ROUNDS"); do
     # In turn, so other work on the machine weighs on both; who goes first alternates, so a
     # slow drift (or the first run's head start) does too.
     if ((round % 2)); then order="off on"; else order="on off"; fi
     echo "$round $order" >>"$results/order.txt"
+    if [ "$FRESH" = 1 ] || [ "$round" = 1 ]; then
+      for name in $order; do
+        start "$name-$round" "${envs[$name]}"
+        urls[$name]="http://127.0.0.1:$port/api/models/echo/invocations" pgids[$name]=$pid
+      done
+    fi
     for name in $order; do
       wrk_run "$name" "$round" "${urls[$name]}" "${pgids[$name]}"
     done
+    if [ "$FRESH" = 1 ] || [ "$round" = "$ROUNDS" ]; then
+      stop_server "${pgids[on]}"
+      stop_server "${pgids[off]}"
+    fi
   done
-  stop_server "${pgids[on]}"
-  stop_server "${pgids[off]}"
   tool cost-report "$results" "$ON_ENV" "$OFF_ENV"
 }
 
@@ -167,7 +182,87 @@ inprocess() {
   done
 }
 
-# --- part 3: usage writes at a fixed rate, on PostgreSQL -----------------------------------------
+# --- part 3: instructions per invocation, counted by valgrind ----------------------------------
+instructions() {
+  if ! command -v valgrind >/dev/null; then
+    log "installing valgrind"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  fi
+  log "instructions: valgrind counts a request's instructions, ON and OFF (about 3 minutes)"
+  install "sqlite:///$tmp/instructions.sqlite3"
+  mkdir -p "$tmp/metrics-instructions"
+  local side calls
+  local -a runs=()
+  for side in off on; do
+    for calls in 100 1100; do
+      # shellcheck disable=SC2086  # the list is split into NAME=VALUE words on purpose
+      env $ON_ENV PYTHONHASHSEED=0 PROMETHEUS_MULTIPROC_DIR="$tmp/metrics-instructions" \
+        valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+        --log-file="$results/valgrind-$side-$calls.txt" "$PY" bench/feature_cost.py \
+        --key "$key" --limited-key "$limited_key" --side "$side" --calls "$calls" >/dev/null &
+      runs+=($!)
+    done
+  done
+  for run in "${runs[@]}"; do wait "$run" || die "a valgrind run failed (see $results/valgrind-*.txt)"; done
+  # Through the server: the same counts for requests over HTTP, granian included. PYTHON runs
+  # scripts/server's granian under valgrind (its worker too: --trace-children).
+  printf '#!/bin/sh\nexec valgrind --tool=cachegrind --cache-sim=no --trace-children=yes %s %s "$@"\n' \
+    '--cachegrind-out-file=/dev/null --log-file="$VALGRIND_LOG"' "$PWD/$PY" >"$tmp/valgrind-python"
+  chmod +x "$tmp/valgrind-python"
+  runs=()
+  for side in off on; do
+    for calls in 200 1200; do
+      server_instructions "$side" "$calls" "$(tool port)" &
+      runs+=($!)
+    done
+  done
+  for run in "${runs[@]}"; do wait "$run" || die "a server under valgrind failed (see $results/server-valgrind-*.log)"; done
+  "$PY" - "$results" <<'PY' | tee "$results/summary-instructions.txt"
+import re, sys
+from pathlib import Path
+results = Path(sys.argv[1])
+def refs(pattern):
+    files = sorted(results.glob(pattern))
+    if not files:
+        sys.exit(f"bench: FAILED: no {pattern} in {results}")
+    return sum(int(re.search(r"I\s+refs:\s+([\d,]+)", f.read_text())[1].replace(",", ""))
+               for f in files)
+def show(title, per, each):
+    print(f"\n{title}")
+    print(f"  OFF (none of metrics, usage, limits): {per['off']:>11,.0f} per {each}")
+    print(f"  ON  (metrics, usage, limits):         {per['on']:>11,.0f} per {each}")
+    print(f"  ON / OFF = {per['on'] / per['off']:.4f}: {per['on'] - per['off']:+,.0f} instructions,"
+          f" {100 * (per['on'] / per['off'] - 1):+.2f}%")
+sides = ("off", "on")
+show("instructions inside Django (valgrind, runs of 1,100 invocations less runs of 100)",
+     {s: (refs(f"valgrind-{s}-1100.txt") - refs(f"valgrind-{s}-100.txt")) / 1000 for s in sides},
+     "invocation")
+show("instructions through the server, granian's processes (runs of 1,200 requests less 200)",
+     {s: (refs(f"valgrind-server-{s}-1200.*.txt") - refs(f"valgrind-server-{s}-200.*.txt")) / 1000
+      for s in sides}, "request")
+PY
+}
+
+# server_instructions SIDE CALLS PORT: ./scripts/server (1 worker) under valgrind with SIDE's
+# features and key, 20 requests to load the model, then CALLS; stopped (valgrind writes its
+# counts, one file per process, when they exit). No writer threads, as in feature_cost.py --side.
+server_instructions() {
+  local side=$1 calls=$2 port=$3 settings=$OFF_ENV auth=$key pid
+  if [ "$side" = on ]; then settings=$ON_ENV auth=$limited_key; fi
+  # shellcheck disable=SC2086  # the list is split into NAME=VALUE words on purpose
+  env $settings PYTHONHASHSEED=0 CHATMODELS_USAGE_FLUSH_SECONDS=0 \
+    CHATMODELS_LIMITS_SETTLE_SECONDS=0 VALGRIND_LOG="$results/valgrind-server-$side-$calls.%p.txt" \
+    HOST=127.0.0.1 PORT="$port" WORKERS=1 PYTHON="$tmp/valgrind-python" \
+    setsid ./scripts/server >"$results/server-valgrind-$side-$calls.log" 2>&1 &
+  pid=$!
+  tool wait "http://127.0.0.1:$port/health" 600 "$pid"
+  tool send "http://127.0.0.1:$port/api/models/echo/invocations" "$auth" 20 >/dev/null
+  tool send "http://127.0.0.1:$port/api/models/echo/invocations" "$auth" "$calls"
+  stop_server "$pid"
+}
+
+# --- part 4: usage writes at a fixed rate, on PostgreSQL -----------------------------------------
 pg_writes() {  # rows of chatmodels_usagebucket inserted + updated so far (after stats are flushed)
   "$PY" - <<'PY'
 import os, psycopg
@@ -228,6 +323,7 @@ if [ "${1:-}" = "--writes-inside-postgres" ]; then
 fi
 if has cost; then cost; fi
 if has inprocess; then inprocess; fi
+if has instructions; then instructions; fi
 if has writes; then
   log "writes: starting a throwaway PostgreSQL (scripts/with-postgres)"
   scripts/with-postgres bash bench/usage_cost.sh --writes-inside-postgres "$results"
