@@ -18,7 +18,6 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -84,21 +83,18 @@ def record(
     version: ResolvedVersion,
     key: ApiKeyInfo | None,
     *,
-    started: float,
-    tokens: dict[str, Any] | None = None,
+    seconds: float,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
     status: int = 200,
 ) -> None:
     """Count one request that `version` answered (or failed) for `key`.
 
-    `started` is its `time.perf_counter()` at arrival, `tokens` the usage the model reported
-    (`prompt_tokens`, `completion_tokens`), `status` the HTTP status it was answered with.
+    `seconds` is how long it took, `prompt_tokens` and `completion_tokens` the usage the model
+    reported, `status` the HTTP status it was answered with.
     """
     if not settings.CHATMODELS_USAGE:
         return
-    prompt = completion = 0
-    if tokens:
-        prompt = tokens.get("prompt_tokens") or 0
-        completion = tokens.get("completion_tokens") or 0
     state = _state
     queue = state.queue
     queue.append(
@@ -107,9 +103,9 @@ def record(
             version.version,
             key.id if key else None,
             time.time(),
-            time.perf_counter() - started,
-            prompt,
-            completion,
+            seconds,
+            prompt_tokens,
+            completion_tokens,
             status,
         )
     )

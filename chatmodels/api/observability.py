@@ -102,8 +102,9 @@ class ChatCall:
 
     def _report(self, error: BaseException | None, client_closed: bool) -> None:
         seconds = time.perf_counter() - self._started
-        prompt_tokens = _tokens(self.usage, "prompt_tokens")
+        prompt_tokens = _tokens(self.usage, "prompt_tokens")  # None: the model reported none
         completion_tokens = _tokens(self.usage, "completion_tokens")
+        prompt, completion = prompt_tokens or 0, completion_tokens or 0
         kind = _as_domain_error(error)
         version = self.version
         model, number = (version.model_name, str(version.version)) if version else ("", "")
@@ -118,8 +119,8 @@ class ChatCall:
                 first_chunk_seconds=(
                     self.first_chunk_at - self._started if self.first_chunk_at else None
                 ),
-                prompt_tokens=prompt_tokens or 0,
-                completion_tokens=completion_tokens or 0,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
                 model_error=_model_error_type(error),
                 was_in_flight=self._in_flight,
             )
@@ -132,10 +133,15 @@ class ChatCall:
                 error_type=(kind.code or type(error).__name__) if kind is not None else None,
                 error_message=str(error) if error is not None else None,
             )
-        limits.record_tokens(self.key, (prompt_tokens or 0) + (completion_tokens or 0))
+        limits.record_tokens(self.key, prompt + completion)
         if version is not None:  # usage is kept per version: requests that reached one
             usage.record(
-                version, self.key, started=self._started, tokens=self.usage, status=answered
+                version,
+                self.key,
+                seconds=seconds,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                status=answered,
             )
 
 
