@@ -102,7 +102,8 @@ def record_request(
 ) -> None:
     """One finished chat request: its count, duration, time to first chunk, tokens, error;
     `was_in_flight`: `request_started(model)` counted it, and it is in flight no more."""
-    finished = _finished
+    state = _state
+    finished = state.ends
     finished.append(
         (
             (model, version, route, status),
@@ -114,10 +115,10 @@ def record_request(
         )
     )
     if len(finished) >= _ADD_UP_AT:
-        with _lock:
-            _add_up()
-    if not _writer.started:
-        _writer.start()
+        with state.lock:
+            _add_up(state)
+    if not state.writing:
+        _start_writing(state)
     if model_error is not None:  # rare: written at once
         MODEL_ERRORS.labels(model, version, model_error).inc()
 
@@ -125,9 +126,10 @@ def record_request(
 def request_started(model: str) -> None:
     """One more request of `model` in flight in this process (written with the tallies); it
     ends with its `record_request(..., was_in_flight=True)`."""
-    _started.append(model)
-    if not _writer.started:
-        _writer.start()
+    state = _state
+    state.starts.append(model)
+    if not state.writing:
+        _start_writing(state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,29 +163,41 @@ class _Tally:
 
 
 _ADD_UP_AT = 4096  # entries: a queue this long is added up by the request that fills it
-_lock = threading.Lock()  # the tallies, and taking entries off the queues
-_started: deque[str] = deque()  # the models of requests started (`request_started`)
-_finished: deque[tuple] = deque()  # requests finished (`record_request`)
-_tallies: dict[tuple[str, str, str, int], _Tally] = {}
-_in_flight: dict[str, int] = {}
-_in_flight_written: dict[str, int] = {}
 
 
-def _add_up() -> None:
-    """Move the queued requests into the tallies (`_lock` held)."""
+class _State:
+    """This process's queues, tallies and writer (made anew in a forked child)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # the tallies, and taking entries off the queues
+        self.write_lock = threading.Lock()
+        self.starts: deque[str] = deque()  # the models of requests started (`request_started`)
+        self.ends: deque[tuple] = deque()  # requests finished (`record_request`)
+        self.tallies: dict[tuple[str, str, str, int], _Tally] = {}
+        self.in_flight: dict[str, int] = {}
+        self.in_flight_written: dict[str, int] = {}
+        self.writing = False  # the writer thread and exit hooks are set up
+
+
+_state = _State()
+
+
+def _add_up(state: _State) -> None:
+    """Move the queued requests into the tallies (`state.lock` held)."""
     # A request's end is queued after its start: counting the ends first, and taking the
     # starts queued until after that, no end is added up before its start.
-    ended = len(_finished)
-    for _ in range(len(_started)):
-        model = _started.popleft()
-        _in_flight[model] = _in_flight.get(model, 0) + 1
+    starts, ends, tallies, in_flight = state.starts, state.ends, state.tallies, state.in_flight
+    ended = len(ends)
+    for _ in range(len(starts)):
+        model = starts.popleft()
+        in_flight[model] = in_flight.get(model, 0) + 1
     for _ in range(ended):
-        label_set, seconds, first_chunk, prompt, completion, in_flight = _finished.popleft()
-        if in_flight is not None:
-            _in_flight[in_flight] = _in_flight.get(in_flight, 0) - 1
-        tally = _tallies.get(label_set)
+        label_set, seconds, first_chunk, prompt, completion, was_in_flight = ends.popleft()
+        if was_in_flight is not None:
+            in_flight[was_in_flight] = in_flight.get(was_in_flight, 0) - 1
+        tally = tallies.get(label_set)
         if tally is None:
-            tally = _tallies[label_set] = _Tally()
+            tally = tallies[label_set] = _Tally()
         tally.requests += 1
         tally.duration_sum += seconds
         tally.duration_buckets[bisect_left(_LATENCY_BOUNDS, seconds)] += 1
@@ -196,21 +210,18 @@ def _add_up() -> None:
 
 def write() -> None:
     """Hand this process's tallies to prometheus-client (the shared files, in a server)."""
-    global _tallies
-    with _write_lock:
-        with _lock:
-            _add_up()
-            tallies, _tallies = _tallies, {}
-            in_flight = dict(_in_flight)
+    state = _state
+    with state.write_lock:
+        with state.lock:
+            _add_up(state)
+            tallies, state.tallies = state.tallies, {}
+            in_flight = dict(state.in_flight)
         for label_set, tally in tallies.items():
             _write_tally(label_set, tally)
         for model, count in in_flight.items():
-            if _in_flight_written.get(model) != count:
+            if state.in_flight_written.get(model) != count:
                 IN_FLIGHT.labels(model).set(count)
-                _in_flight_written[model] = count
-
-
-_write_lock = threading.Lock()
+                state.in_flight_written[model] = count
 
 
 def _write_tally(label_set: tuple[str, str, str, int], tally: _Tally) -> None:
@@ -235,31 +246,19 @@ def _write_tally(label_set: tuple[str, str, str, int], tally: _Tally) -> None:
         completion.inc(tally.completion_tokens)
 
 
-class _Writer:
-    """This process's writer thread and exit hooks (made anew in a forked child)."""
-
-    def __init__(self) -> None:
-        self.started = False
-        self.lock = threading.Lock()
-
-    def start(self) -> None:
-        with self.lock:
-            if self.started:
-                return
-            self.started = True
-        run_in_background("metrics", write, every=WRITE_SECONDS, at_exit=write)
-
-
-_writer = _Writer()
+def _start_writing(state: _State) -> None:
+    """Once per process: the writer thread and the exit hooks."""
+    with state.write_lock:
+        if state.writing:
+            return
+        state.writing = True
+    run_in_background("metrics", write, every=WRITE_SECONDS, at_exit=write)
 
 
 def _forget_parent_state() -> None:
     # A forked child starts with no tallies (the parent writes its own) and fresh locks.
-    global _lock, _write_lock, _writer, _started, _finished, _tallies, _in_flight
-    global _in_flight_written
-    _lock, _write_lock, _writer = threading.Lock(), threading.Lock(), _Writer()
-    _started, _finished = deque(), deque()
-    _tallies, _in_flight, _in_flight_written = {}, {}, {}
+    global _state
+    _state = _State()
 
 
 os.register_at_fork(after_in_child=_forget_parent_state)

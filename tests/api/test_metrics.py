@@ -93,7 +93,7 @@ def test_a_long_queue_is_added_up_by_the_request_that_fills_it(client, counter, 
 
     for text in ("one", "two words", "three", "four", "five six", "seven", "eight"):
         assert post(client, INVOCATIONS, chat(text), key=key).status_code == 200
-        assert len(metrics._finished) < 3
+        assert len(metrics._state.ends) < 3
 
     after = scrape(client)
     invocations = {"model": "counter", "version": "1", "route": "model-invocations"}
