@@ -73,12 +73,13 @@ def direct_predict(model_name: str):
 
     messages, params = [ChatMessage(role="user", content="Hello!")], ChatParams()
     try:
-        from chatmodels import runtime, selectors
+        from chatmodels import selectors
+        from chatmodels.serving import runtime
 
         version = selectors.resolve_version(name=model_name)
         loaded = runtime.get_loaded_model(version)
         model, context = loaded.model, loaded.context
-        source = f"{model_name} version {version.version}, loaded by chatmodels.runtime"
+        source = f"{model_name} version {version.version}, loaded by chatmodels.serving.runtime"
     except Exception as error:  # the runtime's API moved: the same code from examples/
         spec = importlib.util.spec_from_file_location("bench_echo", ROOT / "examples" / "echo.py")
         module = importlib.util.module_from_spec(spec)
@@ -172,7 +173,8 @@ def breakdown(model_name: str, key: str, n: int) -> dict[str, float]:
     )
     timed("json.loads(request body)", lambda: json.loads(BODY))
     try:
-        from chatmodels import runtime, selectors
+        from chatmodels import selectors
+        from chatmodels.serving import runtime
         from chatmodels.types import ChatRequest
 
         timed("selectors.get_api_key (1 query)", lambda: selectors.get_api_key(key))

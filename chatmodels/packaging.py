@@ -37,7 +37,6 @@ from typing import Any
 
 import cloudpickle
 
-from chatmodels import eventloop
 from chatmodels.base import ChatModel, ModelContext
 from chatmodels.exceptions import (
     ChatDataError,
@@ -47,6 +46,7 @@ from chatmodels.exceptions import (
     PackageIntegrityError,
     RegistrationError,
 )
+from chatmodels.serving import eventloop
 from chatmodels.types import ChatChunk, ChatRequest, ChatResponse
 
 FORMAT_VERSION = 1

@@ -346,8 +346,9 @@ def run_chatmodels(work: Path) -> dict[str, Any]:
     django.setup()
     from django.core.management import call_command
 
-    from chatmodels import runtime, selectors, services
+    from chatmodels import selectors, services
     from chatmodels.exceptions import ChatModelsError
+    from chatmodels.serving import runtime
     from chatmodels.types import ChatRequest
 
     call_command("migrate", verbosity=0)

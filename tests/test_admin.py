@@ -12,9 +12,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chatmodels import capacity, services
+from chatmodels import services
 from chatmodels.exceptions import ServerBusy
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
+from chatmodels.serving import capacity
 from chatmodels.signature import signature_rows
 from tests.api.calls import error_of, stream_events
 from tests.helpers import copy_version, grow_registry, register

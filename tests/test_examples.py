@@ -13,10 +13,11 @@ import cloudpickle
 import pytest
 from django.core.cache import cache
 
-from chatmodels import ChatChunk, ChatParams, ChatResponse, eventloop, runtime
+from chatmodels import ChatChunk, ChatParams, ChatResponse
 from chatmodels.exceptions import ModelRaised
 from chatmodels.models import RegisteredModel
 from chatmodels.packaging import build_package, load_target, open_package, validate_model
+from chatmodels.serving import eventloop, runtime
 from chatmodels.signature import DEFAULT_INPUT_EXAMPLE, chat_signature
 from chatmodels.types import ChatRequest
 from tests.api.calls import completion_text, error_of, post, stream_events

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from chatmodels import ChatChunk, ChatModel, ChatResponse, runtime
+from chatmodels import ChatChunk, ChatModel, ChatResponse
+from chatmodels.serving import runtime
 from tests.api.calls import completion_text, error_of, post, stream_events
 from tests.helpers import chat, make_key, register
 

@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from chatmodels import runtime, tracing
+from chatmodels import tracing
+from chatmodels.serving import runtime
 from tests.api.calls import error_of, stream_events
 from tests.helpers import auth, chat, make_key, register
 from tests.live import ROOT, chat_body, deployment, http

@@ -18,8 +18,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chatmodels import capacity, runtime, usage
+from chatmodels import usage
 from chatmodels.models import ApiKey, RegisteredModel, UsageBucket
+from chatmodels.serving import capacity, runtime
 from tests.api.calls import post, stream_events
 from tests.helpers import chat, make_key, register
 from tests.live import chat_body, deployment, http

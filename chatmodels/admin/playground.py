@@ -18,13 +18,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chatmodels import selectors
 from chatmodels.admin import display
-from chatmodels.api import errors
-from chatmodels.api.chat import answer_chat, read_json_object
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidRequest,
 )
 from chatmodels.models import ModelAlias, ModelVersion, RegisteredModel
+from chatmodels.serving import errors
+from chatmodels.serving.pipeline import answer_chat, read_json_object
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ client sees one shape on every path and never a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.http import HttpRequest, HttpResponse
@@ -17,6 +16,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from chatmodels import exceptions as domain
 from chatmodels.api import routes
 from chatmodels.exceptions import ChatModelsError
+from chatmodels.serving.errors import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -36,28 +36,6 @@ _FROM_DRF: tuple[tuple[type[drf.APIException], type[ChatModelsError]], ...] = (
     (drf.APIException, ChatModelsError),
 )
 _DRF_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
-
-
-def error_body(error: ChatModelsError) -> dict:
-    """OpenAI's error object for `error`: `{"error": {message, type, param, code}}`."""
-    return {
-        "error": {
-            "message": error.message,
-            "type": error.type,
-            "param": error.param,
-            "code": error.code,
-        }
-    }
-
-
-def error_response(error: ChatModelsError, headers: dict[str, str] | None = None) -> HttpResponse:
-    """The HTTP answer to `error`: its status, its headers (e.g. Retry-After), its error object."""
-    return HttpResponse(
-        json.dumps(error_body(error)),
-        status=error.status_code,
-        content_type="application/json",
-        headers={**error.headers, **(headers or {})},
-    )
 
 
 def from_drf(exc: drf.APIException) -> ChatModelsError:

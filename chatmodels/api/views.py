@@ -33,15 +33,7 @@ from rest_framework.views import APIView
 
 import chatmodels
 from chatmodels import metrics, selectors
-from chatmodels.api import responses
 from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage
-from chatmodels.api.chat import (
-    CHAT_COMPLETIONS,
-    ChatDialect,
-    answer_chat,
-    check_model_allowed,
-    read_json_object,
-)
 from chatmodels.api.serializers import (
     CHAT_COMPLETIONS_REQUEST_SCHEMA,
     CHAT_REQUEST_SCHEMA,
@@ -82,6 +74,14 @@ from chatmodels.exceptions import (
     raises,
 )
 from chatmodels.models import ModelVersion, package_storage
+from chatmodels.serving import responses
+from chatmodels.serving.pipeline import (
+    CHAT_COMPLETIONS,
+    ChatDialect,
+    answer_chat,
+    check_model_allowed,
+    read_json_object,
+)
 
 logger = logging.getLogger(__name__)
 

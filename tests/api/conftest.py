@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from chatmodels import runtime
+from chatmodels.serving import runtime
 from tests.helpers import make_key, register
 from tests.sample_models import PrefixModel
 

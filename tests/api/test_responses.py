@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from chatmodels import usage
-from chatmodels.api.responses import ChatTranslation
 from chatmodels.models import UsageBucket
+from chatmodels.serving.responses import ChatTranslation
 from tests.api import test_openai_spec
 from tests.api.calls import error_of, get, post
 from tests.helpers import make_key, register

@@ -18,6 +18,7 @@ from rest_framework import exceptions as drf
 from chatmodels import exceptions
 from chatmodels.api import errors
 from chatmodels.exceptions import ChatModelsError
+from chatmodels.serving.errors import error_response
 from examples.echo import EchoModel
 from tests.api.calls import error_of, get, post
 from tests.helpers import chat, make_key, register
@@ -146,7 +147,7 @@ def test_drf_errors_answer_drf_status_with_our_type_and_code():
 
 
 def test_an_error_without_its_own_status_is_a_500_server_error():
-    response = errors.error_response(exceptions.PackageIntegrityError("digest mismatch"))
+    response = error_response(exceptions.PackageIntegrityError("digest mismatch"))
 
     assert response.status_code == 500
     assert json.loads(response.content)["error"] == {
@@ -158,7 +159,7 @@ def test_an_error_without_its_own_status_is_a_500_server_error():
 
 
 def test_server_busy_keeps_its_retry_after_header():
-    response = errors.error_response(exceptions.ServerBusy("full", retry_after=7))
+    response = error_response(exceptions.ServerBusy("full", retry_after=7))
 
     assert response.status_code == 503
     assert response["Retry-After"] == "7"

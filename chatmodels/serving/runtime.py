@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chatmodels import eventloop, metrics, packaging
+from chatmodels import metrics, packaging
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidModelOutput,
@@ -33,6 +33,7 @@ from chatmodels.exceptions import (
 )
 from chatmodels.models import package_storage
 from chatmodels.selectors import ResolvedVersion
+from chatmodels.serving import eventloop
 from chatmodels.types import (
     ChatChoiceDelta,
     ChatChunk,

@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from chatmodels import runtime
-from chatmodels.api.chat import KEEP_ALIVE_EVENT, ParsedChat, sse
 from chatmodels.exceptions import ChatDataError, ChatModelsError, InvalidRequest
+from chatmodels.serving import runtime
+from chatmodels.serving.pipeline import KEEP_ALIVE_EVENT, ParsedChat, sse
 from chatmodels.signature import REQUEST_SCHEMA as CHAT_SCHEMA
 from chatmodels.types import ChatRequest
 

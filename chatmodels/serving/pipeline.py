@@ -17,8 +17,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 
-from chatmodels import capacity, limits, runtime, selectors
-from chatmodels.api import errors, observability, strict_json
+from chatmodels import limits, selectors
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidRequest,
@@ -26,6 +25,7 @@ from chatmodels.exceptions import (
     RequestTooLarge,
 )
 from chatmodels.selectors import ApiKeyInfo
+from chatmodels.serving import capacity, errors, observability, runtime, strict_json
 from chatmodels.types import ChatRequest
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The one chat pipeline and everything it runs on: dialects, admission, the model runtime."""
