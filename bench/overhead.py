@@ -74,10 +74,10 @@ def direct_predict(model_name: str):
     messages, params = [ChatMessage(role="user", content="Hello!")], ChatParams()
     try:
         from chatmodels import selectors
-        from chatmodels.serving import runtime
+        from chatmodels.serving import model_cache
 
         version = selectors.resolve_version(name=model_name)
-        loaded = runtime.get_loaded_model(version)
+        loaded = model_cache.get_loaded_model(version)
         model, context = loaded.model, loaded.context
         source = f"{model_name} version {version.version}, loaded by chatmodels.serving.runtime"
     except Exception as error:  # the runtime's API moved: the same code from examples/

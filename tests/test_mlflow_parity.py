@@ -31,11 +31,11 @@ from chatmodels import (
     ToolCallDelta,
     ToolDefinition,
     ToolParamsSchema,
-    runtime,
 )
 from chatmodels.exceptions import ChatDataError
 from chatmodels.models import ModelVersion
 from chatmodels.packaging import takes_context
+from chatmodels.serving import model_cache
 from tests.api.calls import completion_text, error_of, post, stream_events
 from tests.helpers import chat, make_key, register
 
@@ -44,10 +44,10 @@ COMPLETIONS = "/v1/chat/completions"
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
-    runtime.clear_cache()
+    model_cache.clear_cache()
     cache.clear()
     yield
-    runtime.clear_cache()
+    model_cache.clear_cache()
     cache.clear()
 
 

@@ -1,8 +1,4 @@
-"""Output shapes of the registry API, and the chat request/response schemas for the OpenAPI docs.
-
-Chat requests are validated by `ChatRequest.from_dict` (the executable form of the signature,
-with errors that name the field); the schemas here only describe them.
-"""
+"""Output shapes of the registry API (models, versions, usage rows) and the usage query."""
 
 from __future__ import annotations
 
@@ -14,108 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chatmodels.models import ModelVersion, RegisteredModel
-from chatmodels.selectors import MAX_VERSION, USAGE_BUCKETS
-from chatmodels.signature import REQUEST_SCHEMA, RESPONSE_SCHEMA
-
-
-def _openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in schema.items() if key != "$schema"}
-
-
-_STREAM_OPTIONS = {
-    "type": ["object", "null"],
-    "description": "With stream: `include_usage` adds a last chunk carrying `usage`.",
-    "properties": {"include_usage": {"type": "boolean"}},
-}
-# What `selectors.parse_model_reference` accepts: `name`, `name/VERSION` or `name@ALIAS`.
-MODEL_REFERENCE_SCHEMA = {
-    "type": "string",
-    "pattern": r"^[^/@]+(/[1-9][0-9]{0,8}|@[^/@]+)?$",
-    "description": "`name` (the latest version), `name/VERSION` or `name@ALIAS`.",
-    "example": "echo",
-}
-VERSION_NUMBER_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_VERSION, "example": 1}
-
-# The invocations route: the chat request of the signature (a `model` key is ignored there).
-CHAT_REQUEST_SCHEMA = _openapi(
-    {
-        **REQUEST_SCHEMA,
-        "properties": {**REQUEST_SCHEMA["properties"], "stream_options": _STREAM_OPTIONS},
-    }
-)
-# /v1/chat/completions: the same, and `model` says which model answers.
-CHAT_COMPLETIONS_REQUEST_SCHEMA = {
-    **CHAT_REQUEST_SCHEMA,
-    "properties": {"model": MODEL_REFERENCE_SCHEMA, **CHAT_REQUEST_SCHEMA["properties"]},
-    "required": ["model", *CHAT_REQUEST_SCHEMA["required"]],
-}
-CHAT_RESPONSE_SCHEMA = _openapi(RESPONSE_SCHEMA)
-# One server-sent event (OpenAPI 3.2's model of text/event-stream: `schema` is one event).
-CHAT_STREAM_SCHEMA = {
-    "type": "object",
-    "description": "Server-sent events: `data: {chat.completion.chunk}`, then `data: [DONE]`; "
-    "a stream that fails after it started ends with `data: {error object}` instead.",
-    "properties": {
-        "data": {
-            "type": "string",
-            "description": "A JSON chat.completion.chunk, a JSON error object, or `[DONE]`.",
-        },
-        "event": {"type": "string", "enum": ["message"]},
-    },
-    "required": ["data"],
-}
-# One event of a /v1/responses stream: `event: <type>` and its JSON `data`.
-RESPONSE_EVENT_SCHEMA = {
-    "type": "object",
-    "description": "Server-sent events, typed (`response.created` … `response.output_text.delta` "
-    "… `response.completed`), each with its `sequence_number`; a failure ends the stream with "
-    "`error` and `response.failed`.",
-    "properties": {
-        "event": {"type": "string", "description": "The event's `type`."},
-        "data": {"type": "string", "description": "The event, as JSON."},
-    },
-    "required": ["event", "data"],
-}
-OPENAI_MODEL_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "object": {"type": "string", "enum": ["model"]},
-        "created": {"type": "integer"},
-        "owned_by": {"type": "string"},
-    },
-    "required": ["id", "object", "created", "owned_by"],
-}
-OPENAI_MODEL_LIST_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "object": {"type": "string", "enum": ["list"]},
-        "data": {"type": "array", "items": OPENAI_MODEL_SCHEMA},
-    },
-    "required": ["object", "data"],
-}
-HEALTH_SCHEMA = {
-    "type": "object",
-    "properties": {"status": {"type": "string", "enum": ["ok"]}},
-    "required": ["status"],
-}
-READY_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "status": {"type": "string", "enum": ["ready"]},
-        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-    "required": ["status", "checks"],
-}
-VERSION_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "chatmodels": {"type": "string"},
-        "python": {"type": "string"},
-        "django": {"type": "string"},
-    },
-    "required": ["chatmodels", "python", "django"],
-}
+from chatmodels.selectors import USAGE_BUCKETS
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):

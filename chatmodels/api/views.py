@@ -1,7 +1,9 @@
 """HTTP endpoints: the registry listings, invocations, the OpenAI-compatible routes, health.
 
-Views stay thin: read the request, call `selectors` and `runtime`, shape the answer. Errors are
-domain exceptions, turned into OpenAI error objects by `api/errors.py`.
+Views stay thin: read the request, call `selectors` or the chat pipeline (`serving.pipeline`),
+shape the answer. Each declares the errors it raises (`@raises`); what it takes and answers is
+declared in `api/openapi.py`. Errors are domain exceptions, turned into OpenAI error objects by
+`api/errors.py`.
 """
 
 from __future__ import annotations
@@ -10,19 +12,11 @@ import json
 import logging
 import os
 import platform
-from collections.abc import Callable
 from typing import Any
 
 import django
 from django.db import connection
 from django.http import HttpResponse
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_view,
-)
 from rest_framework import generics, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
@@ -33,100 +27,38 @@ from rest_framework.views import APIView
 
 import chatmodels
 from chatmodels import metrics, selectors
+from chatmodels.api import openapi
 from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage
 from chatmodels.api.serializers import (
-    CHAT_COMPLETIONS_REQUEST_SCHEMA,
-    CHAT_REQUEST_SCHEMA,
-    CHAT_RESPONSE_SCHEMA,
-    CHAT_STREAM_SCHEMA,
-    HEALTH_SCHEMA,
-    MODEL_REFERENCE_SCHEMA,
-    OPENAI_MODEL_LIST_SCHEMA,
-    OPENAI_MODEL_SCHEMA,
-    READY_SCHEMA,
-    RESPONSE_EVENT_SCHEMA,
-    VERSION_NUMBER_SCHEMA,
-    VERSION_SCHEMA,
     ModelVersionSerializer,
     RegisteredModelSerializer,
     UsageQuerySerializer,
     UsageRowSerializer,
 )
 from chatmodels.exceptions import (
-    AliasNotFound,
-    ChatDataError,
-    InvalidModelOutput,
     InvalidRequest,
     MetricsNotAllowed,
-    ModelLoadError,
     ModelNotAllowed,
     ModelNotFound,
-    ModelRaised,
-    ModelTimeout,
     NotFound,
     PermissionDenied,
-    QuotaExhausted,
-    RateLimited,
-    RequestTooLarge,
-    ServerBusy,
     ServiceUnavailable,
     VersionNotFound,
     raises,
 )
 from chatmodels.models import ModelVersion, package_storage
-from chatmodels.serving import responses
+from chatmodels.serving.dialects.base import ChatDialect
+from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
+from chatmodels.serving.dialects.responses_answer import ResponsesDialect
 from chatmodels.serving.pipeline import (
-    CHAT_COMPLETIONS,
-    ChatDialect,
+    CHAT_ERRORS,
+    LOOKUP_ERRORS,
     answer_chat,
     check_model_allowed,
     read_json_object,
 )
 
 logger = logging.getLogger(__name__)
-
-NAME_REGEX = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-
-# Schema: what each operation raises (its 4xx/5xx responses are generated from these classes),
-# its parameters, and examples that work as they are in Swagger's "Try it out" (with the demo
-# model `echo` of the README registered).
-
-# Finding a model by name (or `name/VERSION`, `name@ALIAS`) and checking the key may call it.
-_LOOKUP_ERRORS = (InvalidRequest, ModelNotAllowed, ModelNotFound, VersionNotFound, AliasNotFound)
-# Everything `read_json_object` and `answer_chat` can raise, on top of the lookup.
-_CHAT_ERRORS = (
-    *_LOOKUP_ERRORS,
-    ChatDataError,
-    RequestTooLarge,
-    ModelRaised,
-    ModelLoadError,
-    InvalidModelOutput,
-    ServerBusy,
-    ModelTimeout,
-    RateLimited,
-    QuotaExhausted,
-)
-_NAME = OpenApiParameter(
-    "name",
-    str,
-    OpenApiParameter.PATH,
-    description="A registered model's name.",
-    examples=[OpenApiExample("echo", value="echo")],
-)
-_CHAT_ANSWERS = {
-    (200, "application/json"): OpenApiResponse(
-        CHAT_RESPONSE_SCHEMA, description="An OpenAI chat.completion"
-    ),
-    (200, "text/event-stream"): OpenApiResponse(
-        CHAT_STREAM_SCHEMA, description="With `stream: true`: " + CHAT_STREAM_SCHEMA["description"]
-    ),
-}
-_HELLO = [{"role": "user", "content": "Hello!"}]
-
-
-# ---------------------------------------------------------------------------------------------
-# Chat: shared by /api/models/<name>/invocations and /v1/chat/completions
-
 
 # ---------------------------------------------------------------------------------------------
 # The registry: /api/models/...
@@ -140,18 +72,17 @@ def _visible_models(request: Request):
     return models
 
 
-@extend_schema(tags=["models"])
+@openapi.registered_models
 class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
     """Registered models, and chat invocations of their versions."""
 
     serializer_class = RegisteredModelSerializer
     lookup_field = "name"
-    lookup_value_regex = NAME_REGEX
 
     def get_queryset(self):
         return _visible_models(self.request)
 
-    @extend_schema(parameters=[_NAME])
+    @openapi.model_retrieve
     @raises(ModelNotFound, ModelNotAllowed)
     def retrieve(self, request: Request, name: str) -> Response:
         model = selectors.is_model_name(name) and selectors.list_models().filter(name=name).first()
@@ -160,36 +91,8 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         check_model_allowed(request.auth, model.pk, name)
         return Response(self.get_serializer(model).data)
 
-    @extend_schema(
-        summary="Chat with a version of this model",
-        description="An OpenAI chat-completions request. The latest ready version by default.",
-        parameters=[
-            _NAME,
-            OpenApiParameter(
-                "version",
-                VERSION_NUMBER_SCHEMA,
-                description="A version number (give either version or alias, not both).",
-            ),
-            OpenApiParameter(
-                "alias", {"type": "string", "minLength": 1}, description="An alias, such as prod."
-            ),
-        ],
-        request={"application/json": CHAT_REQUEST_SCHEMA},
-        responses=_CHAT_ANSWERS,
-        examples=[
-            OpenApiExample("A question", value={"messages": _HELLO}, request_only=True),
-            OpenApiExample(
-                "Streamed, with usage",
-                value={
-                    "messages": _HELLO,
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                },
-                request_only=True,
-            ),
-        ],
-    )
-    @raises(*_CHAT_ERRORS)
+    @openapi.invocations
+    @raises(*CHAT_ERRORS)
     @action(detail=True, methods=["post"], url_path="invocations")
     def invocations(self, request: Request, name: str) -> HttpResponse:
         body = read_json_object(request)
@@ -211,25 +114,13 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
 
-_VERSION = OpenApiParameter(
-    "version",
-    VERSION_NUMBER_SCHEMA,
-    OpenApiParameter.PATH,
-    examples=[OpenApiExample("1", value=1)],
-)
-
-
-@extend_schema(tags=["models"])
-@extend_schema_view(
-    list=extend_schema(parameters=[_NAME]), retrieve=extend_schema(parameters=[_NAME, _VERSION])
-)
+@openapi.model_versions
 @raises(ModelNotFound, ModelNotAllowed)
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """The versions of one model, newest first."""
 
     serializer_class = ModelVersionSerializer
     lookup_field = "version"
-    lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular's schema generation
@@ -255,42 +146,44 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 class ChatCompletionsView(APIView):
     """`POST /v1/chat/completions` with `model` = `name`, `name/VERSION` or `name@ALIAS`."""
 
-    @extend_schema(
-        tags=["openai"],
-        request={"application/json": CHAT_COMPLETIONS_REQUEST_SCHEMA},
-        responses=_CHAT_ANSWERS,
-        examples=[
-            OpenApiExample(
-                "A question", value={"model": "echo", "messages": _HELLO}, request_only=True
-            ),
-            OpenApiExample(
-                "Streamed, with usage",
-                value={
-                    "model": "echo",
-                    "messages": _HELLO,
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                },
-                request_only=True,
-            ),
-        ],
-    )
-    @raises(*_CHAT_ERRORS)
+    @openapi.chat_completions
+    @raises(*CHAT_ERRORS)
     def post(self, request: Request) -> HttpResponse:
-        return _answer_model_reference(request)
+        body = read_json_object(request)
+        return _answer_model_reference(request, body, _model_reference(body))
 
 
-def _answer_model_reference(
-    request: Request, dialect: Callable[[dict[str, Any], str], ChatDialect] | None = None
-) -> HttpResponse:
-    """Answer an OpenAI-style body whose `model` (`name`, `name/N`, `name@ALIAS`) names the
-    version; `dialect(body, model)` makes the dialect (default: chat completions)."""
-    body = read_json_object(request)
+class ResponsesView(APIView):
+    """`POST /v1/responses`: the OpenAI Responses API, stateless, answered by the chat pipeline
+    (`model` as for /v1/chat/completions) in the Responses dialect."""
+
+    @openapi.responses_create
+    @raises(*CHAT_ERRORS)
+    def post(self, request: Request) -> HttpResponse:
+        body = read_json_object(request)
+        reference = _model_reference(body)
+        dialect = ResponsesDialect(body, model=reference)
+        return _answer_model_reference(request, body, reference, dialect=dialect)
+
+
+def _model_reference(body: dict[str, Any]) -> str:
+    """The body's `model`: `name`, `name/N` or `name@ALIAS` (400 when it is missing)."""
     reference = body.get("model")
     if not isinstance(reference, str) or not reference:
         raise InvalidRequest(
             "model: is required ('name', 'name/VERSION' or 'name@ALIAS')", param="model"
         )
+    return reference
+
+
+def _answer_model_reference(
+    request: Request,
+    body: dict[str, Any],
+    reference: str,
+    *,
+    dialect: ChatDialect = CHAT_COMPLETIONS,
+) -> HttpResponse:
+    """Answer an OpenAI-style body with the version `reference` (its `model`) names."""
     name, version, alias = selectors.parse_model_reference(reference)
     return answer_chat(
         body,
@@ -300,56 +193,8 @@ def _answer_model_reference(
         version=version,
         alias=alias,
         served_name=reference,
-        dialect=CHAT_COMPLETIONS if dialect is None else dialect(body, reference),
+        dialect=dialect,
     )
-
-
-class ResponsesView(APIView):
-    """`POST /v1/responses`: the OpenAI Responses API, stateless, answered by the chat pipeline
-    (`model` as for /v1/chat/completions)."""
-
-    @extend_schema(
-        tags=["openai"],
-        summary="Create a model response (OpenAI Responses API, stateless)",
-        request={
-            "application/json": {
-                **responses.REQUEST_SCHEMA,
-                "properties": {
-                    **responses.REQUEST_SCHEMA["properties"],
-                    "model": MODEL_REFERENCE_SCHEMA,
-                },
-            }
-        },
-        responses={
-            (200, "application/json"): OpenApiResponse(
-                responses.RESPONSE_SCHEMA, description="A response object"
-            ),
-            (200, "text/event-stream"): OpenApiResponse(
-                RESPONSE_EVENT_SCHEMA,
-                description="With `stream: true`: " + RESPONSE_EVENT_SCHEMA["description"],
-            ),
-        },
-        examples=[
-            OpenApiExample(
-                "A question", value={"model": "echo", "input": "Hello!"}, request_only=True
-            ),
-            OpenApiExample(
-                "Streamed, with instructions",
-                value={
-                    "model": "echo",
-                    "instructions": "Answer briefly.",
-                    "input": [{"role": "user", "content": "Hello!"}],
-                    "stream": True,
-                },
-                request_only=True,
-            ),
-        ],
-    )
-    @raises(*_CHAT_ERRORS)
-    def post(self, request: Request) -> HttpResponse:
-        return _answer_model_reference(
-            request, lambda body, model: responses.ResponsesDialect(body, model=model)
-        )
 
 
 def _openai_model(model_id: str, created_at) -> dict[str, Any]:
@@ -364,7 +209,7 @@ def _openai_model(model_id: str, created_at) -> dict[str, Any]:
 class OpenAIModelsView(APIView):
     """`GET /v1/models`: every model the key may call, by name and by each `name@alias`."""
 
-    @extend_schema(tags=["openai"], responses={200: OPENAI_MODEL_LIST_SCHEMA})
+    @openapi.openai_models
     def get(self, request: Request) -> HttpResponse:
         data = []
         for model in _visible_models(request):
@@ -379,20 +224,8 @@ class OpenAIModelsView(APIView):
 class OpenAIModelView(APIView):
     """`GET /v1/models/<model>`: one model (`name`, `name/VERSION` or `name@ALIAS`)."""
 
-    @extend_schema(
-        tags=["openai"],
-        operation_id="v1_model_retrieve",
-        parameters=[
-            OpenApiParameter(
-                "model",
-                MODEL_REFERENCE_SCHEMA,
-                OpenApiParameter.PATH,
-                examples=[OpenApiExample("echo", value="echo")],
-            )
-        ],
-        responses={200: OpenApiResponse(OPENAI_MODEL_SCHEMA, description="An OpenAI model")},
-    )
-    @raises(*_LOOKUP_ERRORS)
+    @openapi.openai_model
+    @raises(*LOOKUP_ERRORS)
     def get(self, request: Request, model: str) -> HttpResponse:
         name, version, alias = selectors.parse_model_reference(model)
         found = selectors.resolve_version(name=name, version=version, alias=alias)
@@ -407,11 +240,7 @@ class OpenAIModelView(APIView):
 # Usage: /api/usage/
 
 
-@extend_schema(
-    tags=["usage"],
-    parameters=[UsageQuerySerializer],
-    responses={200: UsageRowSerializer(many=True)},
-)
+@openapi.usage
 @raises(InvalidRequest, PermissionDenied)
 class UsageView(generics.ListAPIView):
     """Requests, tokens, errors and latency per model, version, API key and hour (or day),
@@ -455,7 +284,7 @@ class _PublicView(APIView):
 class HealthView(_PublicView):
     """The process is up."""
 
-    @extend_schema(tags=["health"], responses={200: HEALTH_SCHEMA})
+    @openapi.health
     def get(self, request: Request) -> HttpResponse:
         return HttpResponse(b'{"status": "ok"}', content_type="application/json")
 
@@ -464,7 +293,7 @@ class ReadyView(_PublicView):
     """The database and the package storage answer. Why one does not is told only to the server
     log: the caller is anonymous, and an exception's text can hold hosts, paths and users."""
 
-    @extend_schema(tags=["health"], responses={200: READY_SCHEMA})
+    @openapi.ready
     @raises(ServiceUnavailable)
     def get(self, request: Request) -> HttpResponse:
         checks = {}
@@ -509,10 +338,7 @@ class MetricsView(APIView):
     permission_classes = [CanReadMetrics]
     throttle_classes: list = []
 
-    @extend_schema(
-        tags=["health"],
-        responses={(200, "text/plain"): OpenApiResponse(description="Prometheus text format")},
-    )
+    @openapi.metrics
     @raises(MetricsNotAllowed, NotFound)  # NotFound: CHATMODELS_METRICS=false
     def get(self, request: Request) -> HttpResponse:
         if not metrics.enabled():
@@ -523,7 +349,7 @@ class MetricsView(APIView):
 class VersionView(_PublicView):
     """What is running."""
 
-    @extend_schema(tags=["health"], responses={200: VERSION_SCHEMA})
+    @openapi.version
     def get(self, request: Request) -> HttpResponse:
         body = {
             "chatmodels": chatmodels.__version__,

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -19,18 +18,28 @@ from rest_framework.request import Request
 
 from chatmodels import limits, selectors
 from chatmodels.exceptions import (
+    AliasNotFound,
+    ChatDataError,
     ChatModelsError,
+    InvalidModelOutput,
     InvalidRequest,
+    ModelLoadError,
     ModelNotAllowed,
+    ModelNotFound,
+    ModelRaised,
+    ModelTimeout,
+    QuotaExhausted,
+    RateLimited,
     RequestTooLarge,
+    ServerBusy,
+    VersionNotFound,
 )
 from chatmodels.selectors import ApiKeyInfo
-from chatmodels.serving import capacity, errors, observability, runtime, strict_json
-from chatmodels.types import ChatRequest
+from chatmodels.serving import capacity, observability, runtime, strict_json
+from chatmodels.serving.dialects.base import ChatDialect
+from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
 
 logger = logging.getLogger(__name__)
-
-KEEP_ALIVE_EVENT = b": keep-alive\n\n"
 
 
 def read_json_object(request: HttpRequest) -> dict[str, Any]:
@@ -58,72 +67,29 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
+# What finding a model by name (or `name/VERSION`, `name@ALIAS`) and checking the key may raise.
+LOOKUP_ERRORS = (InvalidRequest, ModelNotAllowed, ModelNotFound, VersionNotFound, AliasNotFound)
+
+
 def check_model_allowed(key: ApiKeyInfo | None, model_id: int, name: str) -> None:
     """403 unless `key` may call this model (no key: anonymous access or staff, allowed)."""
     if key is not None and not selectors.key_allows(key, model_id):
         raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
 
 
-@dataclass(frozen=True)
-class ParsedChat:
-    request: ChatRequest
-    include_usage: bool  # a stream ends with a usage chunk (`usage` null if the model gave none)
-
-
-class ChatDialect(Protocol):
-    """How one API speaks chat: its request read as a `ChatRequest`, the answer written back.
-
-    The pipeline (`answer_chat`) is the same for every dialect; only these differ.
-    """
-
-    def parse(self, body: dict[str, Any]) -> ParsedChat:
-        """The chat request (400 naming the field the client sent when it is wrong)."""
-
-    def completion(self, completion: dict[str, Any]) -> dict[str, Any]:
-        """The JSON answer to a non-stream request, from the `chat.completion` dict."""
-
-    def events(self, chunks: Iterator[dict[str, Any] | None]) -> Iterator[bytes]:
-        """The SSE events of a stream, from `chat.completion.chunk` dicts (KEEP_ALIVE passed
-        on as KEEP_ALIVE_EVENT). Errors raised by `chunks` propagate."""
-
-    def end(self) -> Iterator[bytes]:
-        """The SSE events that end a stream that went well."""
-
-    def failed(self, error: ChatModelsError) -> Iterator[bytes]:
-        """The SSE events that end a stream that failed after it started."""
-
-
-class ChatCompletionsDialect:
-    """The OpenAI chat-completions format, as is (invocations, /v1/chat/completions)."""
-
-    def parse(self, body: dict[str, Any]) -> ParsedChat:
-        request = ChatRequest.from_dict(body)
-        # stream_options is checked even without stream: a bad one is a 400 either way.
-        return ParsedChat(request, _include_usage(body) and request.stream)
-
-    def completion(self, completion: dict[str, Any]) -> dict[str, Any]:
-        return completion
-
-    def events(self, chunks: Iterator[dict[str, Any] | None]) -> Iterator[bytes]:
-        for chunk in chunks:
-            yield KEEP_ALIVE_EVENT if chunk is runtime.KEEP_ALIVE else sse(chunk)
-
-    def end(self) -> Iterator[bytes]:
-        yield b"data: [DONE]\n\n"
-
-    def failed(self, error: ChatModelsError) -> Iterator[bytes]:
-        # No [DONE]: the OpenAI SDKs raise APIError on an `error` event.
-        yield sse(errors.error_body(error))
-
-
-CHAT_COMPLETIONS = ChatCompletionsDialect()
-
-
-def sse(data: dict[str, Any], *, event: str | None = None) -> bytes:
-    """One server-sent event carrying `data` as strict JSON (with an `event:` line if given);
-    InvalidModelOutput if what the model gave cannot be (the stream then ends on an error)."""
-    head = f"event: {event}\n".encode() if event else b""
-    return head + b"data: " + strict_json.dumps_model_output(data) + b"\n\n"
+# Everything `read_json_object` and `answer_chat` can raise: the chat views declare these.
+CHAT_ERRORS = (
+    *LOOKUP_ERRORS,
+    ChatDataError,
+    RequestTooLarge,
+    ModelRaised,
+    ModelLoadError,
+    InvalidModelOutput,
+    ServerBusy,
+    ModelTimeout,
+    RateLimited,
+    QuotaExhausted,
+)
 
 
 def answer_chat(
@@ -196,20 +162,6 @@ def _release_pooled_connection() -> None:
     # none; without a pool (SQLite) each thread keeps its own, which costs nothing to hold.
     if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
         connection.close()
-
-
-def _include_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    if options is None:
-        return False
-    if not isinstance(options, dict):
-        raise InvalidRequest("stream_options: expected an object", param="stream_options")
-    include = options.get("include_usage", False)
-    if not isinstance(include, bool):
-        raise InvalidRequest(
-            "stream_options.include_usage: expected a boolean", param="stream_options.include_usage"
-        )
-    return include
 
 
 class _EventStream:

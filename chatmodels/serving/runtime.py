@@ -1,8 +1,4 @@
-"""The serving wrapper: a per-process cache of loaded versions, and invoke() / invoke_stream().
-
-A loaded model is keyed by the immutable (version id, digest): loaded once, `load_context`
-once, shared by every thread. Which version an alias or "latest" means is never cached here;
-the API resolves it on every request.
+"""The serving wrapper: `invoke()` and `invoke_stream()` run a loaded version's model.
 
 Sync models run on the request thread; async ones on the process's event loop (`eventloop`).
 A stream is produced apart from the request thread (a task on the loop, or a thread of its own
@@ -14,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
 import threading
 import time
@@ -23,84 +18,25 @@ from typing import Any
 
 from django.conf import settings
 
-from chatmodels import metrics, packaging
-from chatmodels.exceptions import (
-    ChatModelsError,
-    InvalidModelOutput,
-    ModelLoadError,
-    ModelRaised,
-    ModelTimeout,
-)
-from chatmodels.models import package_storage
+from chatmodels import packaging
+from chatmodels.exceptions import ModelRaised, ModelTimeout
 from chatmodels.selectors import ResolvedVersion
 from chatmodels.serving import eventloop
-from chatmodels.types import (
-    ChatChoiceDelta,
-    ChatChunk,
-    ChatChunkChoice,
-    ChatRequest,
-    ChatResponse,
+from chatmodels.serving.model_cache import get_loaded_model
+from chatmodels.serving.openai_shapes import (
+    chunk_dict,
+    chunk_of,
+    completion_dict,
+    completion_id,
+    output_dict,
+    usage_of,
 )
+from chatmodels.types import ChatChunk, ChatRequest
 
 logger = logging.getLogger(__name__)
 
-_loaded: dict[tuple[int, str], packaging.LoadedModel] = {}
-_loading_locks: dict[tuple[int, str], threading.Lock] = {}
-_registry_lock = threading.Lock()
-
 # What a stream yields when the model has been silent for the keep-alive interval.
 KEEP_ALIVE = None
-
-
-def get_loaded_model(version: ResolvedVersion) -> packaging.LoadedModel:
-    """The loaded model of `version`, loading it on first use (one loader per version)."""
-    key = (version.id, version.digest)
-    loaded = _loaded.get(key)
-    if loaded is not None:
-        return loaded
-    with _registry_lock:
-        lock = _loading_locks.setdefault(key, threading.Lock())
-    with lock:
-        loaded = _loaded.get(key)
-        if loaded is None:
-            loaded = _load(version)
-            _loaded[key] = loaded
-    return loaded
-
-
-def _load(version: ResolvedVersion) -> packaging.LoadedModel:
-    started = time.perf_counter()
-    try:
-        with package_storage().open(version.package, "rb") as package_file:
-            data = package_file.read()
-        loaded = packaging.open_package(
-            data, expected_digest=version.digest, work_dir=settings.CHATMODELS_CACHE_DIR
-        )
-    except ChatModelsError as error:
-        logger.error("cannot load %s: %s", version, error, exc_info=error.__cause__)
-        raise ModelLoadError(f"model version {version} could not be loaded") from error
-    except OSError as error:
-        logger.error("cannot read the package of %s: %s", version, error)
-        raise ModelLoadError(f"model version {version} could not be loaded") from error
-    seconds = time.perf_counter() - started
-    metrics.record_model_load(
-        model=version.model_name, version=str(version.version), seconds=seconds
-    )
-    logger.info(
-        "loaded %s", version, extra={"digest": version.digest, "load_ms": round(seconds * 1e3)}
-    )
-    return loaded
-
-
-def clear_cache() -> None:
-    """Forget every loaded model (tests, and operators reclaiming memory)."""
-    with _registry_lock:
-        _loaded.clear()
-        _loading_locks.clear()
-
-
-def completion_id() -> str:
-    return f"chatcmpl-{os.urandom(16).hex()}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,17 +50,6 @@ def invoke(version: ResolvedVersion, request: ChatRequest, *, served_name: str) 
     value = _predict(loaded, messages, params, served_name=served_name)
     response = packaging.check_response(value)
     return completion_dict(output_dict(response), served_name=served_name)
-
-
-def output_dict(value: ChatResponse | ChatChunk) -> dict[str, Any]:
-    """`value.to_dict()`; an answer nested past the recursion limit (deep `custom_outputs`) is
-    the model's fault, a 502, not the RecursionError that would blame the request."""
-    try:
-        return value.to_dict()
-    except RecursionError:
-        raise InvalidModelOutput(
-            f"the model's {type(value).__name__} is nested too deeply to be sent as JSON"
-        ) from None
 
 
 def _predict(loaded: packaging.LoadedModel, messages, params, *, served_name: str) -> Any:
@@ -254,7 +179,7 @@ def _chunks(
                 yield chunk_dict(data, stream_id=stream_id, created=created, model=served_name)
     finally:
         feed.close()
-    reported = _usage(usage.to_dict() if usage else None)
+    reported = usage_of(usage.to_dict() if usage else None)
     if on_usage is not None:
         on_usage(reported)
     if include_usage:
@@ -268,7 +193,7 @@ def _as_chunk(value: Any, *, loaded_streams: bool, served_name: str) -> ChatChun
     if loaded_streams:
         return packaging.check_chunk(value)
     response = packaging.check_response(value)
-    return _chunk_of(completion_dict(output_dict(response), served_name=served_name))
+    return chunk_of(completion_dict(output_dict(response), served_name=served_name))
 
 
 class _Feed:
@@ -379,103 +304,3 @@ class _Feed:
         self._stopped.set()
         if self._future is not None:
             self._future.cancel()
-
-
-# ---------------------------------------------------------------------------------------------
-# OpenAI shapes: fill what a model may leave empty so every object validates against the spec.
-
-
-def _chunk_of(completion: dict[str, Any]) -> ChatChunk:
-    """A whole `chat.completion` as one chunk (for models without `predict_stream`)."""
-    choices = []
-    for choice in completion["choices"]:
-        message = choice["message"]
-        delta = ChatChoiceDelta(
-            role=message.get("role", "assistant"),
-            content=message.get("content"),
-            refusal=message.get("refusal"),
-            tool_calls=[
-                {"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])
-            ]
-            or None,
-        )
-        choices.append(
-            ChatChunkChoice(
-                delta=delta, index=choice["index"], finish_reason=choice["finish_reason"]
-            )
-        )
-    return ChatChunk(
-        choices=choices,
-        usage=completion.get("usage"),
-        custom_outputs=completion.get("custom_outputs"),
-    )
-
-
-def completion_dict(data: dict[str, Any], *, served_name: str) -> dict[str, Any]:
-    data["id"] = data.get("id") or completion_id()
-    data["model"] = data.get("model") or served_name
-    data["object"] = "chat.completion"
-    for choice in data["choices"]:
-        message = choice["message"]
-        message["content"] = _text_content(message.get("content"))
-        message.setdefault("refusal", None)
-        choice["finish_reason"] = choice.get("finish_reason") or "stop"
-        choice["logprobs"] = _logprobs(choice.get("logprobs"))
-    usage = _usage(data.pop("usage", None))
-    if usage is not None:  # left out when the model reported none
-        data["usage"] = usage
-    return data
-
-
-def chunk_dict(data: dict[str, Any], *, stream_id: str, created: int, model: str) -> dict[str, Any]:
-    data["id"] = stream_id
-    data["created"] = created
-    data["model"] = model
-    data["object"] = "chat.completion.chunk"
-    for choice in data["choices"]:
-        choice.setdefault("finish_reason", None)
-        if "logprobs" in choice:
-            choice["logprobs"] = _logprobs(choice["logprobs"])
-    return data
-
-
-def _text_content(content: Any) -> str | None:
-    # A response message's content is a string in the OpenAI format: join text parts.
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if part.get("type") == "text")
-    return content
-
-
-def _logprobs(logprobs: dict[str, Any] | None) -> dict[str, Any] | None:
-    if logprobs is None:
-        return None
-    return {
-        "content": _token_logprobs(logprobs.get("content")),
-        "refusal": _token_logprobs(logprobs.get("refusal")),
-    }
-
-
-def _token_logprobs(tokens: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    # The spec requires `bytes` (null allowed) on every token and every top token.
-    for token in tokens or ():
-        token.setdefault("bytes", None)
-        for top in token.get("top_logprobs") or ():
-            top.setdefault("bytes", None)
-    return tokens
-
-
-def _usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
-    """OpenAI's `usage` from what the model reported, or None when it did not report both the
-    prompt and the completion counts: a count is never made up (`total_tokens` is their sum
-    when the model left it out)."""
-    if not usage:
-        return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if prompt is None or completion is None:
-        return None
-    total = usage.get("total_tokens")
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": total if total is not None else prompt + completion,
-    }

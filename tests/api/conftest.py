@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from chatmodels.serving import runtime
+from chatmodels.serving import model_cache
 from tests.helpers import make_key, register
 from tests.sample_models import PrefixModel
 
@@ -13,10 +13,10 @@ from tests.sample_models import PrefixModel
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     """No loaded model and no throttle count carried over from another test."""
-    runtime.clear_cache()
+    model_cache.clear_cache()
     cache.clear()
     yield
-    runtime.clear_cache()
+    model_cache.clear_cache()
     cache.clear()
 
 

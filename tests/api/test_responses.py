@@ -12,7 +12,7 @@ import pytest
 
 from chatmodels import usage
 from chatmodels.models import UsageBucket
-from chatmodels.serving.responses import ChatTranslation
+from chatmodels.serving.dialects.responses_request import ChatTranslation
 from tests.api import test_openai_spec
 from tests.api.calls import error_of, get, post
 from tests.helpers import make_key, register

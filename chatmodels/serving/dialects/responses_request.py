@@ -1,0 +1,347 @@
+"""The Responses API's request, translated into a chat request (`ChatTranslation`).
+
+`instructions` and `input` items become chat messages; `tools`, `tool_choice`, `text.format`,
+`max_output_tokens`, `reasoning`… become chat params; every other key goes to the chat request as
+it is. An error names the Responses field the client sent, not the chat field it became.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from chatmodels.exceptions import ChatDataError, InvalidRequest
+from chatmodels.types import ChatRequest
+
+# Request keys that are read here (translated), or that only make sense to a server that stores
+# responses; every other key goes to the chat request as it is (temperature, top_p, user,
+# metadata, parallel_tool_calls, custom_inputs, vendor keys…).
+_TRANSLATED = frozenset(
+    {
+        "input",
+        "instructions",
+        "text",
+        "max_output_tokens",
+        "tools",
+        "tool_choice",
+        "reasoning",
+        "stream_options",
+        # Stateless: accepted (with the checks in _refuse_state) and not passed on.
+        "previous_response_id",
+        "conversation",
+        "store",
+        "background",
+        "prompt",
+        "include",
+        "truncation",
+        "max_tool_calls",
+    }
+)
+# A chat error's param → the Responses field the client sent.
+_PARAM_NAMES = {"max_tokens": "max_output_tokens", "response_format": "text.format"}
+_MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\]")
+_TOOL_PARAM = re.compile(r"^(tools\[\d+\])\.function")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:57] + '...' if len(text) > 60 else text}"
+
+
+def _expected(param: str, what: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(f"{param}: expected {what}, got {_describe(value)}", param=param)
+
+
+def _string(item: dict[str, Any], key: str, path: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        if value is None:
+            raise InvalidRequest(f"{path}.{key}: is required", param=f"{path}.{key}")
+        raise _expected(f"{path}.{key}", "a string", value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The request: Responses → chat
+
+
+class ChatTranslation:
+    """A Responses request as a chat-completions body, and where each message came from."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        _refuse_state(body)
+        self.messages: list[dict[str, Any]] = []
+        self.sources: list[str] = []  # messages[i] came from sources[i] (e.g. "input[2]")
+        self._read_instructions(body.get("instructions"))
+        self._read_input(body.get("input"))
+        chat = {key: value for key, value in body.items() if key not in _TRANSLATED}
+        chat["messages"] = self.messages
+        if body.get("max_output_tokens") is not None:
+            chat["max_tokens"] = body["max_output_tokens"]
+        if body.get("tools") is not None:
+            chat["tools"] = _chat_tools(body["tools"])
+        if body.get("tool_choice") is not None:
+            chat["tool_choice"] = _chat_tool_choice(body["tool_choice"])
+        chat.update(_text_params(body.get("text")))
+        effort = _reasoning_effort(body.get("reasoning"))
+        if effort is not None:
+            chat["reasoning_effort"] = effort
+        self.chat_body = chat
+
+    def chat_request(self) -> ChatRequest:
+        """The ChatRequest; a field it refuses is named as the client sent it."""
+        try:
+            return ChatRequest.from_dict(self.chat_body)
+        except ChatDataError as error:
+            param = self.client_param(error.param)
+            message = error.message
+            if error.param and param != error.param and message.startswith(error.param):
+                message = param + message[len(error.param) :]
+            raise ChatDataError(message, param=param) from None
+
+    def client_param(self, param: str | None) -> str | None:
+        if not param:
+            return param
+        if param in _PARAM_NAMES:
+            return _PARAM_NAMES[param]
+        found = _MESSAGE_PARAM.match(param)
+        if found and int(found[1]) < len(self.sources):
+            return self.sources[int(found[1])] + param[found.end() :]
+        return _TOOL_PARAM.sub(r"\1", param)
+
+    # -- messages
+
+    def _add(self, message: dict[str, Any], source: str) -> None:
+        self.messages.append(message)
+        self.sources.append(source)
+
+    def _read_instructions(self, instructions: Any) -> None:
+        if instructions is None:
+            return
+        if isinstance(instructions, str):
+            # The spec calls instructions a developer message; `system` is the role every chat
+            # model knows, and means the same to it.
+            self._add({"role": "system", "content": instructions}, "instructions")
+        elif isinstance(instructions, list):
+            for index, item in enumerate(instructions):
+                self._read_item(item, f"instructions[{index}]")
+        else:
+            raise _expected("instructions", "a string or a list of input items", instructions)
+
+    def _read_input(self, items: Any) -> None:
+        if items is None:
+            raise InvalidRequest(
+                "input: is required (a string, or a list of input items)", param="input"
+            )
+        if isinstance(items, str):
+            self._add({"role": "user", "content": items}, "input")
+            return
+        if not isinstance(items, list):
+            raise _expected("input", "a string or a list of input items", items)
+        if not items:
+            raise InvalidRequest("input: expected at least one input item, got []", param="input")
+        for index, item in enumerate(items):
+            self._read_item(item, f"input[{index}]")
+
+    def _read_item(self, item: Any, path: str) -> None:
+        if not isinstance(item, dict):
+            raise _expected(path, "an input item (object)", item)
+        kind = item.get("type", "message" if "role" in item else None)
+        if kind == "message":
+            self._add(_chat_message(item, path), path)
+        elif kind == "function_call":
+            call = {
+                "id": _string(item, "call_id", path),
+                "type": "function",
+                "function": {
+                    "name": _string(item, "name", path),
+                    "arguments": _string(item, "arguments", path),
+                },
+            }
+            last = self.messages[-1] if self.messages else None
+            if last is not None and last["role"] == "assistant":
+                # Text and calls of one assistant turn are one chat message.
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                self._add({"role": "assistant", "content": None, "tool_calls": [call]}, path)
+        elif kind == "function_call_output":
+            output = item.get("output")
+            if not isinstance(output, (str, list)):
+                raise _expected(f"{path}.output", "a string or a list of content parts", output)
+            if isinstance(output, str):
+                content = output
+            else:
+                content = _chat_content(_chat_parts(output, f"{path}.output"))
+            message = {"role": "tool", "tool_call_id": _string(item, "call_id", path)}
+            self._add({**message, "content": content}, path)
+        elif kind == "reasoning":
+            pass  # a chat model takes no reasoning items (and none answers with one)
+        elif kind == "item_reference":
+            raise InvalidRequest(
+                f"{path}: item references are not supported: this server keeps no items; "
+                "send the item itself",
+                param=path,
+            )
+        else:
+            raise InvalidRequest(
+                f"{path}.type: {kind!r} is not supported; expected 'message', 'function_call' "
+                "or 'function_call_output'",
+                param=f"{path}.type",
+            )
+
+
+def _refuse_state(body: dict[str, Any]) -> None:
+    """What needs stored responses is refused by name: this server keeps none."""
+    for key in ("previous_response_id", "conversation", "prompt"):
+        if body.get(key) is not None:
+            raise InvalidRequest(
+                f"{key}: is not supported: this server is stateless and keeps no responses, "
+                "conversations or prompts; send the whole conversation in `input`",
+                param=key,
+            )
+    if not isinstance(body.get("store"), (bool, type(None))):
+        raise _expected("store", "a boolean (nothing is stored either way)", body["store"])
+    if body.get("background"):
+        raise InvalidRequest(
+            "background: is not supported: this server keeps no responses to poll",
+            param="background",
+        )
+
+
+def _chat_message(item: dict[str, Any], path: str) -> dict[str, Any]:
+    role = item.get("role")
+    if role not in ("user", "assistant", "system", "developer"):
+        raise _expected(f"{path}.role", "'user', 'assistant', 'system' or 'developer'", role)
+    content = item.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, list):
+        raise _expected(f"{path}.content", "a string or a list of content parts", content)
+    parts = _chat_parts(content, f"{path}.content")
+    if role != "assistant":
+        return {"role": role, "content": _chat_content(parts)}
+    # An assistant turn (an earlier output) is text, as chat models expect it back.
+    message: dict[str, Any] = {"role": "assistant"}
+    refusals = [part["refusal"] for part in parts if part["type"] == "refusal"]
+    texts = [part["text"] for part in parts if part["type"] == "text"]
+    if len(texts) + len(refusals) != len(parts):
+        raise InvalidRequest(
+            f"{path}.content: an assistant message takes only output_text and refusal parts",
+            param=f"{path}.content",
+        )
+    message["content"] = "".join(texts) if texts or not refusals else None
+    if refusals:
+        message["refusal"] = "".join(refusals)
+    return message
+
+
+def _chat_parts(parts: list[Any], path: str) -> list[dict[str, Any]]:
+    return [_chat_part(part, f"{path}[{index}]") for index, part in enumerate(parts)]
+
+
+def _chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Chat content parts as a model most often reads them: a lone text part as a string."""
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return parts[0]["text"]
+    return parts
+
+
+def _chat_part(part: Any, path: str) -> dict[str, Any]:
+    if not isinstance(part, dict):
+        raise _expected(path, "a content part (object)", part)
+    kind = part.get("type")
+    if kind in ("input_text", "output_text"):
+        return {"type": "text", "text": _string(part, "text", path)}
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": _string(part, "refusal", path)}
+    if kind == "input_image":
+        if part.get("image_url") is None and part.get("file_id") is not None:
+            raise InvalidRequest(
+                f"{path}.file_id: is not supported: this server keeps no files; "
+                "send image_url (a URL or a data: URL)",
+                param=f"{path}.file_id",
+            )
+        image = {"url": _string(part, "image_url", path)}
+        if part.get("detail") is not None:
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "input_file":
+        fields = {key: value for key, value in part.items() if key != "type" and value is not None}
+        return {"type": "file", "file": fields}
+    if kind == "input_audio":
+        return {"type": "input_audio", "input_audio": part.get("input_audio")}
+    raise InvalidRequest(
+        f"{path}.type: {kind!r} is not supported; expected 'input_text', 'output_text', "
+        "'refusal', 'input_image', 'input_file' or 'input_audio'",
+        param=f"{path}.type",
+    )
+
+
+def _chat_tools(tools: Any) -> list[Any]:
+    """Responses' flat function tools as chat's nested ones; other tools pass as they are."""
+    if not isinstance(tools, list):
+        raise _expected("tools", "a list of tools", tools)
+    chat_tools = []
+    for index, tool in enumerate(tools):
+        path = f"tools[{index}]"
+        if not isinstance(tool, dict):
+            raise _expected(path, "a tool (object)", tool)
+        if not isinstance(tool.get("type"), str):
+            raise _expected(f"{path}.type", "a string", tool.get("type"))
+        if tool.get("type") != "function":
+            chat_tools.append(tool)  # the model decides what it makes of it
+            continue
+        function = {"name": _string(tool, "name", path)}
+        for key in ("description", "parameters", "strict"):
+            if tool.get(key) is not None:
+                function[key] = tool[key]
+        chat_tools.append({"type": "function", "function": function})
+    return chat_tools
+
+
+def _chat_tool_choice(choice: Any) -> Any:
+    if isinstance(choice, str):
+        return choice
+    if not isinstance(choice, dict):
+        raise _expected("tool_choice", "'none', 'auto', 'required' or an object", choice)
+    if choice.get("type") == "function":
+        return {"type": "function", "function": {"name": _string(choice, "name", "tool_choice")}}
+    return choice
+
+
+def _text_params(text: Any) -> dict[str, Any]:
+    """`text.format` as chat's `response_format` (and `text.verbosity` as `verbosity`)."""
+    if text is None:
+        return {}
+    if not isinstance(text, dict):
+        raise _expected("text", "an object", text)
+    params: dict[str, Any] = {}
+    if text.get("verbosity") is not None:
+        params["verbosity"] = text["verbosity"]
+    form = text.get("format")
+    if form is None:
+        return params
+    if not isinstance(form, dict):
+        raise _expected("text.format", "an object", form)
+    kind = form.get("type")
+    if kind == "text":
+        return params  # plain text is what a chat model answers anyway
+    if kind == "json_object":
+        return {**params, "response_format": {"type": "json_object"}}
+    if kind == "json_schema":
+        schema = {"name": _string(form, "name", "text.format")}
+        if not isinstance(form.get("schema"), dict):
+            raise _expected("text.format.schema", "a JSON Schema object", form.get("schema"))
+        for key in ("schema", "description", "strict"):
+            if form.get(key) is not None:
+                schema[key] = form[key]
+        return {**params, "response_format": {"type": "json_schema", "json_schema": schema}}
+    raise _expected("text.format.type", "'text', 'json_object' or 'json_schema'", kind)
+
+
+def _reasoning_effort(reasoning: Any) -> Any:
+    if reasoning is None:
+        return None
+    if not isinstance(reasoning, dict):
+        raise _expected("reasoning", "an object", reasoning)
+    return reasoning.get("effort")
