@@ -8,4 +8,4 @@ from chatmodels.types import *  # noqa: F403
 from chatmodels.types import __all__ as _type_names
 
 __all__ = ["ChatModel", "ModelContext", *_type_names]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the release; pyproject.toml and the API schema read it here

@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 Decorated = TypeVar("Decorated", bound=Callable)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters, safe to put in an error message: a value whose
+    `repr()` raises or is nested too deeply is named, not shown."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
+    except Exception as error:  # a model's own __repr__ may raise
+        return f"a {type(value).__name__} whose repr() raised {type(error).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ChatModelsError(Exception):

@@ -15,7 +15,7 @@ import types
 from dataclasses import MISSING, dataclass, fields
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from chatmodels.exceptions import ChatDataError
+from chatmodels.exceptions import ChatDataError, short_repr
 
 NoneType = type(None)
 
@@ -49,10 +49,7 @@ def join(path: str, name: str) -> str:
 
 
 def describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{type(value).__name__} {short_repr(value)}"
 
 
 def fail(path: str, expected: str, value: Any) -> ChatDataError:

@@ -45,6 +45,7 @@ from chatmodels.exceptions import (
     ModelRaised,
     PackageIntegrityError,
     RegistrationError,
+    short_repr,
 )
 from chatmodels.serving import eventloop
 from chatmodels.types import ChatChunk, ChatRequest, ChatResponse
@@ -603,21 +604,11 @@ def _set_aside(target: Path, work_dir: Path) -> None:
 # Output checks
 
 
-def _preview(value: Any) -> str:
-    try:
-        text = repr(value)
-    except RecursionError:
-        return f"a {type(value).__name__} nested too deeply to show"
-    except Exception as error:  # the model's own __repr__ may raise
-        return f"a {type(value).__name__} whose repr() raised {type(error).__name__}"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def check_response(value: Any, *, source: str = "predict") -> ChatResponse:
     """`value` must be a valid ChatResponse; else InvalidModelOutput saying what came back."""
     if not isinstance(value, ChatResponse):
         raise InvalidModelOutput(
-            f"{source} returned {type(value).__name__}, not ChatResponse: {_preview(value)}"
+            f"{source} returned {type(value).__name__}, not ChatResponse: {short_repr(value, 200)}"
         )
     try:
         value.validate()
@@ -632,7 +623,7 @@ def check_chunk(value: Any, *, source: str = "predict_stream") -> ChatChunk:
     """`value` must be a valid ChatChunk; else InvalidModelOutput saying what came back."""
     if not isinstance(value, ChatChunk):
         raise InvalidModelOutput(
-            f"{source} yielded {type(value).__name__}, not ChatChunk: {_preview(value)}"
+            f"{source} yielded {type(value).__name__}, not ChatChunk: {short_repr(value, 200)}"
         )
     try:
         value.validate()

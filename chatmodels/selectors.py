@@ -16,6 +16,7 @@ from chatmodels.exceptions import (
     InvalidRequest,
     ModelNotFound,
     VersionNotFound,
+    short_repr,
 )
 from chatmodels.models import (
     ALIAS_PATTERN,
@@ -27,11 +28,17 @@ from chatmodels.models import (
     UsageBucket,
 )
 
-_REFERENCE = re.compile(r"^(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?\Z")
+# A model reference: `name`, `name/VERSION` or `name@ALIAS`. Split on its separators first, so
+# that a bad version gets its own message; MODEL_REFERENCE_PATTERN is what is accepted in the end
+# (the OpenAPI schema states it; the version's range is checked by parse_version_number).
+_PART = "[^/@]+"
+# ASCII digits only: str.isdigit() and int() also take '²' (int() then raises) and '٣' (== 3).
+VERSION_DIGITS = "[0-9]{1,10}"
+_REFERENCE = re.compile(rf"^(?P<name>{_PART})(?:/(?P<version>{_PART})|@(?P<alias>{_PART}))?\Z")
+MODEL_REFERENCE_PATTERN = rf"^{_PART}(/{VERSION_DIGITS}|@{_PART})?$"
 _NAME = re.compile(NAME_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
-# ASCII digits only: str.isdigit() and int() also take '²' (int() then raises) and '٣' (== 3).
-_VERSION_DIGITS = re.compile(r"[0-9]+")
+_VERSION_DIGITS = re.compile(VERSION_DIGITS)
 # The version column is a PositiveIntegerField: PostgreSQL's `integer`, so no version is ever past
 # 2**31 - 1 (SQLite would store more, but the numbers are the same on every database). Checked
 # before any query: SQLite cannot bind an int past 64 bits, PostgreSQL refuses one past 32.
@@ -43,7 +50,7 @@ def parse_model_reference(reference: str) -> tuple[str, int | None, str | None]:
     match = _REFERENCE.match(reference or "")
     if not match:
         raise InvalidRequest(
-            f"model {shorten(reference)} must be 'name', 'name/VERSION' or 'name@ALIAS'",
+            f"model {short_repr(reference, 40)} must be 'name', 'name/VERSION' or 'name@ALIAS'",
             param="model",
         )
     version = match["version"]
@@ -58,21 +65,15 @@ def parse_version_number(value: str, *, param: str = "version") -> int:
     400 rather than 404 past MAX_VERSION, as for 0: such a number is not a version number at
     all, whatever is registered.
     """
-    if isinstance(value, str) and len(value) <= 10 and _VERSION_DIGITS.fullmatch(value):
+    if isinstance(value, str) and _VERSION_DIGITS.fullmatch(value):
         number = int(value)
         if 1 <= number <= MAX_VERSION:
             return number
     raise InvalidRequest(
         f"{param}: a version is a whole number from 1 to {MAX_VERSION} in ASCII digits,"
-        f" got {shorten(value)}",
+        f" got {short_repr(value, 40)}",
         param=param,
     )
-
-
-def shorten(value: object, limit: int = 40) -> str:
-    """`repr(value)`, cut to about `limit` characters: safe to echo back in a message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 # The serving hot path runs two lookups on every request (the key, the version). They are plain
@@ -218,7 +219,7 @@ def _not_found(*, name: str, version: int | None, alias: str | None) -> Exceptio
     if version is not None:
         return VersionNotFound(f"model '{name}' has no version {version}", param="version")
     if alias is not None:
-        quoted = f"'{alias}'" if _ALIAS.match(alias) else shorten(alias)
+        quoted = f"'{alias}'" if _ALIAS.match(alias) else short_repr(alias, 40)
         return AliasNotFound(f"model '{name}' has no alias {quoted}", param="alias")
     return VersionNotFound(f"model '{name}' has no ready version", param="model")
 
@@ -229,7 +230,7 @@ def is_model_name(name: str) -> bool:
 
 
 def _model_not_found(name: str) -> ModelNotFound:
-    quoted = f"'{name}'" if _NAME.match(name) else shorten(name)
+    quoted = f"'{name}'" if _NAME.match(name) else short_repr(name, 40)
     return ModelNotFound(f"model {quoted} not found", param="model")
 
 

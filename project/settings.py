@@ -5,6 +5,8 @@ from pathlib import Path
 
 import environ
 
+import chatmodels
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -167,7 +169,7 @@ CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", def
 # many seconds, and pays the tokens it owes (0: only at the next request and when it stops).
 CHATMODELS_LIMITS_SETTLE_SECONDS = env.float("CHATMODELS_LIMITS_SETTLE_SECONDS", default=1.0)
 
-# Observability (DESIGN §7). Metrics: GET /metrics, open from this host, to keys with the
+# Observability. Metrics: GET /metrics, open from this host, to keys with the
 # metrics permission, or to all with CHATMODELS_METRICS_PUBLIC. scripts/server sets
 # PROMETHEUS_MULTIPROC_DIR so that every worker process is counted.
 CHATMODELS_METRICS = env.bool("CHATMODELS_METRICS", default=True)
@@ -196,7 +198,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "chatmodels API",
     "DESCRIPTION": "Registry and OpenAI-compatible serving gateway for Python chat models.",
-    "VERSION": "0.1.0",
+    "VERSION": chatmodels.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

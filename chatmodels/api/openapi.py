@@ -19,7 +19,7 @@ from drf_spectacular.utils import (
 
 from chatmodels import signature
 from chatmodels.api.serializers import UsageQuerySerializer, UsageRowSerializer
-from chatmodels.selectors import MAX_VERSION
+from chatmodels.selectors import MAX_VERSION, MODEL_REFERENCE_PATTERN
 
 
 def _openapi(schema: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +34,7 @@ _STREAM_OPTIONS = {
 # What `selectors.parse_model_reference` accepts: `name`, `name/VERSION` or `name@ALIAS`.
 MODEL_REFERENCE_SCHEMA = {
     "type": "string",
-    "pattern": r"^[^/@]+(/[1-9][0-9]{0,8}|@[^/@]+)?$",
+    "pattern": MODEL_REFERENCE_PATTERN,
     "description": "`name` (the latest version), `name/VERSION` or `name@ALIAS`.",
     "example": "echo",
 }

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from rest_framework import pagination
 
-from chatmodels.exceptions import InvalidRequest, NotFound, raises
-from chatmodels.selectors import shorten
+from chatmodels.exceptions import InvalidRequest, NotFound, raises, short_repr
 
 
 @raises(InvalidRequest, NotFound)  # not a page number; a page past the last
@@ -22,7 +21,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         if len(text) <= 10 and text.isascii() and text.isdigit() and int(text) >= 1:
             return int(text)
         raise InvalidRequest(
-            f"page: expected a page number (1, 2, … in ASCII digits), got {shorten(text)}",
+            f"page: expected a page number (1, 2, … in ASCII digits), got {short_repr(text, 40)}",
             param="page",
         )
 

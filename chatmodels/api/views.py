@@ -333,7 +333,7 @@ def _check_storage() -> None:
 
 
 class MetricsView(APIView):
-    """Prometheus metrics of every worker process of this host (DESIGN §7)."""
+    """Prometheus metrics of every worker process of this host."""
 
     permission_classes = [CanReadMetrics]
     throttle_classes: list = []

@@ -1,4 +1,4 @@
-"""GET /metrics as Prometheus sees it: the counters and histograms of DESIGN §7, their labels,
+"""GET /metrics as Prometheus sees it: the counters and histograms it serves, their labels,
 who may read them, and the whole host's numbers when the server runs two worker processes."""
 
 from __future__ import annotations

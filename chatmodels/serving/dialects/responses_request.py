@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from chatmodels.exceptions import ChatDataError, InvalidRequest
+from chatmodels.fields import describe
 from chatmodels.types import ChatRequest
 
 # Request keys that are read here (translated), or that only make sense to a server that stores
@@ -43,13 +44,8 @@ _MESSAGE_PARAM = re.compile(r"^messages\[(\d+)\]")
 _TOOL_PARAM = re.compile(r"^(tools\[\d+\])\.function")
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:57] + '...' if len(text) > 60 else text}"
-
-
 def _expected(param: str, what: str, value: Any) -> InvalidRequest:
-    return InvalidRequest(f"{param}: expected {what}, got {_describe(value)}", param=param)
+    return InvalidRequest(f"{param}: expected {what}, got {describe(value)}", param=param)
 
 
 def _string(item: dict[str, Any], key: str, path: str) -> str:
