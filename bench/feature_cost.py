@@ -2,7 +2,7 @@
 
     DJANGO_SETTINGS_MODULE=project.settings .venv/bin/python bench/feature_cost.py \
         --model echo --key KEY --limited-key KEY [--features metrics,usage,limits]
-        [--rounds 60] [--batch 200] [--json OUT.json]
+        [--rounds 60] [--batch 200] [--results DIR]
 
 Sends `POST /api/models/<model>/invocations` through Django's WSGI handler in batches, ON and
 OFF in turn, many times over (the order alternating): OFF with metrics and usage switched off
@@ -11,30 +11,23 @@ switched on, and the key with limits; name fewer to see what each costs). Switch
 in this one process between batches, so whatever else the machine does weighs on both alike;
 each batch is timed in CPU time of the whole process (its background threads included: the usage
 writer, the limits settler). Prints the CPU per invocation of each, the cost (ON / OFF - 1) from
-the totals, and the median and spread of the per-round ratios.
+the totals, and the median and spread of the per-round ratios; with --results DIR, appends them
+to DIR/runs.jsonl (bench/tool.py report).
 
 This leaves out what both pay alike outside Django (the HTTP server's parsing and writing:
 `usage_cost.sh` measures through the real server), so the cost here is a share of a smaller
-whole: an upper bound of the cost through the server. Run by `bench/usage_cost.sh` (part
-`inprocess`) with its throwaway install.
-
-With `--side on|off --calls N`, it only makes N invocations of that side (after a warm-up of
-`--batch`), with no background writer threads (what the usage, metrics and limits threads have
-left is written once at exit): `usage_cost.sh` part `instructions` runs it under valgrind to count
-the instructions an invocation executes, a measure the machine's speed does not move.
+whole: an upper bound of the cost through the server. Run by `bench/usage_cost.sh` with its
+throwaway install.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import check_echo, setup_django, wsgi_invoker
+from tool import append_record
 
 FEATURES = {"metrics", "usage", "limits"}
 
@@ -47,12 +40,8 @@ def main() -> None:
     parser.add_argument("--features", default="metrics,usage,limits", help="what ON turns on")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--batch", type=int, default=200, help="invocations per batch")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--side", choices=("on", "off"), help="only this side (with --calls)")
-    parser.add_argument("--calls", type=int, default=0, help="invocations of --side, then exit")
+    parser.add_argument("--results", help="append the numbers to RESULTS/runs.jsonl")
     args = parser.parse_args()
-    if bool(args.side) != bool(args.calls):
-        parser.error("--side and --calls go together")
 
     setup_django()
     from django.conf import settings
@@ -78,9 +67,6 @@ def main() -> None:
         check_echo(status, body)
         return spent
 
-    if args.side:
-        only(args.side, sides[args.side], args.calls, args.batch)
-        return
     for name in ("off", "on", "off", "on"):  # warm up: load the model, open the database
         batch(name)
     spent: dict[str, list[int]] = {"off": [], "on": []}
@@ -105,34 +91,16 @@ def main() -> None:
         f"  per-round ratios: median {statistics.median(ratios):.3f},"
         f" quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}"
     )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"per_call_us": per_call, "cost": cost, "ratios": ratios, "spent_ns": spent},
-                indent=2,
-            )
-        )
-
-
-def only(name: str, side: tuple, calls: int, warm_up: int) -> None:
-    """`calls` invocations of one side, and nothing else running in this process."""
-    from django.conf import settings
-
-    from chatmodels import metrics
-
-    call, switched_on = side
-    settings.CHATMODELS_METRICS = "metrics" in switched_on
-    settings.CHATMODELS_USAGE = "usage" in switched_on
-    # No writer threads: under valgrind an invocation takes ~50 times as long, so once-a-second
-    # writes would be ~50 times as many per invocation as in a server. What is left is written
-    # at exit, once whatever `calls` is, and so drops out of the difference between two runs.
-    settings.CHATMODELS_USAGE_FLUSH_SECONDS = 0
-    settings.CHATMODELS_LIMITS_SETTLE_SECONDS = 0
-    metrics.WRITE_SECONDS = 0
-    for _ in range(warm_up + calls):
-        status, body = call()
-    check_echo(status, body)
-    print(f"{name}: {warm_up} + {calls} invocations")
+    if args.results:
+        measures = {
+            "OFF µs": round(per_call["off"], 1),
+            "ON µs": round(per_call["on"], 1),
+            "cost %": round(100 * cost, 1),
+            "per-round ratio median": round(statistics.median(ratios), 3),
+            "quartiles": f"{quartiles[0]:.3f}-{quartiles[2]:.3f}",
+        }
+        labels = {"ON": args.features, "rounds": args.rounds, "batch": args.batch}
+        append_record(args.results, "usage cost in process", labels, measures)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,19 @@
 """Server-side overhead of one invocation, measured inside Django with no network in between.
 
     DJANGO_SETTINGS_MODULE=project.settings .venv/bin/python bench/overhead.py \
-        --model echo --key KEY [--n 2000] [--json OUT.json] [--profile OUT.txt]
+        --model echo --key KEY [--n 2000] [--results DIR] [--profile OUT.txt]
 
-Times N calls of `POST /api/models/<model>/invocations` (with the key) three ways, in CPU time
-(best of three batches each): the model's own `predict` called directly, the request through
-Django's WSGI handler (what gunicorn calls), and through Django's test `Client` (which adds its
-own request building and signals). The difference to `predict` is the server's overhead per
+Times N calls of `POST /api/models/<model>/invocations` (with the key) two ways, in CPU time
+(best of three batches each): the model's own `predict` called directly, and the request through
+Django's WSGI handler (what granian calls). The difference is the server's overhead per
 invocation; each step of an invocation is also timed alone, and GET /health as the floor.
 Counts the database queries of one invocation (django.test.utils.CaptureQueriesContext).
 With --profile, runs the WSGI loop under cProfile and writes where the time goes, by function
 and by package (Django middleware, DRF, chatmodels, JSON, logging, the database, ...).
 
-Run it by bench/run.sh with the benchmark's throwaway environment (a temp SQLite database and
-package directory, the echo model registered, an API key made).
+Run by bench/run.sh with the benchmark's throwaway install (a temp SQLite database and package
+directory, the echo model registered, an API key made); with --results DIR, the numbers are
+appended to DIR/runs.jsonl (bench/tool.py report).
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ import time
 import warnings
 from pathlib import Path
 
+from tool import append_record
+
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"messages": [{"role": "user", "content": "Hello!"}]}).encode()
+HEALTH = "GET /health via WSGI (middleware + DRF floor)"
 
 
 def setup_django() -> None:
@@ -142,19 +145,6 @@ def wsgi_invoker(path: str, key: str | None = None, *, method: str = "POST", bod
     return call
 
 
-def client_invoker(path: str, key: str):
-    """A zero-argument callable sending the request through Django's test Client."""
-    from django.test import Client
-
-    client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {key}")
-
-    def call():
-        response = client.post(path, data=BODY, content_type="application/json")
-        return response.status_code, response.content
-
-    return call
-
-
 def breakdown(model_name: str, key: str, n: int) -> dict[str, float]:
     """Microseconds per call of each step of an invocation, timed alone (no profiler)."""
     parts: dict[str, float] = {}
@@ -167,10 +157,7 @@ def breakdown(model_name: str, key: str, n: int) -> dict[str, float]:
         except Exception as error:  # an internal API moved: say so, measure the rest
             print(f"breakdown: {label}: {error!r}", file=sys.stderr)
 
-    timed(
-        "GET /health via WSGI (middleware + DRF floor)",
-        wsgi_invoker("/health", method="GET", body=b""),
-    )
+    timed(HEALTH, wsgi_invoker("/health", method="GET", body=b""))
     timed("json.loads(request body)", lambda: json.loads(BODY))
     try:
         from chatmodels import selectors
@@ -259,50 +246,42 @@ def main() -> None:
     parser.add_argument("--model", default="echo")
     parser.add_argument("--key", default=os.environ.get("BENCH_API_KEY", ""))
     parser.add_argument("--n", type=int, default=2000, help="invocations per batch")
-    parser.add_argument("--json", type=Path, help="write the numbers here")
+    parser.add_argument("--results", help="append the numbers to RESULTS/runs.jsonl")
     parser.add_argument("--profile", type=Path, help="also profile, writing the report here")
     args = parser.parse_args()
     if not args.key:
         parser.error("an API key is needed (--key or BENCH_API_KEY)")
 
     setup_django()
-    path = f"/api/models/{args.model}/invocations"
     predict, source = direct_predict(args.model)
-    wsgi, client = wsgi_invoker(path, args.key), client_invoker(path, args.key)
-    for call in (wsgi, client):  # warm up: load the model, open the connection, check the echo
-        for _ in range(50):
-            status, body = call()
-        check_echo(status, body)
+    wsgi = wsgi_invoker(f"/api/models/{args.model}/invocations", args.key)
+    for _ in range(50):  # warm up: load the model, open the connection, check the echo
+        status, body = wsgi()
+    check_echo(status, body)
 
     predict_us = best_per_call_us(predict, args.n * 5)
     wsgi_us = best_per_call_us(wsgi, args.n)
-    client_us = best_per_call_us(client, args.n)
     queries, sql = count_queries(wsgi)
     parts = breakdown(args.model, args.key, args.n)
-    result = {
-        "n": args.n,
-        "model": source,
-        "predict_us": predict_us,
-        "wsgi_us": wsgi_us,
-        "wsgi_overhead_us": wsgi_us - predict_us,
-        "client_us": client_us,
-        "client_overhead_us": client_us - predict_us,
-        "queries_per_invocation": queries,
-        "queries": sql,
-        "breakdown_us": parts,
-    }
     print(f"model: {source}")
-    print(f"predict alone:            {predict_us:8.1f} µs per call")
-    for label, value in (("the WSGI handler", wsgi_us), ("the test Client", client_us)):
-        print(f"through {label + ':':17s} {value:8.1f} µs (overhead {value - predict_us:.1f} µs)")
+    print(f"predict alone:                {predict_us:8.1f} µs per call")
+    overhead = wsgi_us - predict_us
+    print(f"through the WSGI handler:     {wsgi_us:8.1f} µs (overhead {overhead:.1f} µs)")
     print(f"database queries per invocation: {queries:g}")
     for statement in sql:
         print(f"  {statement[:300]}")
     print("steps timed alone (µs per call):")
     for label, value in parts.items():
         print(f"  {label:50s} {value:8.1f}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.results:
+        measures = {
+            "predict µs": round(predict_us, 1),
+            "WSGI µs": round(wsgi_us, 1),
+            "overhead µs": round(overhead, 1),
+            "GET /health µs": round(parts.get(HEALTH, 0), 1),
+            "queries": queries,
+        }
+        append_record(args.results, "overhead in process", {"model": args.model}, measures)
     if args.profile:
         profile(wsgi, args.n, args.profile)
 

@@ -1,8 +1,8 @@
 """MLflow 3 parity: one test per difference found between our types and MLflow 3.17's, written
 from MLflow's documented behaviour (`mlflow.types.llm`, `mlflow.pyfunc.ChatModel`, its loader).
 
-An MLflow ChatModel ports by changing its imports; `scripts/mlflow_parity.py` runs example models
-under both and diffs the answers.
+An MLflow ChatModel ports by changing its imports; tests/mlflow_parity/ runs example models under
+both (when an MLflow Python is at hand) and checks the answers are the same.
 """
 
 from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The chatmodels side's `parity_types`: what tests/mlflow_parity/models import."""
+
+from chatmodels import *  # noqa: F403
