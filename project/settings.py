@@ -190,6 +190,9 @@ CHATMODELS_WORKER_LOAD_RETRY_SECONDS = env.float(
 )
 # Seconds a worker may take to load its version (load_context included) before it is killed.
 CHATMODELS_WORKER_START_SECONDS = env.float("CHATMODELS_WORKER_START_SECONDS", default=300.0)
+# Confine each worker's file access with Landlock (Linux >= 5.13; a warning where missing): it
+# reads only Python, its packages and the system's folders, and writes only its own folders.
+CHATMODELS_WORKER_LANDLOCK = env.bool("CHATMODELS_WORKER_LANDLOCK", default=True)
 # The largest message between the gateway and a worker: a bigger answer is invalid output.
 CHATMODELS_WORKER_MAX_FRAME_BYTES = env.int(
     "CHATMODELS_WORKER_MAX_FRAME_BYTES", default=16 * 1024 * 1024

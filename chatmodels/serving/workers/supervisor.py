@@ -103,6 +103,7 @@ class Config:
     load_retry_seconds: float = 10.0
     start_seconds: float = 300.0
     max_frame: int = protocol.DEFAULT_MAX_FRAME
+    landlock: bool = True
 
     @classmethod
     def current(cls) -> Config:
@@ -130,6 +131,7 @@ class Config:
                 settings, "CHATMODELS_WORKER_START_SECONDS", defaults.start_seconds
             ),
             max_frame=getattr(settings, "CHATMODELS_WORKER_MAX_FRAME_BYTES", defaults.max_frame),
+            landlock=getattr(settings, "CHATMODELS_WORKER_LANDLOCK", defaults.landlock),
         )
 
 
@@ -280,6 +282,7 @@ class WorkerProcess:
         self._tmp_dir = tmp_dir
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            lib_dir = _lib_dir(config.directory)
             command = [
                 sys.executable,
                 "-m",
@@ -291,12 +294,14 @@ class WorkerProcess:
                 f"--work-dir={work_dir}",
                 f"--threads={self.spec.concurrency or DEFAULT_THREADS}",
                 f"--max-frame={config.max_frame}",
+                f"--lib-dir={lib_dir}",
+                *(["--landlock"] if config.landlock else []),
             ]
             # Fork and exec take a few ms (vfork): short enough to do on the loop.
             self._popen = subprocess.Popen(
                 command,
                 pass_fds=(child.fileno(),),
-                env=worker_env(config, tmp_dir, _lib_dir(config.directory)),
+                env=worker_env(config, tmp_dir, lib_dir),
                 cwd=tmp_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=2,  # what a model prints goes to the gateway's log

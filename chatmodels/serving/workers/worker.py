@@ -21,8 +21,10 @@ import ctypes
 import functools
 import os
 import signal
+import site
 import socket
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +32,7 @@ from typing import Any
 
 from chatmodels import eventloop, packaging
 from chatmodels.exceptions import ChatDataError, InvalidModelOutput
-from chatmodels.serving.workers import protocol
+from chatmodels.serving.workers import landlock, protocol
 from chatmodels.types import ChatChunk, ChatRequest, ChatResponse
 
 PR_SET_PDEATHSIG = 1
@@ -324,6 +326,27 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _confine(args: argparse.Namespace) -> None:
+    """Landlock, before any model code is unpickled (and before any thread exists): read-only
+    Python, its packages, chatmodels and the system's folders; read-write only this version's
+    folder (its package, its artifacts) and the worker's private temporary folder (its cwd)."""
+    python = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    python.add(os.path.dirname(os.path.realpath(sys.executable)))
+    python.update(os.path.realpath(p) for p in sysconfig.get_paths().values())
+    python.update(os.path.realpath(p) for p in site.getsitepackages())
+    package = os.path.dirname(os.path.realpath(packaging.__file__))
+    system = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys"]
+    system += ["/dev/urandom", "/dev/random", "/dev/zero"]
+    system.append(os.path.dirname(os.path.realpath("/etc/resolv.conf")))
+    read_only = [*sorted(python), package, *filter(None, [args.lib_dir]), *system]
+    read_write = [os.getcwd(), args.work_dir, "/dev/null"]
+    if not landlock.restrict(read_only=read_only, read_write=read_write):
+        print(
+            "chatmodels worker: this kernel has no Landlock; file access is not confined",
+            file=sys.stderr,
+        )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chatmodels.serving.workers.worker")
     parser.add_argument("--fd", type=int, required=True, help="the socket to the gateway")
@@ -333,12 +356,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", required=True, help="where its artifacts are unpacked")
     parser.add_argument("--threads", type=int, default=32, help="threads for sync models")
     parser.add_argument("--max-frame", type=int, default=protocol.DEFAULT_MAX_FRAME)
+    parser.add_argument("--lib-dir", help="the folder on PYTHONPATH holding chatmodels")
+    parser.add_argument("--landlock", action="store_true", help="confine file access")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     _die_with_parent(args.parent)
+    if args.landlock:
+        _confine(args)
     sock = socket.socket(fileno=args.fd)
     loop = asyncio.new_event_loop()
     try:
