@@ -41,20 +41,22 @@ class SyncModel(ChatModel):
 
 
 class AsyncModel(ChatModel):
-    """Async echo; "sleep" waits until cancelled, and "cancelled?" says whether it was."""
+    """Async echo; "sleep" waits until cancelled; "sleeping?" and "cancelled?" say whether it
+    has started to, and whether it was."""
 
-    cancelled = False
+    sleeping = cancelled = False
 
     async def predict(self, context, messages, params):
         text = _text(messages)
         if text == "sleep":
+            type(self).sleeping = True
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
                 type(self).cancelled = True
                 raise
-        if text == "cancelled?":
-            return _reply(str(type(self).cancelled))
+        if text in ("sleeping?", "cancelled?"):
+            return _reply(str(getattr(type(self), text[:-1])))
         await asyncio.sleep(0)
         return _reply(text)
 
@@ -146,3 +148,22 @@ class LoadFailModel(ChatModel):
 
     def predict(self, context, messages, params):
         return _reply("never")
+
+
+class ProbeModel(ChatModel):
+    """Answers what happened on "read PATH", and on "write" (in its temporary folder)."""
+
+    def predict(self, context, messages, params):
+        command, _, path = _text(messages).partition(" ")
+        try:
+            if command == "read":
+                with open(path) as file:
+                    file.read()
+            elif command == "write":
+                import tempfile
+
+                with tempfile.NamedTemporaryFile() as file:
+                    file.write(b"scratch")
+        except OSError as error:
+            return _reply(type(error).__name__)
+        return _reply("ok")

@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ from chatmodels.exceptions import (
     ModelUnavailable,
 )
 from chatmodels.packaging import build_package
-from chatmodels.serving.workers import client
+from chatmodels.serving.workers import client, landlock
 from chatmodels.serving.workers.client import WorkerSpec
 from chatmodels.serving.workers.worker import rss_bytes
 from chatmodels.signature import DEFAULT_INPUT_EXAMPLE, chat_signature
@@ -198,7 +199,7 @@ def test_cancelling_a_request_cancels_the_async_model():
     async_ = spec(worker_models.AsyncModel, 1)
     predict(async_, "warm")
     pending = eventloop.submit(client.predict(async_, chat("sleep"), timeout=None))
-    assert poll(lambda: client.snapshot()[0].in_flight == 1, until=bool, timeout=3)
+    assert poll(lambda: predict(async_, "sleeping?") == "True", until=bool, timeout=3)
 
     pending.cancel()
 
@@ -220,6 +221,25 @@ def test_a_worker_sees_only_allowed_environment_variables(settings, monkeypatch)
     for name in ("SECRET_KEY", "DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "UNLISTED"):
         assert name not in seen
     assert "PATH" in seen
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="the kernel has no Landlock")
+def test_landlock_confines_a_workers_files(tmp_path):
+    secret = tmp_path / "gateway-secret.txt"
+    secret.write_text("SECRET_KEY=gateway-secret")
+    other = spec(worker_models.SyncModel, 2)
+    predict(other, "another model's package is on disk")
+    [other_package] = (tmp_path / "cache" / "workers" / "models").glob("*/package.zip")
+    probe = spec(worker_models.ProbeModel, 1)
+
+    assert predict(probe, "read /etc/hostname") in ("ok", "FileNotFoundError")
+    assert predict(probe, f"read {chatmodels.packaging.__file__}") == "ok"
+    assert predict(probe, "write") == "ok"
+    assert predict(probe, f"read {secret}") == "PermissionError"
+    assert predict(probe, f"read {other_package}") == "PermissionError"
+    assert predict(probe, f"read {Path(chatmodels.__file__).parents[1] / 'pyproject.toml'}") == (
+        "PermissionError"
+    )
 
 
 def test_a_model_patching_chatmodels_changes_nothing_outside_its_worker():
@@ -283,7 +303,10 @@ def test_idle_workers_are_stopped(settings):
 
 def test_snapshot_shows_each_live_worker():
     worker_spec = spec(worker_models.SyncModel, 7, replicas=2)
-    pid = int(predict(worker_spec, "pid"))
+    pid = int(predict(worker_spec, "pid"))  # answered by the first replica ready
+    assert poll(
+        lambda: [w.state for w in client.snapshot()] == ["ready"] * 2, until=bool, timeout=5
+    )
     pending = eventloop.submit(client.predict(worker_spec, chat("sleep 1"), timeout=10))
 
     assert poll(lambda: sum(w.in_flight for w in client.snapshot()) == 1, until=bool, timeout=3)
