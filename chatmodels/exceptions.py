@@ -228,6 +228,22 @@ class InvalidModelOutput(ChatModelsError):
     code = "invalid_model_output"
 
 
+class ModelCrashed(ChatModelsError):
+    """The model's worker process died (or was stopped) while answering; the model is started
+    again for the next request."""
+
+    status_code = 502
+    code = "model_crashed"
+
+
+class ModelUnavailable(ChatModelsError):
+    """The model keeps crashing (or the server is shutting down): it is not started again until
+    it is fixed or restarted."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
 class ServiceUnavailable(ChatModelsError):
     """The database or the package storage does not answer."""
 

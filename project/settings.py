@@ -169,6 +169,37 @@ CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", def
 # many seconds, and pays the tokens it owes (0: only at the next request and when it stops).
 CHATMODELS_LIMITS_SETTLE_SECONDS = env.float("CHATMODELS_LIMITS_SETTLE_SECONDS", default=1.0)
 
+# Model workers (chatmodels/serving/workers): each version's code runs in processes of its own.
+# Where the gateway writes each version's package for its workers, and their private folders
+# (empty: CHATMODELS_CACHE_DIR/workers).
+CHATMODELS_WORKER_DIR = env.str("CHATMODELS_WORKER_DIR", default="") or None
+# Names of environment variables a worker may see besides PATH, HOME, locale and Python's own
+# (e.g. an upstream API key); SECRET_KEY, DATABASE_URL, CACHE_URL, REDIS_URL, AWS_* and DJANGO_*
+# are never passed, even when listed.
+CHATMODELS_WORKER_ENV = env.list("CHATMODELS_WORKER_ENV", default=[])
+# Seconds a worker with no request in flight is kept before it is stopped.
+CHATMODELS_WORKER_IDLE_SECONDS = env.float("CHATMODELS_WORKER_IDLE_SECONDS", default=900.0)
+# Seconds a worker has to end a request it was told to stop (timeout, client gone) or to exit
+# when stopped, before it is killed and replaced.
+CHATMODELS_WORKER_GRACE_SECONDS = env.float("CHATMODELS_WORKER_GRACE_SECONDS", default=5.0)
+# This many crashes of a version's workers within CHATMODELS_WORKER_CRASH_WINDOW seconds make
+# it unavailable (503, no new process) until it is restarted.
+CHATMODELS_WORKER_CRASH_LIMIT = env.int("CHATMODELS_WORKER_CRASH_LIMIT", default=5)
+CHATMODELS_WORKER_CRASH_WINDOW = env.float("CHATMODELS_WORKER_CRASH_WINDOW", default=60.0)
+# Seconds a version that failed to load is answered with that failure before it is tried again.
+CHATMODELS_WORKER_LOAD_RETRY_SECONDS = env.float(
+    "CHATMODELS_WORKER_LOAD_RETRY_SECONDS", default=10.0
+)
+# Seconds a worker may take to load its version (load_context included) before it is killed.
+CHATMODELS_WORKER_START_SECONDS = env.float("CHATMODELS_WORKER_START_SECONDS", default=300.0)
+# Confine each worker's file access with Landlock (Linux >= 5.13; a warning where missing): it
+# reads only Python, its packages and the system's folders, and writes only its own folders.
+CHATMODELS_WORKER_LANDLOCK = env.bool("CHATMODELS_WORKER_LANDLOCK", default=True)
+# The largest message between the gateway and a worker: a bigger answer is invalid output.
+CHATMODELS_WORKER_MAX_FRAME_BYTES = env.int(
+    "CHATMODELS_WORKER_MAX_FRAME_BYTES", default=16 * 1024 * 1024
+)
+
 # Observability. Metrics: GET /metrics, open from this host, to keys with the
 # metrics permission, or to all with CHATMODELS_METRICS_PUBLIC. scripts/server sets
 # PROMETHEUS_MULTIPROC_DIR so that every worker process is counted.
