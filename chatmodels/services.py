@@ -10,7 +10,6 @@ import logging
 import random
 import re
 import secrets
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
@@ -47,6 +47,7 @@ from chatmodels.models import (
     UsageBucket,
     package_storage,
 )
+from chatmodels.serving.workers import client as workers
 from chatmodels.signature import (
     DEFAULT_INPUT_EXAMPLE,
     chat_signature,
@@ -115,9 +116,9 @@ def register_model(
         input_example=example,
         signature=chat_signature(),
     )
-    with tempfile.TemporaryDirectory(prefix="chatmodels-register-") as work_dir:
-        loaded = packaging.open_package(built.data, expected_digest=built.digest, work_dir=work_dir)
-        packaging.validate_model(loaded, example)
+    # The model's save-time predict runs in a worker of its own, on the unpacked package: what
+    # was validated is exactly what will be served, and the model's code runs as it will then.
+    workers.run_once(built.data, built.digest, example, timeout=settings.CHATMODELS_MODEL_TIMEOUT)
 
     # The package is written before its row is committed, so a row never names a missing file.
     # A failure or an interruption (Ctrl-C; SIGTERM, which register_model turns into an exit)

@@ -25,3 +25,12 @@ def _no_limit_leases_carried_over():
     from chatmodels import limits
 
     limits.forget()
+
+
+@pytest.fixture(autouse=True)
+def _no_model_workers_carried_over():
+    """Model workers one test started are stopped after it (their folders are in its tmp_path)."""
+    yield
+    from chatmodels.serving import runtime
+
+    runtime.stop_workers()

@@ -17,7 +17,7 @@ from chatmodels import ChatChunk, ChatParams, ChatResponse
 from chatmodels.exceptions import ModelRaised
 from chatmodels.models import RegisteredModel
 from chatmodels.packaging import build_package, load_target, open_package, validate_model
-from chatmodels.serving import eventloop, model_cache
+from chatmodels.serving import eventloop, runtime
 from chatmodels.signature import DEFAULT_INPUT_EXAMPLE, chat_signature
 from chatmodels.types import ChatRequest
 from tests.api.calls import completion_text, error_of, post, stream_events
@@ -404,7 +404,7 @@ def served_async_proxy(db, upstream, monkeypatch):
     """async-proxy/1 registered through the service, with no loaded model carried over."""
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-environment")
-    model_cache.clear_cache()
+    runtime.stop_workers()
     cache.clear()
     version = register(
         name="async-proxy",
@@ -412,7 +412,7 @@ def served_async_proxy(db, upstream, monkeypatch):
         model_config={"base_url": upstream.base_url, "model": "upstream-model"},
     )
     yield version
-    model_cache.clear_cache()
+    runtime.stop_workers()
     cache.clear()
 
 

@@ -35,7 +35,7 @@ from chatmodels import (
 from chatmodels.exceptions import ChatDataError
 from chatmodels.models import ModelVersion
 from chatmodels.packaging import takes_context
-from chatmodels.serving import model_cache
+from chatmodels.serving import runtime
 from tests.api.calls import completion_text, error_of, post, stream_events
 from tests.helpers import chat, make_key, register
 
@@ -44,10 +44,10 @@ COMPLETIONS = "/v1/chat/completions"
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
-    model_cache.clear_cache()
+    runtime.stop_workers()
     cache.clear()
     yield
-    model_cache.clear_cache()
+    runtime.stop_workers()
     cache.clear()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatmodels import ChatChunk, ChatModel, ChatResponse
-from chatmodels.serving import model_cache
+from chatmodels.serving import runtime
 from tests.api.calls import completion_text, error_of, post, stream_events
 from tests.helpers import chat, make_key, register
 
@@ -22,9 +22,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _no_loaded_models():
-    model_cache.clear_cache()
+    runtime.stop_workers()
     yield
-    model_cache.clear_cache()
+    runtime.stop_workers()
 
 
 @pytest.fixture
@@ -243,7 +243,7 @@ def test_a_tampered_artifact_cache_is_unpacked_again_from_the_package(
     assert completion_text(post(client, url, chat(), key=key)) == TRUE_REPORT
     folder = _cached_folder(settings, with_artifacts)
     tamper(folder, tmp_path)
-    model_cache.clear_cache()  # a new process, or a restart, loads the version again
+    runtime.stop_workers()  # a new process, or a restart, loads the version again
 
     logger = logging.getLogger("chatmodels")
     logger.addHandler(caplog.handler)
@@ -266,7 +266,7 @@ def test_an_intact_artifact_cache_is_reused_as_it_is(client, key, settings, with
     assert completion_text(post(client, url, chat(), key=key)) == TRUE_REPORT
     folder = _cached_folder(settings, with_artifacts)
     inode = os.stat(folder / "a.txt").st_ino
-    model_cache.clear_cache()
+    runtime.stop_workers()
 
     assert completion_text(post(client, url, chat(), key=key)) == TRUE_REPORT
     assert os.stat(folder / "a.txt").st_ino == inode

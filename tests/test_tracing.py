@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from chatmodels import tracing
-from chatmodels.serving import model_cache
+from chatmodels.serving import runtime
 from tests.api.calls import error_of, stream_events
 from tests.helpers import auth, chat, make_key, register
 from tests.live import ROOT, chat_body, deployment, http
@@ -50,7 +50,7 @@ def spans(settings):
 
 @pytest.fixture
 def counter(db):
-    model_cache.clear_cache()
+    runtime.stop_workers()
     return register(name="counter", model=WordCount())
 
 

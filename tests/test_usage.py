@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from chatmodels import usage
 from chatmodels.models import ApiKey, RegisteredModel, UsageBucket
-from chatmodels.serving import capacity, model_cache
+from chatmodels.serving import capacity, runtime
 from tests.api.calls import post, stream_events
 from tests.helpers import chat, make_key, register
 from tests.live import chat_body, deployment, http
@@ -42,11 +42,11 @@ COUNTERS = (
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    model_cache.clear_cache()
+    runtime.stop_workers()
     usage.discard()
     yield
     usage.discard()
-    model_cache.clear_cache()
+    runtime.stop_workers()
 
 
 @pytest.fixture

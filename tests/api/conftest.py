@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from chatmodels.serving import model_cache
+from chatmodels.serving import runtime
 from tests.helpers import make_key, register
 from tests.sample_models import PrefixModel
 
@@ -13,10 +13,10 @@ from tests.sample_models import PrefixModel
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     """No loaded model and no throttle count carried over from another test."""
-    model_cache.clear_cache()
+    runtime.stop_workers()
     cache.clear()
     yield
-    model_cache.clear_cache()
+    runtime.stop_workers()
     cache.clear()
 
 
