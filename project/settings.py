@@ -155,9 +155,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CHATMODELS_MAX_REQUEST_BYTES
 # that waits up to CHATMODELS_QUEUE_TIMEOUT seconds for a free slot, then gets 503.
 THREADS = env.int("THREADS", default=512)
 CHATMODELS_QUEUE_TIMEOUT = env.float("CHATMODELS_QUEUE_TIMEOUT", default=10.0)
-# Seconds a model may take to answer (or, streaming, between two chunks) before a 504; unset: no
-# limit. A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
-CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=None)
+# Seconds a model may take to answer (or, streaming, between two chunks) before a 504 (0: no
+# limit). A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
+CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=600.0) or None
 CHATMODELS_STREAM_KEEPALIVE = env.float("CHATMODELS_STREAM_KEEPALIVE", default=15.0)
 # Usage accounting (chatmodels/usage.py): counted in each process, written every
 # CHATMODELS_USAGE_FLUSH_SECONDS (0: only when the process stops) as additive upserts;

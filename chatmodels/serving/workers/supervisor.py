@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import chatmodels
+from chatmodels import metrics
 from chatmodels.exceptions import ModelCrashed, ModelLoadError, ModelTimeout, ModelUnavailable
 from chatmodels.serving.workers import protocol
 from chatmodels.serving.workers.worker import rss_bytes
@@ -552,7 +553,13 @@ class WorkerSet:
             folder = private_dir(config.directory / "models" / self.spec.digest)
             if self._package is None:
                 self._package = await self._write_package(folder)
+            started = time.perf_counter()
             await worker.start(self._package, folder)
+            metrics.record_model_load(
+                model=self.spec.model_name,
+                version=str(self.spec.version),
+                seconds=time.perf_counter() - started,
+            )
         except Exception as error:
             failure = (
                 error
