@@ -100,12 +100,12 @@ def test_requests_are_counted_per_model_version_and_key_with_the_models_tokens(c
 def test_a_long_queue_is_added_up_by_the_request_that_fills_it(client, tokens, monkeypatch):
     # Requests are queued as they end and added up by the writer; a worker whose writer falls
     # behind adds its queue up on the request path once it is long (kept short here).
-    monkeypatch.setattr(usage, "_ADD_UP_AT", 3)
+    monkeypatch.setattr(usage._buckets, "add_up_at", 3)
     key, raw = make_key(name="queue")
     for text in ("one", "two words", "three words here", "four", "five six", "seven"):
         response = post(client, COMPLETIONS, chat(text, model="tokens"), key=raw)
         assert response.status_code == 200, response.content
-        assert len(usage._state.queue) < 3
+        assert len(usage._buckets.queue) < 3
 
     usage.flush()
 
