@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -204,6 +204,34 @@ def test_flushes_add_into_the_same_rows_and_keyless_calls_share_one(client, toke
         "rows": len(buckets),
     }
     assert len(buckets) <= 2  # one hour, or two if the test ran across an hour's end
+
+
+def test_a_flush_the_database_fails_is_written_with_the_next(client, tokens, monkeypatch):
+    key, raw = make_key(name="retried")
+    for text in ("one two", "three"):
+        assert post(client, COMPLETIONS, chat(text, model="tokens"), key=raw).status_code == 200
+
+    def database_down(rows):
+        # A request ends while the write is under way, and is added up at once (as the request
+        # that fills a long queue adds it up): the counts that come back add to its.
+        response = post(client, COMPLETIONS, chat("four five six", model="tokens"), key=raw)
+        assert response.status_code == 200
+        raise OperationalError("the database is down")
+
+    with monkeypatch.context() as down:
+        down.setattr(usage, "_upsert", database_down)
+        down.setattr(usage._buckets, "add_up_at", 1)
+        with pytest.raises(OperationalError):
+            usage.flush()
+    assert UsageBucket.objects.count() == 0
+    usage.flush()
+
+    assert without_rows(totals(api_key=key)) == counted(
+        requests=3, prompt_tokens=6, completion_tokens=6
+    )
+    for row in UsageBucket.objects.filter(api_key=key):
+        assert 0 <= row.latency_ms_max <= row.latency_ms_sum
+    assert usage.pending() == {}
 
 
 def test_the_playground_counts_without_a_key(admin_client, tokens):
