@@ -13,8 +13,10 @@ when the process stops (SIGTERM, SIGINT, a normal exit) is written at exit
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections import deque
+from dataclasses import make_dataclass, replace
 from datetime import datetime, timezone
 
 from django.conf import settings
@@ -26,11 +28,15 @@ from chatmodels.selectors import ApiKeyInfo, ResolvedVersion
 
 logger = logging.getLogger(__name__)
 
-# The counters of a bucket, in the order of `_COLUMNS`' tail; the last one is a maximum.
+# A bucket's counters, named as `UsageBucket`'s fields: those that add up across workers and
+# hosts (`UsageBucket.SUMMED_FIELDS`), then the largest latency. This one order is that of the
+# columns written and of a row's values; the add-up loop names each counter.
 SUMMED = UsageBucket.SUMMED_FIELDS
-_REQUESTS, _ERRORS = 0, 1
-_PROMPT, _COMPLETION, _LATENCY_SUM, _LATENCY_MAX = 6, 7, 8, 9
-_COLUMNS = ("model_id", "version", "api_key_id", "hour", *SUMMED, "latency_ms_max")
+_LARGEST = "latency_ms_max"
+COUNTERS = (*SUMMED, _LARGEST)
+Counts = make_dataclass("Counts", [(name, int, 0) for name in COUNTERS], slots=True)
+_values_of = operator.attrgetter(*COUNTERS)  # a Counts' values, in the order of COUNTERS
+_COLUMNS = ("model_id", "version", "api_key_id", "hour", *COUNTERS)
 _BATCH = 500  # buckets per statement: 7,000 parameters, well under every backend's limit
 
 # (model id, version number, key id or None, hours since the epoch) -> counters
@@ -48,9 +54,6 @@ def error_column(status: int) -> str | None:
     if status >= 500:
         return "model_errors"
     return "invalid_requests"
-
-
-_ERROR_INDEX = {name: SUMMED.index(name) for name in SUMMED}
 
 
 def record(
@@ -83,7 +86,7 @@ def record(
     )
 
 
-def _add_up(queue: deque, pending: dict[Bucket, list[int]]) -> None:
+def _add_up(queue: deque, pending: dict[Bucket, Counts]) -> None:
     """Move the queued requests into the counters of their buckets (the accumulator's lock
     held)."""
     for _ in range(len(queue)):
@@ -91,25 +94,26 @@ def _add_up(queue: deque, pending: dict[Bucket, list[int]]) -> None:
         bucket = (model_id, number, key_id, int(at) // 3600)
         counts = pending.get(bucket)
         if counts is None:
-            counts = pending[bucket] = [0] * (len(SUMMED) + 1)
-        counts[_REQUESTS] += 1
+            counts = pending[bucket] = Counts()
+        counts.requests += 1
         if status >= 400:
-            counts[_ERRORS] += 1
-            counts[_ERROR_INDEX[error_column(status)]] += 1
-        counts[_PROMPT] += prompt
-        counts[_COMPLETION] += completion
+            counts.errors += 1
+            column = error_column(status)
+            setattr(counts, column, getattr(counts, column) + 1)
+        counts.prompt_tokens += prompt
+        counts.completion_tokens += completion
         latency_ms = int(seconds * 1000)
-        counts[_LATENCY_SUM] += latency_ms
-        if latency_ms > counts[_LATENCY_MAX]:
-            counts[_LATENCY_MAX] = latency_ms
+        counts.latency_ms_sum += latency_ms
+        if latency_ms > counts.latency_ms_max:
+            counts.latency_ms_max = latency_ms
 
 
-def pending() -> dict[Bucket, list[int]]:
+def pending() -> dict[Bucket, Counts]:
     """A copy of what this process has counted and not written yet (for tests and tools)."""
     accumulator = _buckets
     with accumulator.lock:
         accumulator.add_up()
-        return {bucket: list(counts) for bucket, counts in accumulator.state.items()}
+        return {bucket: replace(counts) for bucket, counts in accumulator.state.items()}
 
 
 def discard() -> None:
@@ -148,7 +152,7 @@ def flush_at_exit() -> None:
     try:
         written = flush()
     except Exception:
-        lost = sum(counts[_REQUESTS] for counts in _buckets.state.values())
+        lost = sum(counts.requests for counts in _buckets.state.values())
         logger.exception("usage: the last write failed at exit; %s requests not counted", lost)
     else:
         if written:
@@ -156,7 +160,7 @@ def flush_at_exit() -> None:
 
 
 # This process's counters per bucket; a request queues its numbers (`record`).
-_buckets: Accumulator[dict[Bucket, list[int]]] = Accumulator(
+_buckets: Accumulator[dict[Bucket, Counts]] = Accumulator(
     "usage",
     dict,
     add_up=_add_up,
@@ -166,7 +170,7 @@ _buckets: Accumulator[dict[Bucket, list[int]]] = Accumulator(
 )
 
 
-def _merge_back(accumulator: Accumulator, batch: dict[Bucket, list[int]]) -> None:
+def _merge_back(accumulator: Accumulator, batch: dict[Bucket, Counts]) -> None:
     with accumulator.lock:
         pending = accumulator.state
         for bucket, counts in batch.items():
@@ -174,12 +178,12 @@ def _merge_back(accumulator: Accumulator, batch: dict[Bucket, list[int]]) -> Non
             if current is None:
                 pending[bucket] = counts
                 continue
-            for index in range(_LATENCY_MAX):
-                current[index] += counts[index]
-            current[_LATENCY_MAX] = max(current[_LATENCY_MAX], counts[_LATENCY_MAX])
+            for name in SUMMED:
+                setattr(current, name, getattr(current, name) + getattr(counts, name))
+            current.latency_ms_max = max(current.latency_ms_max, counts.latency_ms_max)
 
 
-def _write(batch: dict[Bucket, list[int]]) -> int:
+def _write(batch: dict[Bucket, Counts]) -> int:
     rows = [_row(bucket, counts) for bucket, counts in batch.items()]
     written = 0
     for start in range(0, len(rows), _BATCH):
@@ -203,7 +207,7 @@ def _upsert_one_by_one(rows: list[tuple]) -> int:
     return written
 
 
-def _row(bucket: Bucket, counts: list[int]) -> tuple:
+def _row(bucket: Bucket, counts: Counts) -> tuple:
     model_id, version, key_id, hour = bucket
     start = datetime.fromtimestamp(hour * 3600, tz=timezone.utc)
     return (
@@ -211,7 +215,7 @@ def _row(bucket: Bucket, counts: list[int]) -> tuple:
         version,
         key_id,
         connection.ops.adapt_datetimefield_value(start),
-        *counts,
+        *_values_of(counts),
     )
 
 
@@ -231,7 +235,7 @@ def _upsert_sql(count: int) -> str:
     columns = ", ".join(quote(name) for name in _COLUMNS)
     row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
     sums = [f"{quote(name)} = {table}.{quote(name)} + excluded.{quote(name)}" for name in SUMMED]
-    most = quote("latency_ms_max")
+    most = quote(_LARGEST)
     sums.append(
         f"{most} = CASE WHEN excluded.{most} > {table}.{most}"
         f" THEN excluded.{most} ELSE {table}.{most} END"
