@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from datetime import datetime, timezone
 from django.conf import settings
 from django.db import connection
 
-from chatmodels.background import run_in_background
+from chatmodels.background import PerProcess
 from chatmodels.exceptions import ChatModelsError, QuotaExhausted, RateLimited
 from chatmodels.limit_stores import Increment, store
 from chatmodels.selectors import ApiKeyInfo
@@ -108,7 +107,7 @@ def settle(*, idle_for: float = 0.0) -> int:
     idle for `idle_for` seconds (0: all). Returns the number of counts changed."""
     changed = 0
     now = time.monotonic()
-    for held in list(_state.held.values()):
+    for held in list(_holdings.state.values()):
         with held.lock:
             if idle_for and now - held.touched < idle_for:
                 continue
@@ -344,50 +343,20 @@ def _refusal(
     )
 
 
-class _State:
-    """This process's holdings and its settling thread (made anew in a forked child)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.held: dict[int, _Held] = {}
-        self.started = False
-
-
-_state = _State()
-
-
-def _forget_parent_state() -> None:
-    # A forked child holds nothing: what the parent leased stays the parent's to settle.
-    global _state
-    _state = _State()
-
-
-os.register_at_fork(after_in_child=_forget_parent_state)
-
-
 def _held_for(key_id: int) -> _Held:
-    state = _state
-    held = state.held.get(key_id)
+    holdings = _holdings
+    held = holdings.state.get(key_id)
     if held is None:
-        with state.lock:
-            held = state.held.setdefault(key_id, _Held())
-            if not state.started:
-                state.started = True
-                _start_settling()
+        with holdings.lock:
+            held = holdings.state.setdefault(key_id, _Held())
+        if not holdings.started:
+            holdings.start()
     return held
 
 
-def _start_settling() -> None:
-    """Once per process: settle at exit, and (unless the interval is 0) the keys left idle."""
-    interval = settings.CHATMODELS_LIMITS_SETTLE_SECONDS
-    run_in_background(
-        "limits", lambda: _settle_idle(interval), every=interval, at_exit=settle_at_exit
-    )
-
-
-def _settle_idle(interval: float) -> None:
+def _settle_idle() -> None:
     try:
-        settle(idle_for=interval)
+        settle(idle_for=_holdings.interval)
     finally:
         if not connection.in_atomic_block:
             connection.close()  # this thread's own connection (the database store)
@@ -400,10 +369,22 @@ def settle_at_exit() -> None:
         logger.exception("limits: settling the leases at exit failed")
 
 
+# What this process holds of each key's counts, by key id; the keys left idle are settled every
+# CHATMODELS_LIMITS_SETTLE_SECONDS (none when 0), all of them at exit. A forked child holds
+# nothing: what the parent leased stays the parent's to settle.
+_holdings: PerProcess[dict[int, _Held]] = PerProcess(
+    "limits",
+    dict,
+    task=_settle_idle,
+    every=lambda: settings.CHATMODELS_LIMITS_SETTLE_SECONDS,
+    at_exit=settle_at_exit,
+)
+
+
 def forget() -> None:
     """Drop what this process holds without settling it (tests: a fresh start each)."""
-    with _state.lock:
-        _state.held.clear()
+    with _holdings.lock:
+        _holdings.state.clear()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §7), correct across the server's worker processes.
+"""Prometheus metrics, correct across the server's worker processes.
 
 `scripts/server` sets `PROMETHEUS_MULTIPROC_DIR` (emptied at each start) before any worker
 starts: prometheus-client then keeps every value in a memory-mapped file per process there, and
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from bisect import bisect_left
 from collections import deque
 
@@ -34,7 +33,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from chatmodels.background import run_in_background
+from chatmodels.background import Accumulator
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -102,9 +101,7 @@ def record_request(
 ) -> None:
     """One finished chat request: its count, duration, time to first chunk, tokens, error;
     `was_in_flight`: `request_started(model)` counted it, and it is in flight no more."""
-    state = _state
-    finished = state.ends
-    finished.append(
+    _tallies.add(
         (
             (model, version, route, status),
             seconds,
@@ -114,11 +111,6 @@ def record_request(
             model if was_in_flight else None,
         )
     )
-    if len(finished) >= _ADD_UP_AT:
-        with state.lock:
-            _add_up(state)
-    if not state.writing:
-        _start_writing(state)
     if model_error is not None:  # rare: written at once
         MODEL_ERRORS.labels(model, version, model_error).inc()
 
@@ -126,19 +118,18 @@ def record_request(
 def request_started(model: str) -> None:
     """One more request of `model` in flight in this process (written with the tallies); it
     ends with its `record_request(..., was_in_flight=True)`."""
-    state = _state
-    state.starts.append(model)
-    if not state.writing:
-        _start_writing(state)
+    tallies = _tallies
+    tallies.state.starts.append(model)
+    if not tallies.started:
+        tallies.start()
 
 
 # ---------------------------------------------------------------------------------------------
-# Tallies. A request appends one entry to a queue (a deque: atomic, no lock on the request
-# path); `write()` adds the entries up per label set in one tight loop and hands the sums to
-# prometheus-client every WRITE_SECONDS (a thread), before this process renders a scrape, and at
-# exit. Written value by value, a request cost seven updates of the memory-mapped files, each
-# under prometheus-client's lock: a tenth of an echo model's answer; added up as it ended, a
-# few microseconds more than in the loop.
+# Tallies. A request queues one entry (`background.Accumulator`); `write()` adds the entries up
+# per label set and hands the sums to prometheus-client every WRITE_SECONDS (a thread), before
+# this process renders a scrape, and at exit. Written value by value, a request cost seven
+# updates of the memory-mapped files, each under prometheus-client's lock: a tenth of an echo
+# model's answer.
 
 WRITE_SECONDS = 1.0
 _LATENCY_BOUNDS = (*_LATENCY_BUCKETS, float("inf"))
@@ -162,31 +153,22 @@ class _Tally:
         self.first_chunk_buckets = [0] * len(_LATENCY_BOUNDS)
 
 
-_ADD_UP_AT = 4096  # entries: a queue this long is added up by the request that fills it
-
-
 class _State:
-    """This process's queues, tallies and writer (made anew in a forked child)."""
+    """This process's tallies and in-flight counts (the accumulator's queue holds the requests
+    finished, `record_request`)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()  # the tallies, and taking entries off the queues
-        self.write_lock = threading.Lock()
         self.starts: deque[str] = deque()  # the models of requests started (`request_started`)
-        self.ends: deque[tuple] = deque()  # requests finished (`record_request`)
         self.tallies: dict[tuple[str, str, str, int], _Tally] = {}
         self.in_flight: dict[str, int] = {}
         self.in_flight_written: dict[str, int] = {}
-        self.writing = False  # the writer thread and exit hooks are set up
 
 
-_state = _State()
-
-
-def _add_up(state: _State) -> None:
-    """Move the queued requests into the tallies (`state.lock` held)."""
+def _add_up(ends: deque, state: _State) -> None:
+    """Move the queued requests into the tallies (the accumulator's lock held)."""
     # A request's end is queued after its start: counting the ends first, and taking the
     # starts queued until after that, no end is added up before its start.
-    starts, ends, tallies, in_flight = state.starts, state.ends, state.tallies, state.in_flight
+    starts, tallies, in_flight = state.starts, state.tallies, state.in_flight
     ended = len(ends)
     for _ in range(len(starts)):
         model = starts.popleft()
@@ -210,10 +192,11 @@ def _add_up(state: _State) -> None:
 
 def write() -> None:
     """Hand this process's tallies to prometheus-client (the shared files, in a server)."""
-    state = _state
-    with state.write_lock:
-        with state.lock:
-            _add_up(state)
+    accumulator = _tallies
+    with accumulator.write_lock:
+        with accumulator.lock:
+            accumulator.add_up()
+            state = accumulator.state
             tallies, state.tallies = state.tallies, {}
             in_flight = dict(state.in_flight)
         for label_set, tally in tallies.items():
@@ -222,6 +205,11 @@ def write() -> None:
             if state.in_flight_written.get(model) != count:
                 IN_FLIGHT.labels(model).set(count)
                 state.in_flight_written[model] = count
+
+
+_tallies = Accumulator(
+    "metrics", _State, add_up=_add_up, task=write, every=lambda: WRITE_SECONDS, at_exit=write
+)
 
 
 def _write_tally(label_set: tuple[str, str, str, int], tally: _Tally) -> None:
@@ -244,24 +232,6 @@ def _write_tally(label_set: tuple[str, str, str, int], tally: _Tally) -> None:
         prompt.inc(tally.prompt_tokens)
     if tally.completion_tokens:
         completion.inc(tally.completion_tokens)
-
-
-def _start_writing(state: _State) -> None:
-    """Once per process: the writer thread and the exit hooks."""
-    with state.write_lock:
-        if state.writing:
-            return
-        state.writing = True
-    run_in_background("metrics", write, every=WRITE_SECONDS, at_exit=write)
-
-
-def _forget_parent_state() -> None:
-    # A forked child starts with no tallies (the parent writes its own) and fresh locks.
-    global _state
-    _state = _State()
-
-
-os.register_at_fork(after_in_child=_forget_parent_state)
 
 
 # The labelled children of each label set, looked up once: `labels()` costs as much as the

@@ -13,26 +13,30 @@ when the process stops (SIGTERM, SIGINT, a normal exit) is written at exit
 from __future__ import annotations
 
 import logging
-import os
-import threading
+import operator
 import time
 from collections import deque
+from dataclasses import make_dataclass, replace
 from datetime import datetime, timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from chatmodels.background import run_in_background
+from chatmodels.background import Accumulator
 from chatmodels.models import UsageBucket
 from chatmodels.selectors import ApiKeyInfo, ResolvedVersion
 
 logger = logging.getLogger(__name__)
 
-# The counters of a bucket, in the order of `_COLUMNS`' tail; the last one is a maximum.
+# A bucket's counters, named as `UsageBucket`'s fields: those that add up across workers and
+# hosts (`UsageBucket.SUMMED_FIELDS`), then the largest latency. This one order is that of the
+# columns written and of a row's values; the add-up loop names each counter.
 SUMMED = UsageBucket.SUMMED_FIELDS
-_REQUESTS, _ERRORS = 0, 1
-_PROMPT, _COMPLETION, _LATENCY_SUM, _LATENCY_MAX = 6, 7, 8, 9
-_COLUMNS = ("model_id", "version", "api_key_id", "hour", *SUMMED, "latency_ms_max")
+_LARGEST = "latency_ms_max"
+COUNTERS = (*SUMMED, _LARGEST)
+Counts = make_dataclass("Counts", [(name, int, 0) for name in COUNTERS], slots=True)
+_values_of = operator.attrgetter(*COUNTERS)  # a Counts' values, in the order of COUNTERS
+_COLUMNS = ("model_id", "version", "api_key_id", "hour", *COUNTERS)
 _BATCH = 500  # buckets per statement: 7,000 parameters, well under every backend's limit
 
 # (model id, version number, key id or None, hours since the epoch) -> counters
@@ -52,33 +56,6 @@ def error_column(status: int) -> str | None:
     return "invalid_requests"
 
 
-_ERROR_INDEX = {name: SUMMED.index(name) for name in SUMMED}
-
-
-class _State:
-    """This process's counters and flusher thread (made anew in a forked child)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()  # `pending`, and taking requests off `queue`
-        self.flush_lock = threading.Lock()
-        self.queue: deque[tuple] = deque()  # requests recorded and not added up yet
-        self.pending: dict[Bucket, list[int]] = {}
-        self.started = False
-        self.stop = threading.Event()
-
-
-_state = _State()
-
-
-def _forget_parent_state() -> None:
-    # A forked child starts with no counts (the parent writes its own) and fresh locks.
-    global _state
-    _state = _State()
-
-
-os.register_at_fork(after_in_child=_forget_parent_state)
-
-
 def record(
     version: ResolvedVersion,
     key: ApiKeyInfo | None,
@@ -95,9 +72,7 @@ def record(
     """
     if not settings.CHATMODELS_USAGE:
         return
-    state = _state
-    queue = state.queue
-    queue.append(
+    _buckets.add(
         (
             version.model_id,
             version.version,
@@ -109,66 +84,43 @@ def record(
             status,
         )
     )
-    if len(queue) >= _ADD_UP_AT:
-        with state.lock:
-            _add_up(state)
-    if not state.started:
-        _start(state)
 
 
-# A request is queued as it ends (a deque: atomic, no lock) and added up per bucket in one tight
-# loop by the writer, a few microseconds less per request than adding it up as it ends.
-_ADD_UP_AT = 4096  # requests: a queue this long is added up by the request that fills it
-
-
-def _add_up(state: _State) -> None:
-    """Move the queued requests into the counters of their buckets (`state.lock` held)."""
-    queue, pending = state.queue, state.pending
+def _add_up(queue: deque, pending: dict[Bucket, Counts]) -> None:
+    """Move the queued requests into the counters of their buckets (the accumulator's lock
+    held)."""
     for _ in range(len(queue)):
         model_id, number, key_id, at, seconds, prompt, completion, status = queue.popleft()
         bucket = (model_id, number, key_id, int(at) // 3600)
         counts = pending.get(bucket)
         if counts is None:
-            counts = pending[bucket] = [0] * (len(SUMMED) + 1)
-        counts[_REQUESTS] += 1
+            counts = pending[bucket] = Counts()
+        counts.requests += 1
         if status >= 400:
-            counts[_ERRORS] += 1
-            counts[_ERROR_INDEX[error_column(status)]] += 1
-        counts[_PROMPT] += prompt
-        counts[_COMPLETION] += completion
+            counts.errors += 1
+            column = error_column(status)
+            setattr(counts, column, getattr(counts, column) + 1)
+        counts.prompt_tokens += prompt
+        counts.completion_tokens += completion
         latency_ms = int(seconds * 1000)
-        counts[_LATENCY_SUM] += latency_ms
-        if latency_ms > counts[_LATENCY_MAX]:
-            counts[_LATENCY_MAX] = latency_ms
+        counts.latency_ms_sum += latency_ms
+        if latency_ms > counts.latency_ms_max:
+            counts.latency_ms_max = latency_ms
 
 
-def _start(state: _State) -> None:
-    """Once per process: the exit hooks and, unless the interval is 0, the writer thread."""
-    with state.flush_lock:
-        if state.started:
-            return
-        state.started = True
-    run_in_background(
-        "usage",
-        flush,
-        every=settings.CHATMODELS_USAGE_FLUSH_SECONDS,
-        at_exit=flush_at_exit,
-        stop=state.stop,
-    )
-
-
-def pending() -> dict[Bucket, list[int]]:
+def pending() -> dict[Bucket, Counts]:
     """A copy of what this process has counted and not written yet (for tests and tools)."""
-    with _state.lock:
-        _add_up(_state)
-        return {bucket: list(counts) for bucket, counts in _state.pending.items()}
+    accumulator = _buckets
+    with accumulator.lock:
+        accumulator.add_up()
+        return {bucket: replace(counts) for bucket, counts in accumulator.state.items()}
 
 
 def discard() -> None:
     """Forget what has not been written (tests: nothing carried from one test to the next)."""
-    with _state.lock:
-        _state.queue.clear()
-        _state.pending.clear()
+    with _buckets.lock:
+        _buckets.queue.clear()
+        _buckets.state.clear()
 
 
 def flush() -> int:
@@ -177,17 +129,17 @@ def flush() -> int:
     If the database fails, the counts go back into memory for the next flush. A bucket the
     database refuses for good (its API key was deleted meanwhile) is dropped with a warning.
     """
-    state = _state
-    with state.flush_lock:
-        with state.lock:
-            _add_up(state)
-            batch, state.pending = state.pending, {}
+    accumulator = _buckets
+    with accumulator.write_lock:
+        with accumulator.lock:
+            accumulator.add_up()
+            batch, accumulator.state = accumulator.state, {}
         if not batch:
             return 0
         try:
             written = _write(batch)
         except Exception:
-            _merge_back(state, batch)
+            _merge_back(accumulator, batch)
             raise
         finally:
             if not connection.in_atomic_block:
@@ -196,30 +148,42 @@ def flush() -> int:
 
 
 def flush_at_exit() -> None:
-    _state.stop.set()
+    _buckets.stop.set()
     try:
         written = flush()
     except Exception:
-        lost = sum(counts[_REQUESTS] for counts in _state.pending.values())
+        lost = sum(counts.requests for counts in _buckets.state.values())
         logger.exception("usage: the last write failed at exit; %s requests not counted", lost)
     else:
         if written:
             logger.info("usage: wrote %s buckets at exit", written)
 
 
-def _merge_back(state: _State, batch: dict[Bucket, list[int]]) -> None:
-    with state.lock:
+# This process's counters per bucket; a request queues its numbers (`record`).
+_buckets: Accumulator[dict[Bucket, Counts]] = Accumulator(
+    "usage",
+    dict,
+    add_up=_add_up,
+    task=flush,
+    every=lambda: settings.CHATMODELS_USAGE_FLUSH_SECONDS,
+    at_exit=flush_at_exit,
+)
+
+
+def _merge_back(accumulator: Accumulator, batch: dict[Bucket, Counts]) -> None:
+    with accumulator.lock:
+        pending = accumulator.state
         for bucket, counts in batch.items():
-            current = state.pending.get(bucket)
+            current = pending.get(bucket)
             if current is None:
-                state.pending[bucket] = counts
+                pending[bucket] = counts
                 continue
-            for index in range(_LATENCY_MAX):
-                current[index] += counts[index]
-            current[_LATENCY_MAX] = max(current[_LATENCY_MAX], counts[_LATENCY_MAX])
+            for name in SUMMED:
+                setattr(current, name, getattr(current, name) + getattr(counts, name))
+            current.latency_ms_max = max(current.latency_ms_max, counts.latency_ms_max)
 
 
-def _write(batch: dict[Bucket, list[int]]) -> int:
+def _write(batch: dict[Bucket, Counts]) -> int:
     rows = [_row(bucket, counts) for bucket, counts in batch.items()]
     written = 0
     for start in range(0, len(rows), _BATCH):
@@ -243,7 +207,7 @@ def _upsert_one_by_one(rows: list[tuple]) -> int:
     return written
 
 
-def _row(bucket: Bucket, counts: list[int]) -> tuple:
+def _row(bucket: Bucket, counts: Counts) -> tuple:
     model_id, version, key_id, hour = bucket
     start = datetime.fromtimestamp(hour * 3600, tz=timezone.utc)
     return (
@@ -251,7 +215,7 @@ def _row(bucket: Bucket, counts: list[int]) -> tuple:
         version,
         key_id,
         connection.ops.adapt_datetimefield_value(start),
-        *counts,
+        *_values_of(counts),
     )
 
 
@@ -271,7 +235,7 @@ def _upsert_sql(count: int) -> str:
     columns = ", ".join(quote(name) for name in _COLUMNS)
     row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
     sums = [f"{quote(name)} = {table}.{quote(name)} + excluded.{quote(name)}" for name in SUMMED]
-    most = quote("latency_ms_max")
+    most = quote(_LARGEST)
     sums.append(
         f"{most} = CASE WHEN excluded.{most} > {table}.{most}"
         f" THEN excluded.{most} ELSE {table}.{most} END"

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -101,12 +101,12 @@ def test_requests_are_counted_per_model_version_and_key_with_the_models_tokens(c
 def test_a_long_queue_is_added_up_by_the_request_that_fills_it(client, tokens, monkeypatch):
     # Requests are queued as they end and added up by the writer; a worker whose writer falls
     # behind adds its queue up on the request path once it is long (kept short here).
-    monkeypatch.setattr(usage, "_ADD_UP_AT", 3)
+    monkeypatch.setattr(usage._buckets, "add_up_at", 3)
     key, raw = make_key(name="queue")
     for text in ("one", "two words", "three words here", "four", "five six", "seven"):
         response = post(client, COMPLETIONS, chat(text, model="tokens"), key=raw)
         assert response.status_code == 200, response.content
-        assert len(usage._state.queue) < 3
+        assert len(usage._buckets.queue) < 3
 
     usage.flush()
 
@@ -205,6 +205,34 @@ def test_flushes_add_into_the_same_rows_and_keyless_calls_share_one(client, toke
         "rows": len(buckets),
     }
     assert len(buckets) <= 2  # one hour, or two if the test ran across an hour's end
+
+
+def test_a_flush_the_database_fails_is_written_with_the_next(client, tokens, monkeypatch):
+    key, raw = make_key(name="retried")
+    for text in ("one two", "three"):
+        assert post(client, COMPLETIONS, chat(text, model="tokens"), key=raw).status_code == 200
+
+    def database_down(rows):
+        # A request ends while the write is under way, and is added up at once (as the request
+        # that fills a long queue adds it up): the counts that come back add to its.
+        response = post(client, COMPLETIONS, chat("four five six", model="tokens"), key=raw)
+        assert response.status_code == 200
+        raise OperationalError("the database is down")
+
+    with monkeypatch.context() as down:
+        down.setattr(usage, "_upsert", database_down)
+        down.setattr(usage._buckets, "add_up_at", 1)
+        with pytest.raises(OperationalError):
+            usage.flush()
+    assert UsageBucket.objects.count() == 0
+    usage.flush()
+
+    assert without_rows(totals(api_key=key)) == counted(
+        requests=3, prompt_tokens=6, completion_tokens=6
+    )
+    for row in UsageBucket.objects.filter(api_key=key):
+        assert 0 <= row.latency_ms_max <= row.latency_ms_sum
+    assert usage.pending() == {}
 
 
 def test_the_playground_counts_without_a_key(admin_client, tokens):

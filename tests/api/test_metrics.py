@@ -88,12 +88,12 @@ def test_requests_duration_and_tokens_rise_by_what_was_sent(client, counter, key
 def test_a_long_queue_is_added_up_by_the_request_that_fills_it(client, counter, key, monkeypatch):
     # Requests are queued as they end and added up by the writer (every second, and before a
     # scrape); a worker whose writer falls behind adds its queue up once it is long.
-    monkeypatch.setattr(metrics, "_ADD_UP_AT", 3)
+    monkeypatch.setattr(metrics._tallies, "add_up_at", 3)
     before = scrape(client)
 
     for text in ("one", "two words", "three", "four", "five six", "seven", "eight"):
         assert post(client, INVOCATIONS, chat(text), key=key).status_code == 200
-        assert len(metrics._state.ends) < 3
+        assert len(metrics._tallies.queue) < 3
 
     after = scrape(client)
     invocations = {"model": "counter", "version": "1", "route": "model-invocations"}
