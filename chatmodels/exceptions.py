@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 Decorated = TypeVar("Decorated", bound=Callable)
@@ -28,12 +29,37 @@ def short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@dataclass(frozen=True)
+class ErrorKind:
+    """How usage counts an error: its `UsageBucket` counter, and what it means, for people."""
+
+    counter: str
+    label: str
+    description: str
+
+
+INVALID_REQUEST = ErrorKind(
+    "invalid_requests", "invalid request (4xx)", "4xx but 429: bad input, a model not allowed"
+)
+REJECTED = ErrorKind(
+    "rejected", "rejected (429/503)", "429 limits and 503 capacity: may be retried"
+)
+MODEL_ERROR = ErrorKind(
+    "model_errors", "model error (500/502)", "500/502: the model raised or answered wrongly"
+)
+TIMEOUT = ErrorKind("timeouts", "timeout (504)", "504: the model did not answer in time")
+ERROR_KINDS = (INVALID_REQUEST, REJECTED, MODEL_ERROR, TIMEOUT)
+
+
 class ChatModelsError(Exception):
     """An internal server error; the details are in the server log."""
 
     status_code: ClassVar[int] = 500
     type: ClassVar[str] = "server_error"  # OpenAI's error `type`
     code: ClassVar[str | None] = None  # OpenAI's error `code`
+    usage_kind: ClassVar[ErrorKind] = MODEL_ERROR  # the usage counter it is counted in
+    # A failure of the model itself: its `type` in chatmodels_model_errors_total (else None).
+    model_error_type: ClassVar[str | None] = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -57,6 +83,7 @@ class InvalidRequest(ChatModelsError):
     the API's rules (the message and `param` name the field)."""
 
     status_code = 400
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "invalid_value"
 
@@ -65,6 +92,7 @@ class ChatDataError(ChatModelsError, ValueError):
     """A chat object (message, params, response…) has a missing or wrongly typed field."""
 
     status_code = 400
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "invalid_value"
 
@@ -80,6 +108,7 @@ class Unauthenticated(ChatModelsError):
     """No API key, a malformed Authorization header, or an unknown or revoked key."""
 
     status_code = 401
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "invalid_api_key"
 
@@ -88,6 +117,7 @@ class PermissionDenied(ChatModelsError):
     """The API key may not do this."""
 
     status_code = 403
+    usage_kind = INVALID_REQUEST
     type = "permission_error"
     code = "permission_denied"
 
@@ -108,6 +138,7 @@ class NotFound(ChatModelsError):
     """Nothing is found here (an unknown URL, or a page past the last)."""
 
     status_code = 404
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "not_found"
 
@@ -138,6 +169,7 @@ class MethodNotAllowed(ChatModelsError):
     """The route does not take this HTTP method (`Allow` lists those it takes)."""
 
     status_code = 405
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "method_not_allowed"
 
@@ -146,6 +178,7 @@ class NotAcceptable(ChatModelsError):
     """No answer in a media type the `Accept` header allows."""
 
     status_code = 406
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "not_acceptable"
 
@@ -154,6 +187,7 @@ class UnsupportedMediaType(ChatModelsError):
     """The request body's Content-Type is not one the route reads."""
 
     status_code = 415
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "unsupported_media_type"
 
@@ -162,6 +196,7 @@ class Throttled(ChatModelsError):
     """Over CHATMODELS_THROTTLE_RATE for this key (`Retry-After` says when to retry)."""
 
     status_code = 429
+    usage_kind = REJECTED
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
@@ -190,6 +225,7 @@ class RegistrationError(ChatModelsError):
     """Registration refused: bad name, target, artifact, example or model behaviour."""
 
     status_code = 400
+    usage_kind = INVALID_REQUEST
     type = "invalid_request_error"
     code = "invalid_value"
 
@@ -212,18 +248,21 @@ class SignatureNotAllowed(RegistrationError):
 class ModelRaised(ChatModelsError):
     """The model raised (logged with its traceback on the server; none reaches the client)."""
 
+    model_error_type = "raised"
     code = "model_error"
 
 
 class ModelLoadError(ChatModelsError):
     """The model's stored package could not be loaded (missing, or not matching its digest)."""
 
+    model_error_type = "load"
     code = "model_error"
 
 
 class InvalidModelOutput(ChatModelsError):
     """The model returned something that is not a valid ChatResponse or ChatChunk."""
 
+    model_error_type = "invalid_output"
     status_code = 502
     code = "invalid_model_output"
 
@@ -232,6 +271,7 @@ class ModelCrashed(ChatModelsError):
     """The model's worker process died (or was stopped) while answering; the model is started
     again for the next request."""
 
+    model_error_type = "crashed"
     status_code = 502
     code = "model_crashed"
 
@@ -241,6 +281,7 @@ class ModelUnavailable(ChatModelsError):
     it is fixed or restarted."""
 
     status_code = 503
+    usage_kind = REJECTED
     code = "model_unavailable"
 
 
@@ -248,6 +289,7 @@ class ServiceUnavailable(ChatModelsError):
     """The database or the package storage does not answer."""
 
     status_code = 503
+    usage_kind = REJECTED
     code = "unavailable"
 
 
@@ -256,6 +298,7 @@ class ServerBusy(ChatModelsError):
     CHATMODELS_QUEUE_TIMEOUT; safe to retry after `Retry-After` seconds (the model never ran)."""
 
     status_code = 503
+    usage_kind = REJECTED
     code = "server_busy"
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
@@ -271,6 +314,8 @@ class ModelTimeout(ChatModelsError):
     """The model gave no answer (streams: no next chunk) within CHATMODELS_MODEL_TIMEOUT."""
 
     status_code = 504
+    usage_kind = TIMEOUT
+    model_error_type = "timeout"
     code = "model_timeout"
 
 

@@ -13,7 +13,13 @@ from django.db.models import F, Max, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from chatmodels.exceptions import ImmutableVersionError
+from chatmodels.exceptions import (
+    INVALID_REQUEST,
+    MODEL_ERROR,
+    REJECTED,
+    TIMEOUT,
+    ImmutableVersionError,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z"
 ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,63}\Z"
@@ -309,10 +315,10 @@ class UsageBucket(models.Model):
     hour = models.DateTimeField(help_text="Start of the hour (UTC)")
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0, help_text="Requests answered with an error")
-    invalid_requests = models.BigIntegerField(default=0, help_text="4xx but 429: bad input, 403")
-    rejected = models.BigIntegerField(default=0, help_text="429 limits and 503 capacity")
-    model_errors = models.BigIntegerField(default=0, help_text="500/502: the model failed")
-    timeouts = models.BigIntegerField(default=0, help_text="504: the model did not answer")
+    invalid_requests = models.BigIntegerField(default=0, help_text=INVALID_REQUEST.description)
+    rejected = models.BigIntegerField(default=0, help_text=REJECTED.description)
+    model_errors = models.BigIntegerField(default=0, help_text=MODEL_ERROR.description)
+    timeouts = models.BigIntegerField(default=0, help_text=TIMEOUT.description)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     latency_ms_sum = models.BigIntegerField(default=0)

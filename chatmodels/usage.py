@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from chatmodels.background import Accumulator
+from chatmodels.exceptions import ErrorKind
 from chatmodels.models import UsageBucket
 from chatmodels.selectors import ApiKeyInfo, ResolvedVersion
 
@@ -43,19 +44,6 @@ _BATCH = 500  # buckets per statement: 7,000 parameters, well under every backen
 Bucket = tuple[int, int, "int | None", int]
 
 
-def error_column(status: int) -> str | None:
-    """The error counter a response status goes to (None: not an error)."""
-    if status < 400:
-        return None
-    if status in (429, 503):
-        return "rejected"  # limits and capacity: the client may retry
-    if status == 504:
-        return "timeouts"
-    if status >= 500:
-        return "model_errors"
-    return "invalid_requests"
-
-
 def record(
     version: ResolvedVersion,
     key: ApiKeyInfo | None,
@@ -63,12 +51,12 @@ def record(
     seconds: float,
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
-    status: int = 200,
+    error: ErrorKind | None = None,
 ) -> None:
     """Count one request that `version` answered (or failed) for `key`.
 
     `seconds` is how long it took, `prompt_tokens` and `completion_tokens` the usage the model
-    reported, `status` the HTTP status it was answered with.
+    reported, `error` the kind of error it was answered with (None: it was answered).
     """
     if not settings.CHATMODELS_USAGE:
         return
@@ -81,7 +69,7 @@ def record(
             seconds,
             prompt_tokens,
             completion_tokens,
-            status,
+            error,
         )
     )
 
@@ -90,16 +78,15 @@ def _add_up(queue: deque, pending: dict[Bucket, Counts]) -> None:
     """Move the queued requests into the counters of their buckets (the accumulator's lock
     held)."""
     for _ in range(len(queue)):
-        model_id, number, key_id, at, seconds, prompt, completion, status = queue.popleft()
+        model_id, number, key_id, at, seconds, prompt, completion, error = queue.popleft()
         bucket = (model_id, number, key_id, int(at) // 3600)
         counts = pending.get(bucket)
         if counts is None:
             counts = pending[bucket] = Counts()
         counts.requests += 1
-        if status >= 400:
+        if error is not None:
             counts.errors += 1
-            column = error_column(status)
-            setattr(counts, column, getattr(counts, column) + 1)
+            setattr(counts, error.counter, getattr(counts, error.counter) + 1)
         counts.prompt_tokens += prompt
         counts.completion_tokens += completion
         latency_ms = int(seconds * 1000)

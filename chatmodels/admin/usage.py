@@ -21,6 +21,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from chatmodels import charts, selectors
+from chatmodels.exceptions import ERROR_KINDS
 from chatmodels.models import ApiKey, RegisteredModel, UsageBucket
 
 PRESETS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -29,12 +30,8 @@ DEFAULT_PRESET = "7d"
 HOURLY_UP_TO = timedelta(days=7)  # longer ranges are drawn per day
 MAX_DAYS = 400
 TOP_MODELS = 6  # the requests chart stacks this many models and "other"
-ERROR_KINDS = (
-    ("invalid_requests", "invalid request (4xx)", "#e69f00"),
-    ("rejected", "rejected (429/503)", "#56b4e9"),
-    ("model_errors", "model error (500/502)", "#d55e00"),
-    ("timeouts", "timeout (504)", "#cc79a7"),
-)
+# Each error kind's colour in the errors chart (colour-blind safe), in the order of ERROR_KINDS.
+ERROR_COLOURS = ("#e69f00", "#56b4e9", "#d55e00", "#cc79a7")
 NO_KEY = "none"
 
 
@@ -199,11 +196,11 @@ def usage_charts(window: Window, filters: dict[str, Any]) -> dict[str, Any]:
     ]
     error_series = [
         charts.Series(
-            label,
-            _series_by_start(over_time, window, lambda r, n=name: r[f"sum_{n}"]),
+            kind.label,
+            _series_by_start(over_time, window, lambda r, n=kind.counter: r[f"sum_{n}"]),
             colour,
         )
-        for name, label, colour in ERROR_KINDS
+        for kind, colour in zip(ERROR_KINDS, ERROR_COLOURS, strict=True)
     ]
     # No requests, no latency: a gap in the line, not a fall to 0 ms.
     latency_series = [

@@ -9,6 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from chatmodels.exceptions import INVALID_REQUEST, MODEL_ERROR, REJECTED, TIMEOUT
 from chatmodels.models import ModelVersion, RegisteredModel
 from chatmodels.selectors import USAGE_BUCKETS
 
@@ -115,15 +116,13 @@ class UsageQuerySerializer(serializers.Serializer):
 
 class UsageErrorsSerializer(serializers.Serializer):
     invalid_request = serializers.IntegerField(
-        source="sum_invalid_requests", help_text="4xx but 429: bad input, a model not allowed"
+        source="sum_invalid_requests", help_text=INVALID_REQUEST.description
     )
-    rejected = serializers.IntegerField(
-        source="sum_rejected", help_text="429 limits and 503 capacity: may be retried"
-    )
+    rejected = serializers.IntegerField(source="sum_rejected", help_text=REJECTED.description)
     model_error = serializers.IntegerField(
-        source="sum_model_errors", help_text="500/502: the model raised or answered wrongly"
+        source="sum_model_errors", help_text=MODEL_ERROR.description
     )
-    timeout = serializers.IntegerField(source="sum_timeouts", help_text="504")
+    timeout = serializers.IntegerField(source="sum_timeouts", help_text=TIMEOUT.description)
 
 
 class UsageRowSerializer(serializers.Serializer):

@@ -18,10 +18,6 @@ from django.http import HttpRequest
 from chatmodels import limits, metrics, tracing, usage
 from chatmodels.exceptions import (
     ChatModelsError,
-    InvalidModelOutput,
-    ModelLoadError,
-    ModelRaised,
-    ModelTimeout,
 )
 from chatmodels.selectors import ApiKeyInfo, ResolvedVersion
 
@@ -29,14 +25,6 @@ logger = logging.getLogger(__name__)
 
 # The status of a stream whose client went away before its end (nginx's convention).
 CLIENT_CLOSED = 499
-
-# Failures of the model itself (chatmodels_model_errors_total{type}), most specific first.
-_MODEL_ERROR_TYPES: tuple[tuple[type[ChatModelsError], str], ...] = (
-    (ModelTimeout, "timeout"),
-    (ModelRaised, "raised"),
-    (InvalidModelOutput, "invalid_output"),
-    (ModelLoadError, "load"),
-)
 
 
 class ChatCall:
@@ -121,7 +109,7 @@ class ChatCall:
                 ),
                 prompt_tokens=prompt,
                 completion_tokens=completion,
-                model_error=_model_error_type(error),
+                model_error=kind.model_error_type if kind is not None else None,
                 was_in_flight=self._in_flight,
             )
         if self._span is not None:
@@ -141,7 +129,7 @@ class ChatCall:
                 seconds=seconds,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
-                status=answered,
+                error=kind.usage_kind if kind is not None else None,
             )
 
 
@@ -155,12 +143,3 @@ def _as_domain_error(error: BaseException | None) -> ChatModelsError | None:
     if error is None or isinstance(error, ChatModelsError):
         return error
     return ChatModelsError(str(error))
-
-
-def _model_error_type(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    for error_class, name in _MODEL_ERROR_TYPES:
-        if isinstance(error, error_class):
-            return name
-    return None

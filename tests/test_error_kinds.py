@@ -1,0 +1,49 @@
+"""Each error declares how usage counts it, and the declarations agree with its HTTP status:
+what the usage API, the admin's charts and the usage table say of an error kind is true."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatmodels import exceptions
+from chatmodels.exceptions import (
+    INVALID_REQUEST,
+    MODEL_ERROR,
+    REJECTED,
+    TIMEOUT,
+    ChatModelsError,
+)
+
+
+def _all_errors(cls: type[ChatModelsError] = ChatModelsError) -> list[type[ChatModelsError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_errors(sub))
+    return found
+
+
+@pytest.mark.parametrize("error_class", _all_errors(), ids=lambda cls: cls.__name__)
+def test_an_error_is_counted_as_its_status_says(error_class: type[ChatModelsError]) -> None:
+    status = error_class.status_code
+    expected = (
+        REJECTED
+        if status in (429, 503)
+        else TIMEOUT
+        if status == 504
+        else MODEL_ERROR
+        if status >= 500
+        else INVALID_REQUEST
+    )
+    assert error_class.usage_kind is expected
+
+
+def test_only_failures_of_the_model_have_a_model_error_type() -> None:
+    typed = {cls.__name__: cls.model_error_type for cls in _all_errors() if cls.model_error_type}
+    assert typed == {
+        "ModelRaised": "raised",
+        "ModelLoadError": "load",
+        "InvalidModelOutput": "invalid_output",
+        "ModelCrashed": "crashed",
+        "ModelTimeout": "timeout",
+    }
+    assert exceptions.ERROR_KINDS == (INVALID_REQUEST, REJECTED, MODEL_ERROR, TIMEOUT)
