@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from django.conf import settings
@@ -106,7 +106,7 @@ def invoke_stream(
     served_name: str,
     include_usage: bool = False,
     on_usage: Callable[[dict[str, Any] | None], None] | None = None,
-) -> Iterator[dict[str, Any] | None]:
+) -> ChunkStream:
     """OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one `predict` answer,
     with KEEP_ALIVE (None) after each keep-alive interval of silence. When the stream has come
     to its end, `on_usage` is called with the usage the model reported (None if it did not),
@@ -129,18 +129,18 @@ def invoke_stream(
     chunks = _chunks(
         feed, first, served_name=served_name, include_usage=include_usage, on_usage=on_usage
     )
-    return _StoppingIterator(chunks, feed)
+    return ChunkStream(chunks, feed)
 
 
-class _StoppingIterator:
+class ChunkStream:
     """The chunks, as an iterator whose `close()` stops the model even if no chunk was taken
     yet (closing a generator that never started runs none of its `finally`)."""
 
-    def __init__(self, chunks: Iterator[dict[str, Any] | None], feed: _Feed) -> None:
+    def __init__(self, chunks: Generator[dict[str, Any] | None, None, None], feed: _Feed) -> None:
         self._chunks = chunks
         self._feed = feed
 
-    def __iter__(self) -> _StoppingIterator:
+    def __iter__(self) -> ChunkStream:
         return self
 
     def __next__(self) -> dict[str, Any] | None:
@@ -158,7 +158,7 @@ def _chunks(
     served_name: str,
     include_usage: bool,
     on_usage: Callable[[dict[str, Any] | None], None] | None,
-) -> Iterator[dict[str, Any] | None]:
+) -> Generator[dict[str, Any] | None, None, None]:
     stream_id, created = completion_id(), int(time.time())
     usage = None
     try:
@@ -185,7 +185,7 @@ def _chunks(
     if include_usage:
         # `usage: null` when the model reported none: counts are never made up (the spec allows
         # null; a client then knows the server has no count, rather than reading zero tokens).
-        final = {"choices": [], "usage": reported}
+        final: dict[str, Any] = {"choices": [], "usage": reported}
         yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)
 
 
@@ -232,9 +232,10 @@ class _Feed:
 
     async def _produce_async(self, loaded: packaging.LoadedModel, messages, params) -> None:
         put = self._queue.put
+        predict_stream = loaded.predict_stream  # None when the model does not stream
         try:
-            if self.streams:
-                generator = loaded.predict_stream(messages, params)
+            if predict_stream is not None:
+                generator = predict_stream(messages, params)
                 try:
                     async for value in generator:
                         put((self._VALUE, value))
@@ -249,11 +250,12 @@ class _Feed:
 
     def _produce_sync(self, loaded: packaging.LoadedModel, messages, params) -> None:
         put = self._queue.put
+        predict_stream = loaded.predict_stream  # None when the model does not stream
         try:
-            if not self.streams:
+            if predict_stream is None:
                 put((self._VALUE, loaded.predict(messages, params)))
             else:
-                generator = iter(loaded.predict_stream(messages, params))
+                generator = iter(predict_stream(messages, params))
                 try:
                     for value in generator:
                         put((self._VALUE, value))
