@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, F, Max, Prefetch, QuerySet, Sum
@@ -27,6 +28,9 @@ from chatmodels.models import (
     RegisteredModel,
     UsageBucket,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 # A model reference: `name`, `name/VERSION` or `name@ALIAS`. Split on its separators first, so
 # that a bad version gets its own message; MODEL_REFERENCE_PATTERN is what is accepted in the end
@@ -198,7 +202,8 @@ def resolve_version(
     if row is None:
         raise _not_found(name=name, version=version, alias=alias)
     *head, created_at, model_created_at, max_concurrency = row
-    return ResolvedVersion(
+    # `head` is the row's first seven columns, which mypy cannot count.
+    return ResolvedVersion(  # type: ignore[misc]
         *head,
         created_at=_datetime(created_at),
         model_created_at=_datetime(model_created_at),
@@ -249,7 +254,14 @@ def _aliases_prefetch() -> Prefetch:
     )
 
 
-def list_models() -> QuerySet[RegisteredModel]:
+class _ModelListAnnotations(TypedDict):
+    """What list_models() adds to each model, for the type checker."""
+
+    latest_version: int | None
+    version_count: int
+
+
+def list_models() -> QuerySet[WithAnnotations[RegisteredModel, _ModelListAnnotations]]:
     """Models with latest_version, version_count, aliases and tags: three queries, however many."""
     return (
         RegisteredModel.objects.with_latest_version()
@@ -368,7 +380,7 @@ def list_usage(
     without_key: bool = False,
     bucket: str = "hour",
     by: tuple[str, ...] = USAGE_GROUPS,
-) -> QuerySet[dict]:
+) -> QuerySet[UsageBucket, dict[str, Any]]:
     """Usage summed per `by` (of "start", "model", "version", "key"): one query, newest first.
 
     Hours are from `since` (included) to `until` (excluded); `bucket="day"` adds up each UTC
