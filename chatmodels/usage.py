@@ -52,7 +52,8 @@ def error_column(status: int) -> str | None:
     return "invalid_requests"
 
 
-_ERROR_INDEX = {name: SUMMED.index(name) for name in SUMMED}
+# By error_column(status), read only for an error status (so never with None).
+_ERROR_INDEX: dict[str | None, int] = {name: SUMMED.index(name) for name in SUMMED}
 
 
 class _State:
