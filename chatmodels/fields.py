@@ -13,9 +13,21 @@ import inspect
 import math
 import types
 from dataclasses import MISSING, dataclass, fields
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from chatmodels.exceptions import ChatDataError, short_repr
+
+if TYPE_CHECKING:
+    from chatmodels.types import _ChatData
 
 NoneType = type(None)
 
@@ -94,10 +106,11 @@ class Scalar(Kind):
     def __init__(self, label: str, json_type: str, test, minimum=None, maximum=None):
         self.label, self.json_type, self.test = label, json_type, test
         self.minimum, self.maximum = minimum, maximum
+        # The quick test as an instance attribute: no extra call per value checked.
         if minimum is None and maximum is None:
-            self.accepts = test
+            self.accepts = test  # type: ignore[method-assign]  # deliberate, see above
         else:
-            self.accepts = self._accepts_in_range
+            self.accepts = self._accepts_in_range  # type: ignore[method-assign]  # likewise
 
     def with_range(self, minimum, maximum) -> Scalar:
         return Scalar(self.label, self.json_type, self.test, minimum, maximum)
@@ -179,7 +192,7 @@ class ClassKind(Kind):
 
     nested = True
 
-    def __init__(self, cls: type):
+    def __init__(self, cls: type[_ChatData]):
         self.cls = cls
         self.label = cls.__name__
 
@@ -254,7 +267,7 @@ class ListKind(Kind):
         return [convert(item, f"{path}[{i}]") for i, item in enumerate(value)]
 
     def schema(self, stack: tuple[type, ...]) -> dict[str, Any]:
-        schema = {"type": "array", "items": self.item.schema(stack)}
+        schema: dict[str, Any] = {"type": "array", "items": self.item.schema(stack)}
         if self.min_items is not None:
             schema["minItems"] = self.min_items
         return schema
@@ -373,7 +386,10 @@ class UnionKind(Kind):
                 return kind
         if self.dict_option is not None:
             return None
-        allowed = ", ".join(repr(v) for _kind, literals in self.discriminators for v in literals)
+        # Every class here has its literals: one without would have taken the dict above.
+        allowed = ", ".join(
+            repr(v) for _kind, literals in self.discriminators for v in literals or ()
+        )
         raise ChatDataError(
             f"{join(path, 'type')}: expected one of {allowed}, got {given!r}",
             param=join(path, "type"),
@@ -397,7 +413,7 @@ class UnionKind(Kind):
         return {"anyOf": options}
 
 
-def _type_literals(cls: type) -> tuple[Any, ...] | None:
+def _type_literals(cls: type[_ChatData]) -> tuple[Any, ...] | None:
     kind = cls._layout().kinds.get("type")
     return kind.values if isinstance(kind, LiteralKind) else None
 
@@ -426,8 +442,12 @@ def kind_of(hint: Any) -> tuple[Kind, bool, Spec]:
     else:
         kind = _kind(hint)
     if spec.minimum is not None or spec.maximum is not None:
+        if not isinstance(kind, Scalar):
+            raise TypeError(f"minimum and maximum bound a number, not a {kind.label}")
         kind = kind.with_range(spec.minimum, spec.maximum)
     if spec.min_items is not None:
+        if not isinstance(kind, ListKind):
+            raise TypeError(f"min_items bounds a list, not a {kind.label}")
         kind = ListKind(kind.item, spec.min_items)
     if spec.expected is not None:
         kind = copy.copy(kind)  # scalars are shared
@@ -498,7 +518,7 @@ class Layout:
         self.kinds = {f.name: f.kind for f in self.fields}
         self.names = tuple(f.name for f in self.fields)
         self.unknown_keys = getattr(cls, "_unknown_keys", "ignore")
-        self.ignored_keys = getattr(cls, "_server_keys", frozenset())
+        self.ignored_keys: frozenset[str] = getattr(cls, "_server_keys", frozenset())
         # "inline": `extra` holds the object's other keys; a key named "extra" is one of them.
         self.known = frozenset(self.names) - ({"extra"} if self.unknown_keys == "inline" else set())
         # Plain defaults are immutable (dataclasses demand a factory otherwise): safe to share.
@@ -538,7 +558,7 @@ class Layout:
 # JSON Schema
 
 
-def object_schema(cls: type, stack: tuple[type, ...] = ()) -> dict[str, Any]:
+def object_schema(cls: type[_ChatData], stack: tuple[type, ...] = ()) -> dict[str, Any]:
     """The JSON Schema of a chat type, generated from its layout."""
     if stack.count(cls) >= SCHEMA_RECURSION_DEPTH:
         return {"type": "object", "title": cls.__name__}

@@ -262,6 +262,7 @@ def _exchange(
 ) -> None:
     """One round trip for `key` (its lock held): settle ended windows, pay what is owed, count
     this request (`request`) and top up the leases; raise if the request is over a limit."""
+    reads: list[tuple[str, int]]  # (subject, window)
     asks, increments, reads = [], [], []
     parts = [
         (part, limit)

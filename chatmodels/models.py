@@ -179,7 +179,8 @@ class ModelVersion(models.Model):
         edits of JSON values and costs nothing on the serving path, which never saves.
         """
         fields = (self._meta.get_field(name) for name in self.CONTENT_FIELDS)
-        attnames = {field.attname: field.name for field in fields}
+        # CONTENT_FIELDS are this model's own fields, none a reverse relation (no attname).
+        attnames = {field.attname: field.name for field in fields}  # type: ignore[union-attr]
         if update_fields is not None:
             wanted = set(update_fields)
             attnames = {

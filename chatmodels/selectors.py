@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, F, Max, Prefetch, QuerySet, Sum
@@ -28,21 +29,40 @@ from chatmodels.models import (
     UsageBucket,
 )
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+# The version column is a PositiveIntegerField: PostgreSQL's `integer`, so no version is ever past
+# 2**31 - 1 (SQLite would store more, but the numbers are the same on every database). Checked
+# before any query: SQLite cannot bind an int past 64 bits, PostgreSQL refuses one past 32.
+MAX_VERSION = 2**31 - 1
+
+
+def _whole_numbers_up_to(limit: int) -> str:
+    """A regular expression for the whole numbers 1 to `limit` in ASCII digits (leading zeros
+    allowed): shorter numbers, then the numbers of as many digits that are not larger."""
+    digits = str(limit)
+    forms = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for position, digit in enumerate(digits):
+        lowest, highest = (1 if position == 0 else 0), int(digit) - 1
+        if highest >= lowest:
+            rest = len(digits) - position - 1
+            forms.append(f"{digits[:position]}[{lowest}-{highest}][0-9]{{{rest}}}")
+    forms.append(digits)
+    return f"0*(?:{'|'.join(forms)})"
+
+
 # A model reference: `name`, `name/VERSION` or `name@ALIAS`. Split on its separators first, so
 # that a bad version gets its own message; MODEL_REFERENCE_PATTERN is what is accepted in the end
-# (the OpenAPI schema states it; the version's range is checked by parse_version_number).
+# (the OpenAPI schema states it, so the schema and the code accept the same references).
 _PART = "[^/@]+"
 # ASCII digits only: str.isdigit() and int() also take '²' (int() then raises) and '٣' (== 3).
-VERSION_DIGITS = "[0-9]{1,10}"
+VERSION_DIGITS = _whole_numbers_up_to(MAX_VERSION)
 _REFERENCE = re.compile(rf"^(?P<name>{_PART})(?:/(?P<version>{_PART})|@(?P<alias>{_PART}))?\Z")
 MODEL_REFERENCE_PATTERN = rf"^{_PART}(/{VERSION_DIGITS}|@{_PART})?$"
 _NAME = re.compile(NAME_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
 _VERSION_DIGITS = re.compile(VERSION_DIGITS)
-# The version column is a PositiveIntegerField: PostgreSQL's `integer`, so no version is ever past
-# 2**31 - 1 (SQLite would store more, but the numbers are the same on every database). Checked
-# before any query: SQLite cannot bind an int past 64 bits, PostgreSQL refuses one past 32.
-MAX_VERSION = 2**31 - 1
 
 
 def parse_model_reference(reference: str) -> tuple[str, int | None, str | None]:
@@ -66,9 +86,7 @@ def parse_version_number(value: str, *, param: str = "version") -> int:
     all, whatever is registered.
     """
     if isinstance(value, str) and _VERSION_DIGITS.fullmatch(value):
-        number = int(value)
-        if 1 <= number <= MAX_VERSION:
-            return number
+        return int(value.lstrip("0"))  # int() refuses more than 4,300 digits, zeros included
     raise InvalidRequest(
         f"{param}: a version is a whole number from 1 to {MAX_VERSION} in ASCII digits,"
         f" got {short_repr(value, 40)}",
@@ -198,7 +216,8 @@ def resolve_version(
     if row is None:
         raise _not_found(name=name, version=version, alias=alias)
     *head, created_at, model_created_at, max_concurrency = row
-    return ResolvedVersion(
+    # `head` is the row's first seven columns, which mypy cannot count.
+    return ResolvedVersion(  # type: ignore[misc]
         *head,
         created_at=_datetime(created_at),
         model_created_at=_datetime(model_created_at),
@@ -249,7 +268,14 @@ def _aliases_prefetch() -> Prefetch:
     )
 
 
-def list_models() -> QuerySet[RegisteredModel]:
+class _ModelListAnnotations(TypedDict):
+    """What list_models() adds to each model, for the type checker."""
+
+    latest_version: int | None
+    version_count: int
+
+
+def list_models() -> QuerySet[WithAnnotations[RegisteredModel, _ModelListAnnotations]]:
     """Models with latest_version, version_count, aliases and tags: three queries, however many."""
     return (
         RegisteredModel.objects.with_latest_version()
@@ -368,7 +394,7 @@ def list_usage(
     without_key: bool = False,
     bucket: str = "hour",
     by: tuple[str, ...] = USAGE_GROUPS,
-) -> QuerySet[dict]:
+) -> QuerySet[UsageBucket, dict[str, Any]]:
     """Usage summed per `by` (of "start", "model", "version", "key"): one query, newest first.
 
     Hours are from `since` (included) to `until` (excluded); `bucket="day"` adds up each UTC

@@ -67,6 +67,7 @@ class _ChatData:
     _server_keys: ClassVar[frozenset[str]] = frozenset()
     _null_means_default: ClassVar[bool] = False
     _schema_rules: ClassVar[dict[str, Any]] = {}
+    _layout_cache: ClassVar[Layout | None]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,7 +107,7 @@ class _ChatData:
         # only the fields it was `given`: defaults are valid (the Layout makes sure).
         values = self.__dict__
         layout = self._layout_cache or self._layout()
-        checks = layout.checks if given is None else map(layout.checks_by_name.get, given)
+        checks = layout.checks if given is None else map(layout.checks_by_name.__getitem__, given)
         for name, kind, nullable, accepts in checks:
             value = values[name]
             if value is None:

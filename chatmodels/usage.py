@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import make_dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 SUMMED = UsageBucket.SUMMED_FIELDS
 _LARGEST = "latency_ms_max"
 COUNTERS = (*SUMMED, _LARGEST)
-Counts = make_dataclass("Counts", [(name, int, 0) for name in COUNTERS], slots=True)
+# Made from COUNTERS, so a type checker cannot see its fields: it is typed as Any.
+Counts: Any = make_dataclass("Counts", [(name, int, 0) for name in COUNTERS], slots=True)
 _values_of = operator.attrgetter(*COUNTERS)  # a Counts' values, in the order of COUNTERS
 _COLUMNS = ("model_id", "version", "api_key_id", "hour", *COUNTERS)
 _BATCH = 500  # buckets per statement: 7,000 parameters, well under every backend's limit
@@ -74,7 +76,7 @@ def record(
     )
 
 
-def _add_up(queue: deque, pending: dict[Bucket, Counts]) -> None:
+def _add_up(queue: deque, pending: dict[Bucket, Any]) -> None:
     """Move the queued requests into the counters of their buckets (the accumulator's lock
     held)."""
     for _ in range(len(queue)):
@@ -95,7 +97,7 @@ def _add_up(queue: deque, pending: dict[Bucket, Counts]) -> None:
             counts.latency_ms_max = latency_ms
 
 
-def pending() -> dict[Bucket, Counts]:
+def pending() -> dict[Bucket, Any]:
     """A copy of what this process has counted and not written yet (for tests and tools)."""
     accumulator = _buckets
     with accumulator.lock:
@@ -147,7 +149,7 @@ def flush_at_exit() -> None:
 
 
 # This process's counters per bucket; a request queues its numbers (`record`).
-_buckets: Accumulator[dict[Bucket, Counts]] = Accumulator(
+_buckets: Accumulator[dict[Bucket, Any]] = Accumulator(
     "usage",
     dict,
     add_up=_add_up,
@@ -157,7 +159,7 @@ _buckets: Accumulator[dict[Bucket, Counts]] = Accumulator(
 )
 
 
-def _merge_back(accumulator: Accumulator, batch: dict[Bucket, Counts]) -> None:
+def _merge_back(accumulator: Accumulator, batch: dict[Bucket, Any]) -> None:
     with accumulator.lock:
         pending = accumulator.state
         for bucket, counts in batch.items():
@@ -170,7 +172,7 @@ def _merge_back(accumulator: Accumulator, batch: dict[Bucket, Counts]) -> None:
             current.latency_ms_max = max(current.latency_ms_max, counts.latency_ms_max)
 
 
-def _write(batch: dict[Bucket, Counts]) -> int:
+def _write(batch: dict[Bucket, Any]) -> int:
     rows = [_row(bucket, counts) for bucket, counts in batch.items()]
     written = 0
     for start in range(0, len(rows), _BATCH):
@@ -194,7 +196,7 @@ def _upsert_one_by_one(rows: list[tuple]) -> int:
     return written
 
 
-def _row(bucket: Bucket, counts: Counts) -> tuple:
+def _row(bucket: Bucket, counts: Any) -> tuple:
     model_id, version, key_id, hour = bucket
     start = datetime.fromtimestamp(hour * 3600, tz=timezone.utc)
     return (

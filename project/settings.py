@@ -2,6 +2,7 @@
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -114,6 +115,7 @@ for _option in ("key_prefix", "timeout", "version", "key_function"):
 
 # Model packages live in their own storage: local files, or S3-compatible when a bucket is set.
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+PACKAGE_STORAGE: dict[str, Any]
 if AWS_STORAGE_BUCKET_NAME:
     PACKAGE_STORAGE = {
         "BACKEND": "storages.backends.s3.S3Storage",

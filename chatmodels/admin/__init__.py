@@ -16,6 +16,7 @@ admin.site.site_header = "chatmodels"
 admin.site.site_title = "chatmodels"
 admin.site.index_title = "Registry and serving"
 # "View site" leads to the landing page, which links the API docs and the health endpoints.
-admin.site.site_url = reverse_lazy("home")
+# Lazy (the URLconf is not loaded yet), which Django takes although django-stubs say str.
+admin.site.site_url = reverse_lazy("home")  # type: ignore[assignment]
 # Three models need no sidebar, and lists need its 280 px to show every column at 1,280 px.
 admin.site.enable_nav_sidebar = False

@@ -12,6 +12,7 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -100,7 +101,7 @@ def playground(request: HttpRequest, *, model_admin) -> HttpResponse:
 
 
 @require_POST
-def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponse:
+def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponseBase:
     """Body: {"model", "version" | "alias", "messages", "temperature"?, "max_tokens"?, ...}.
 
     Always answered as a stream (`text/event-stream` of `chat.completion.chunk` events, then

@@ -110,8 +110,9 @@ class ModelAliasInline(admin.TabularInline):
 
     model = ModelAlias
     form = ModelAliasForm
-    fields = ("name", "version", display.updated)
-    readonly_fields = (display.updated,)
+    # Django takes callables in fields and readonly_fields; django-stubs type them as names only.
+    fields = ("name", "version", display.updated)  # type: ignore[assignment]
+    readonly_fields = (display.updated,)  # type: ignore[assignment]
     extra = 0
     verbose_name = "alias"
     verbose_name_plural = "Aliases"
@@ -121,9 +122,9 @@ class ModelAliasInline(admin.TabularInline):
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        choices = []
+        choices: list[tuple[int | str, str]] = []  # (pk, label)
 
-        class AliasForm(formset.form):
+        class AliasForm(formset.form):  # type: ignore[name-defined]  # a class known at run time
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 self.fields["version"].choices = choices
@@ -148,14 +149,15 @@ class ModelVersionInline(admin.TabularInline):
     """The model's versions, read-only: a version is made by registration and never edited here."""
 
     model = ModelVersion
-    fields = (
+    # Callables, as in ModelAliasInline.
+    fields = (  # type: ignore[assignment]
         display.version_number,
         display.status,
         display.digest,
         display.created,
         "created_by",
     )
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
     extra = 0
     max_num = 0
     can_delete = False
@@ -217,7 +219,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .with_latest_version()
+            .with_latest_version()  # type: ignore[attr-defined]  # objects makes this queryset
             .annotate(version_count=Count("versions", distinct=True))
             .prefetch_related(
                 Prefetch("aliases", queryset=alias_queryset()),

@@ -87,10 +87,11 @@ class UsageFilterForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].choices = [("", "All models")] + [
+        # Both are the ChoiceFields declared above, which mypy knows only as form fields.
+        self.fields["model"].choices = [("", "All models")] + [  # type: ignore[attr-defined]
             (name, name) for name in RegisteredModel.objects.values_list("name", flat=True)
         ]
-        self.fields["key"].choices = [
+        self.fields["key"].choices = [  # type: ignore[attr-defined]
             ("", "All keys"),
             (NO_KEY, "No key (playground, anonymous)"),
         ] + [
@@ -99,7 +100,8 @@ class UsageFilterForm(forms.Form):
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             self.add_error("until", "The end date comes before the start date.")
@@ -263,7 +265,7 @@ def usage_page(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> HttpRe
     window = form.window()
     filters = form.filters()
     data = usage_charts(window, filters)
-    shown = {name: value for name, value in request.GET.items() if value}
+    shown = {name: value for name, value in request.GET.dict().items() if value}
     share = {name: value for name, value in shown.items() if name in ("model", "key")}
     for row in data["per_model"]:
         row["filter_url"] = "?" + urlencode({**shown, "model": row["model_name"]})
@@ -338,7 +340,7 @@ def key_usage(key: ApiKey) -> dict[str, Any]:
         ],
         "usage_url": reverse("admin:chatmodels_usagebucket_changelist")
         + "?"
-        + urlencode({"key": key.pk, "range": "30d"}),
+        + urlencode({"key": str(key.pk), "range": "30d"}),
     }
 
 

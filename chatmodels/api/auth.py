@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from chatmodels import selectors
 from chatmodels.exceptions import MetricsNotAllowed
+from chatmodels.selectors import ApiKeyInfo
 
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
@@ -34,6 +37,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="chatmodels"'
+
+
+def api_key(request: Request) -> ApiKeyInfo | None:
+    """The request's API key, as ApiKeyAuthentication set it in `request.auth` (None without
+    one: a session carries none). DRF's stubs type `auth` as its own Token model."""
+    return cast("ApiKeyInfo | None", request.auth)
 
 
 class HasApiKey(permissions.BasePermission):
@@ -80,7 +89,7 @@ class CanReadMetrics(permissions.BasePermission):
     def has_permission(self, request: Request, view) -> bool:
         if settings.CHATMODELS_METRICS_PUBLIC or _from_this_host(request):
             return True
-        key = request.auth
+        key = api_key(request)
         if key is None:
             raise exceptions.NotAuthenticated(
                 "GET /metrics from another host needs 'Authorization: Bearer <API key>' with a"

@@ -11,6 +11,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import middleware as auth
@@ -63,6 +65,11 @@ class RequestLogMiddleware:
 
 
 class _OnlyWhereSessionsAreUsed:
+    # What the Django middleware each subclass also derives from provides.
+    async_mode: bool
+    get_response: Callable[[Any], Any]
+    process_request: Callable[[Any], Any]
+
     def __call__(self, request):
         if self.async_mode:
             return self._admin_only_acall(request)

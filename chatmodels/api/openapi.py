@@ -55,7 +55,7 @@ CHAT_COMPLETIONS_REQUEST_SCHEMA = {
 }
 CHAT_RESPONSE_SCHEMA = _openapi(signature.RESPONSE_SCHEMA)
 # One server-sent event (OpenAPI 3.2's model of text/event-stream: `schema` is one event).
-CHAT_STREAM_SCHEMA = {
+CHAT_STREAM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Server-sent events: `data: {chat.completion.chunk}`, then `data: [DONE]`; "
     "a stream that fails after it started ends with `data: {error object}` instead.",
@@ -69,7 +69,7 @@ CHAT_STREAM_SCHEMA = {
     "required": ["data"],
 }
 # One event of a /v1/responses stream: `event: <type>` and its JSON `data`.
-RESPONSE_EVENT_SCHEMA = {
+RESPONSE_EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Server-sent events, typed (`response.created` … `response.output_text.delta` "
     "… `response.completed`), each with its `sequence_number`; a failure ends the stream with "

@@ -17,6 +17,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.utils import Direction
 
 from chatmodels.exceptions import (
     ChatModelsError,
@@ -92,14 +93,15 @@ def error_responses(error_classes: Iterable[type[ChatModelsError]], ref: dict) -
 
 def _when(error_class: type[ChatModelsError]) -> str:
     """The first paragraph of the class docstring, on one line."""
-    paragraph = inspect.getdoc(error_class).split("\n\n")[0]
+    # Never None: ChatModelsError has a docstring, which getdoc() finds for every subclass.
+    paragraph = (inspect.getdoc(error_class) or "").split("\n\n")[0]
     return " ".join(paragraph.split())
 
 
 class ChatModelsAutoSchema(AutoSchema):
     """drf-spectacular's AutoSchema, plus every error each operation can answer."""
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Direction = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         component = ResolvedComponent(
             name="ErrorResponse",

@@ -134,7 +134,8 @@ class UsageRowSerializer(serializers.Serializer):
     version = serializers.IntegerField(source="version_number")
     key = serializers.SerializerMethodField()
     requests = serializers.IntegerField(source="sum_requests")
-    errors = serializers.IntegerField(source="sum_errors")
+    # A field: DRF's metaclass takes it out of the class, so Serializer.errors is untouched.
+    errors = serializers.IntegerField(source="sum_errors")  # type: ignore[assignment]
     errors_by_kind = UsageErrorsSerializer(source="*")
     prompt_tokens = serializers.IntegerField(source="sum_prompt_tokens")
     completion_tokens = serializers.IntegerField(source="sum_completion_tokens")

@@ -17,6 +17,7 @@ from typing import Any
 import django
 from django.db import connection
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from rest_framework import generics, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
@@ -28,7 +29,7 @@ from rest_framework.views import APIView
 import chatmodels
 from chatmodels import metrics, selectors
 from chatmodels.api import openapi
-from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage
+from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage, api_key
 from chatmodels.api.serializers import (
     ModelVersionSerializer,
     RegisteredModelSerializer,
@@ -66,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 def _visible_models(request: Request):
     models = selectors.list_models()
-    key = request.auth
+    key = api_key(request)
     if key is not None and key.restricted:
         models = models.filter(api_keys=key.id)
     return models
@@ -88,13 +89,13 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         model = selectors.is_model_name(name) and selectors.list_models().filter(name=name).first()
         if not model:
             raise ModelNotFound(f"model '{name}' not found", param="model")
-        check_model_allowed(request.auth, model.pk, name)
+        check_model_allowed(api_key(request), model.pk, name)
         return Response(self.get_serializer(model).data)
 
     @openapi.invocations
     @raises(*CHAT_ERRORS)
     @action(detail=True, methods=["post"], url_path="invocations")
-    def invocations(self, request: Request, name: str) -> HttpResponse:
+    def invocations(self, request: Request, name: str) -> HttpResponseBase:
         body = read_json_object(request)
         version_text = request.query_params.get("version")
         alias = request.query_params.get("alias")
@@ -106,7 +107,7 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         return answer_chat(
             body,
             request=request,
-            key=request.auth,
+            key=api_key(request),
             name=name,
             version=version,
             alias=alias,
@@ -127,7 +128,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
             return ModelVersion.objects.none()
         name = self.kwargs["name"]
         model = selectors.get_model(name=name)
-        check_model_allowed(self.request.auth, model.pk, name)
+        check_model_allowed(api_key(self.request), model.pk, name)
         return selectors.list_versions(name=name, model=model)
 
     @raises(InvalidRequest, VersionNotFound)
@@ -148,7 +149,7 @@ class ChatCompletionsView(APIView):
 
     @openapi.chat_completions
     @raises(*CHAT_ERRORS)
-    def post(self, request: Request) -> HttpResponse:
+    def post(self, request: Request) -> HttpResponseBase:
         body = read_json_object(request)
         return _answer_model_reference(request, body, _model_reference(body))
 
@@ -159,7 +160,7 @@ class ResponsesView(APIView):
 
     @openapi.responses_create
     @raises(*CHAT_ERRORS)
-    def post(self, request: Request) -> HttpResponse:
+    def post(self, request: Request) -> HttpResponseBase:
         body = read_json_object(request)
         reference = _model_reference(body)
         dialect = ResponsesDialect(body, model=reference)
@@ -182,13 +183,13 @@ def _answer_model_reference(
     reference: str,
     *,
     dialect: ChatDialect = CHAT_COMPLETIONS,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Answer an OpenAI-style body with the version `reference` (its `model`) names."""
     name, version, alias = selectors.parse_model_reference(reference)
     return answer_chat(
         body,
         request=request,
-        key=request.auth,
+        key=api_key(request),
         name=name,
         version=version,
         alias=alias,
@@ -229,7 +230,7 @@ class OpenAIModelView(APIView):
     def get(self, request: Request, model: str) -> HttpResponse:
         name, version, alias = selectors.parse_model_reference(model)
         found = selectors.resolve_version(name=name, version=version, alias=alias)
-        check_model_allowed(request.auth, found.model_id, name)
+        check_model_allowed(api_key(request), found.model_id, name)
         created = found.model_created_at if version is None and alias is None else found.created_at
         return HttpResponse(
             json.dumps(_openai_model(model, created)), content_type="application/json"
@@ -257,7 +258,7 @@ class UsageView(generics.ListAPIView):
         query.is_valid(raise_exception=True)
         filters = dict(query.validated_data)
         self.bucket = filters.pop("bucket")
-        key = self.request.auth
+        key = api_key(self.request)
         if key is not None:
             if filters.get("key") not in (None, key.prefix):
                 raise PermissionDenied("An API key sees only its own usage.")

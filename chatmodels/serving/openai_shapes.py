@@ -38,7 +38,9 @@ def chunk_of(completion: dict[str, Any]) -> ChatChunk:
             content=message.get("content"),
             refusal=message.get("refusal"),
             tool_calls=[
-                {"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])
+                # Dicts, which constructing the delta makes ToolCallDeltas.
+                {"index": i, **call}  # type: ignore[misc]
+                for i, call in enumerate(message.get("tool_calls") or [])
             ]
             or None,
         )

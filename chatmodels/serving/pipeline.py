@@ -8,12 +8,13 @@ playground all answer through `answer_chat`, so they resolve, check, stream and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 
 from chatmodels import limits, selectors
@@ -102,7 +103,7 @@ def answer_chat(
     alias: str | None,
     served_name: str | None = None,
     dialect: ChatDialect = CHAT_COMPLETIONS,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Resolve the version (every request: alias moves are seen at once), check, invoke, answer.
 
     `served_name` is the model name the answer carries (default: `name/N` of the version).
@@ -170,7 +171,7 @@ class _EventStream:
 
     def __init__(
         self,
-        chunks: Iterator[dict[str, Any] | None],
+        chunks: runtime.ChunkStream,
         slot: capacity.Slot,
         call: observability.ChatCall,
         dialect: ChatDialect,
@@ -191,11 +192,11 @@ class _EventStream:
 
 
 def _server_sent_events(
-    chunks: Iterator[dict[str, Any] | None],
+    chunks: runtime.ChunkStream,
     slot: capacity.Slot,
     call: observability.ChatCall,
     dialect: ChatDialect,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """Each event is written as soon as it is yielded; a keep-alive comment through silences.
     The model is stopped and its slot freed before the last events, so a client that has read
     to the end of a stream finds the capacity free again."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from django.conf import settings
@@ -75,7 +75,7 @@ def invoke_stream(
     served_name: str,
     include_usage: bool = False,
     on_usage: Callable[[dict[str, Any] | None], None] | None = None,
-) -> Iterator[dict[str, Any] | None]:
+) -> ChunkStream:
     """OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one `predict` answer,
     with KEEP_ALIVE (None) after each keep-alive interval of silence. When the stream has come
     to its end, `on_usage` is called with the usage the model reported (None if it did not),
@@ -101,7 +101,7 @@ def invoke_stream(
     chunks = _chunks(
         feed, first, served_name=served_name, include_usage=include_usage, on_usage=on_usage
     )
-    return _StoppingIterator(chunks, feed)
+    return ChunkStream(chunks, feed)
 
 
 class _Feed:
@@ -135,15 +135,15 @@ class _Feed:
             eventloop.submit(self._stream.aclose())
 
 
-class _StoppingIterator:
+class ChunkStream:
     """The chunks, as an iterator whose `close()` stops the model even if no chunk was taken
     yet (closing a generator that never started runs none of its `finally`)."""
 
-    def __init__(self, chunks: Iterator[dict[str, Any] | None], feed: _Feed) -> None:
+    def __init__(self, chunks: Generator[dict[str, Any] | None, None, None], feed: _Feed) -> None:
         self._chunks = chunks
         self._feed = feed
 
-    def __iter__(self) -> _StoppingIterator:
+    def __iter__(self) -> ChunkStream:
         return self
 
     def __next__(self) -> dict[str, Any] | None:
@@ -161,7 +161,7 @@ def _chunks(
     served_name: str,
     include_usage: bool,
     on_usage: Callable[[dict[str, Any] | None], None] | None,
-) -> Iterator[dict[str, Any] | None]:
+) -> Generator[dict[str, Any] | None, None, None]:
     stream_id, created = completion_id(), int(time.time())
     usage = None
     try:
@@ -186,7 +186,7 @@ def _chunks(
     if include_usage:
         # `usage: null` when the model reported none: counts are never made up (the spec allows
         # null; a client then knows the server has no count, rather than reading zero tokens).
-        final = {"choices": [], "usage": reported}
+        final: dict[str, Any] = {"choices": [], "usage": reported}
         yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)
 
 

@@ -96,6 +96,20 @@ def _locate_not_finite(text: str) -> tuple[str, str] | None:
 def dumps_model_output(value: Any, *, what: str = "the model's answer") -> bytes:
     """`value` (built from what a model returned) as strict JSON; InvalidModelOutput (502)
     naming the field if it holds anything that is not JSON or a lone surrogate."""
+    text = dumps_json_text(value, what=what)
+    if "\\ud" in text:  # an escaped surrogate: an emoji's pair, or a lone one
+        located = _find(value, _has_lone_surrogate)
+        if located is not None:
+            raise InvalidModelOutput(
+                f"{what} cannot be sent as JSON: {located[0] or 'the answer'}:"
+                " contains a lone UTF-16 surrogate, which is not text"
+            )
+    return text.encode()
+
+
+def dumps_json_text(value: Any, *, what: str = "the model's answer") -> str:
+    """`value` as JSON text (ASCII: a lone surrogate is kept, escaped); InvalidModelOutput naming
+    the field if it holds a NaN, an infinity, a key or a value JSON has no form for."""
     try:
         text = json.dumps(value, allow_nan=False)
     except RecursionError:
@@ -108,14 +122,7 @@ def dumps_model_output(value: Any, *, what: str = "the model's answer") -> bytes
         raise InvalidModelOutput(
             f"{what} cannot be sent as JSON: {path or 'the answer'}: {problem}"
         ) from None
-    if "\\ud" in text:  # an escaped surrogate: an emoji's pair, or a lone one
-        located = _find(value, _has_lone_surrogate)
-        if located is not None:
-            raise InvalidModelOutput(
-                f"{what} cannot be sent as JSON: {located[0] or 'the answer'}:"
-                " contains a lone UTF-16 surrogate, which is not text"
-            )
-    return text.encode()
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,11 @@ class Command(BaseCommand):
         status = ModelVersion.Status.READY if options["restore"] else ModelVersion.Status.ARCHIVED
         with one_line_errors():
             version = services.set_version_status(
-                name=options["name"], version=options["version"], status=status
+                name=options["name"],
+                version=options["version"],
+                # Python 3.10 has no enum.StrEnum, on which django-stubs build TextChoices: mypy
+                # takes the members for their (value, label) tuples.
+                status=status,  # type: ignore[arg-type]
             )
         if options["restore"]:
             self.stdout.write(f"Restored {version}: it may be chosen as the latest again")

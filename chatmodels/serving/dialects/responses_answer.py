@@ -17,7 +17,10 @@ from chatmodels.serving.dialects.base import KEEP_ALIVE_EVENT, ParsedChat, sse
 from chatmodels.serving.dialects.responses_request import ChatTranslation
 
 # Chat finish reasons that leave a response incomplete, and why (Response.incomplete_details).
-_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_INCOMPLETE: dict[str | None, str] = {
+    "length": "max_output_tokens",
+    "content_filter": "content_filter",
+}
 
 
 def _new_id(prefix: str) -> str:
@@ -98,7 +101,9 @@ class ResponsesDialect:
         """A `response` object: what was asked (the spec repeats the request's settings) and
         what the model answered."""
         body = self.body
-        text = body.get("text") if isinstance(body.get("text"), dict) else {}
+        text = body.get("text")
+        if not isinstance(text, dict):
+            text = {}
         response = {
             "id": self.id,
             "object": "response",

@@ -91,7 +91,7 @@ class ChatTranslation:
         except ChatDataError as error:
             param = self.client_param(error.param)
             message = error.message
-            if error.param and param != error.param and message.startswith(error.param):
+            if param and error.param and param != error.param and message.startswith(error.param):
                 message = param + message[len(error.param) :]
             raise ChatDataError(message, param=param) from None
 
@@ -164,6 +164,7 @@ class ChatTranslation:
             output = item.get("output")
             if not isinstance(output, (str, list)):
                 raise _expected(f"{path}.output", "a string or a list of content parts", output)
+            content: str | list[dict[str, Any]]
             if isinstance(output, str):
                 content = output
             else:

@@ -307,7 +307,7 @@ def _chunk(message: dict[str, Any]) -> dict[str, Any]:
     return packaging.check_chunk(value).to_dict()
 
 
-def _rebuild(cls: type, value: Any, problem: str) -> Any:
+def _rebuild(cls: type[ChatResponse] | type[ChatChunk], value: Any, problem: str) -> Any:
     try:
         return cls.from_dict(value)
     except ChatModelsError as error:

@@ -49,6 +49,7 @@ Worker -> gateway:
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from typing import Any
 
@@ -95,6 +96,10 @@ class FrameTooLarge(ValueError):
     """A message does not fit in one frame."""
 
 
+# A value already serialized as JSON, embedded in a message as it is.
+Raw = orjson.Fragment
+
+
 def message(kind: str, **fields: Any) -> dict[str, Any]:
     return {"kind": kind, **fields}
 
@@ -130,10 +135,23 @@ async def read(
     try:
         value = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
-        raise ProtocolError(f"a frame that is not JSON: {error}") from None
+        value = _loads_escaped_surrogates(payload, error)
     if not isinstance(value, dict):
         raise ProtocolError("a frame that is not a JSON object")
     fields = kinds.get(value.get("kind"))  # type: ignore[arg-type]
     if fields is None or any(name not in value for name in fields):
         raise ProtocolError(f"an unknown or incomplete message: kind {value.get('kind')!r}")
     return value
+
+
+def _loads_escaped_surrogates(payload: bytes, error: Exception) -> Any:
+    """A frame orjson refused: JSON text may escape a lone surrogate (a model's answer may hold
+    one; the gateway then refuses it, naming the field), which only the standard library reads."""
+    try:
+        return json.loads(payload, parse_constant=_refuse_constant)
+    except ValueError:
+        raise ProtocolError(f"a frame that is not JSON: {error}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

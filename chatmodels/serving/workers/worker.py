@@ -32,7 +32,7 @@ from typing import Any
 
 from chatmodels import packaging
 from chatmodels.exceptions import ChatDataError, InvalidModelOutput
-from chatmodels.serving import eventloop
+from chatmodels.serving import eventloop, strict_json
 from chatmodels.serving.workers import landlock, protocol
 from chatmodels.types import ChatChunk, ChatRequest, ChatResponse
 
@@ -196,6 +196,7 @@ class Worker:
             value = await self._call_predict(messages, params)
             await self._send(self._output("chunk", call_id, value, source="predict"))
         elif loaded.stream_is_async:
+            assert loaded.predict_stream is not None  # a model that streams has one
             generator = loaded.predict_stream(messages, params)
             try:
                 while True:
@@ -208,7 +209,9 @@ class Worker:
             finally:
                 await generator.aclose()
         else:
-            iterator = await self._in_thread(lambda: iter(loaded.predict_stream(messages, params)))
+            stream = loaded.predict_stream
+            assert stream is not None  # a model that streams has one
+            iterator = await self._in_thread(lambda: iter(stream(messages, params)))
             try:
                 while True:
                     await credit.take()
@@ -265,13 +268,16 @@ class Worker:
             except InvalidModelOutput as error:
                 raise _Refused(protocol.INVALID_OUTPUT, str(error)) from None
             raise AssertionError("unreachable")  # pragma: no cover
-        message = protocol.message(kind, id=call_id, type=type_name, value=data)
+        # Written as JSON here, strictly: orjson would write a NaN as null and a datetime or a
+        # UUID as a string, so the gateway could not tell. A lone surrogate stays (escaped): the
+        # gateway refuses it where the client would see it, naming that field.
+        try:
+            value_json = strict_json.dumps_json_text(data)
+        except InvalidModelOutput as error:
+            raise _Refused(protocol.INVALID_OUTPUT, str(error)) from None
+        message = protocol.message(kind, id=call_id, type=type_name, value=protocol.Raw(value_json))
         try:
             return protocol.encode(message, self.max_frame)
-        except TypeError as error:
-            raise _Refused(
-                protocol.INVALID_OUTPUT, f"{source} gave a value JSON cannot hold: {error}"
-            ) from None
         except protocol.FrameTooLarge as error:
             raise _Refused(
                 protocol.TOO_LARGE, f"the answer of {source} is too large: {error}"
