@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -209,7 +208,10 @@ def with_artifacts(tmp_path):
 
 
 def _cached_folder(settings, version) -> Path:
-    return Path(settings.CHATMODELS_CACHE_DIR) / version.digest / "artifacts" / "data"
+    # Where the version's workers unpack its package: CHATMODELS_WORKER_DIR (by default
+    # CHATMODELS_CACHE_DIR/workers), one folder per digest.
+    models = Path(settings.CHATMODELS_CACHE_DIR) / "workers" / "models" / version.digest
+    return models / version.digest / "artifacts" / "data"
 
 
 def _plant(folder: Path, tmp_path: Path) -> None:
@@ -237,7 +239,7 @@ def _swap_for_a_symlink(folder: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("tamper", [_plant, _alter, _remove, _swap_for_a_symlink])
 def test_a_tampered_artifact_cache_is_unpacked_again_from_the_package(
-    client, key, settings, tmp_path, with_artifacts, caplog, tamper
+    client, key, settings, tmp_path, with_artifacts, capfd, tamper
 ):
     url = "/api/models/report/invocations"
     assert completion_text(post(client, url, chat(), key=key)) == TRUE_REPORT
@@ -245,12 +247,8 @@ def test_a_tampered_artifact_cache_is_unpacked_again_from_the_package(
     tamper(folder, tmp_path)
     runtime.stop_workers()  # a new process, or a restart, loads the version again
 
-    logger = logging.getLogger("chatmodels")
-    logger.addHandler(caplog.handler)
-    try:
-        answer = completion_text(post(client, url, chat(), key=key))
-    finally:
-        logger.removeHandler(caplog.handler)
+    capfd.readouterr()
+    answer = completion_text(post(client, url, chat(), key=key))
 
     assert answer == TRUE_REPORT
     assert not folder.is_symlink()
@@ -258,7 +256,8 @@ def test_a_tampered_artifact_cache_is_unpacked_again_from_the_package(
         "a.txt",
         "sub/b.txt",
     ]
-    assert "does not match its package" in caplog.text
+    # Said in the log of the worker that unpacked it again (its stderr is the server's).
+    assert "does not match its package" in capfd.readouterr().err
 
 
 def test_an_intact_artifact_cache_is_reused_as_it_is(client, key, settings, with_artifacts):

@@ -42,8 +42,9 @@ Worker -> gateway:
                                         request `id` failed (final); `error` is one of ERRORS
     stats    id, pid, rss, in_flight    the answer to `stats`
 
-`type` says what the model gave: "ChatResponse" or "ChatChunk" (`value` is its `to_dict()`), or
-"dict" (a plain dict, sent as it was). The gateway checks every value: nothing is trusted.
+`type` says what the model gave: "ChatResponse" or "ChatChunk" (`value` is its `to_dict()`,
+checked in the worker), or "dict" (a plain dict, as it was); either written as strict JSON. The
+gateway checks every value again: nothing a worker sends is trusted.
 """
 
 from __future__ import annotations

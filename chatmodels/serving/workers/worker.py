@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import functools
+import logging
 import os
 import signal
 import site
@@ -32,6 +33,7 @@ from typing import Any
 
 from chatmodels import packaging
 from chatmodels.exceptions import ChatDataError, InvalidModelOutput
+from chatmodels.logging import JsonFormatter
 from chatmodels.serving import eventloop, strict_json
 from chatmodels.serving.workers import landlock, protocol
 from chatmodels.types import ChatChunk, ChatRequest, ChatResponse
@@ -251,23 +253,25 @@ class Worker:
     def _output(self, kind: str, call_id: int, value: Any, *, source: str = "predict_stream"):
         """The frame for what the model gave; _Refused when it cannot be sent."""
         expected = ChatResponse if source == "predict" else ChatChunk
-        if isinstance(value, expected):
+        check = packaging.check_response if source == "predict" else packaging.check_chunk
+        if isinstance(value, dict):  # not an answer: the gateway refuses it, saying what it was
+            data, type_name = value, protocol.PLAIN_DICT
+        else:
             try:
-                data, type_name = value.to_dict(), expected.__name__
+                data, type_name = check(value, source=source).to_dict(), expected.__name__
+            except InvalidModelOutput as error:
+                raise _Refused(protocol.INVALID_OUTPUT, str(error)) from None
             except RecursionError:
                 raise _Refused(
                     protocol.INVALID_OUTPUT,
                     f"the model's {expected.__name__} is nested too deeply to be sent as JSON",
                 ) from None
-        elif isinstance(value, dict):
-            data, type_name = value, protocol.PLAIN_DICT
-        else:
-            check = packaging.check_response if source == "predict" else packaging.check_chunk
-            try:
-                check(value, source=source)
-            except InvalidModelOutput as error:
-                raise _Refused(protocol.INVALID_OUTPUT, str(error)) from None
-            raise AssertionError("unreachable")  # pragma: no cover
+            except Exception as error:  # the model changed the checks of its own process
+                raise _Refused(
+                    protocol.INVALID_OUTPUT,
+                    f"{source} returned {type(value).__name__}, which could not be checked: "
+                    f"{type(error).__name__}",
+                ) from None
         # Written as JSON here, strictly: orjson would write a NaN as null and a datetime or a
         # UUID as a string, so the gateway could not tell. A lone surrogate stays (escaped): the
         # gateway refuses it where the client would see it, naming that field.
@@ -370,6 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    _log_to_stderr()
     _die_with_parent(args.parent)
     if args.landlock:
         _confine(args)
@@ -383,6 +388,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _log_to_stderr() -> None:
+    """The worker's log records (its own and its model's) as JSON lines on stderr, which the
+    gateway's log receives."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 if __name__ == "__main__":
