@@ -325,7 +325,7 @@ def test_snapshot_shows_each_live_worker():
 def test_a_version_that_cannot_load_fails_at_once_until_retried(caplog):
     failing = spec(worker_models.LoadFailModel, 1)
 
-    with pytest.raises(ModelLoadError, match="model version LoadFailModel v1 could not be loaded"):
+    with pytest.raises(ModelLoadError, match="model version LoadFailModel/1 could not be loaded"):
         predict(failing, "hello")
     started = time.monotonic()
     with pytest.raises(ModelLoadError):

@@ -258,7 +258,7 @@ async def _run_once(
             logger.info("the package did not load: %s\n%s", failure.message, failure.traceback)
             error_class = getattr(exceptions, failure.error, None)
             if isinstance(error_class, type) and issubclass(error_class, ChatModelsError):
-                raise error_class(failure.message) from None
+                raise error_class(failure.message) from WorkerTraceback(failure.traceback)
             raise ModelLoadError(f"the model could not be loaded: {failure.message}") from None
         except asyncio.TimeoutError:
             raise timed_out("the model", timeout) from None
@@ -275,6 +275,14 @@ async def _run_once(
         if worker.pid:
             await asyncio.shield(worker.exited)
         await asyncio.get_running_loop().run_in_executor(None, _remove, folder)
+
+
+class WorkerTraceback(Exception):
+    """The traceback of an error raised in a model worker, as the worker wrote it: the cause of
+    the error registration reports, so that `--traceback` shows the author's frames."""
+
+    def __str__(self) -> str:
+        return f"\n{self.args[0]}" if self.args and self.args[0] else "(no traceback)"
 
 
 def _remove(folder: Path) -> None:
@@ -322,7 +330,7 @@ def _raise(message: dict[str, Any], *, served_name: str | None, streaming: bool)
     error, text = message["error"], message["message"]
     if error == protocol.RAISED:
         if served_name is None:
-            raise ModelRaised(f"predict raised {text}")
+            raise ModelRaised(f"predict raised {text}") from WorkerTraceback(message["traceback"])
         logger.error(
             "%s of %s raised %s\n%s",
             "predict_stream" if streaming else "predict",

@@ -372,7 +372,7 @@ class WorkerProcess:
 
     @property
     def name(self) -> str:
-        return f"{self.spec.model_name} v{self.spec.version}"
+        return f"{self.spec.model_name}/{self.spec.version}"
 
     def open_call(self, call_id: int, served_name: str) -> Call:
         call = Call(self, call_id, served_name)
@@ -537,7 +537,7 @@ class WorkerSet:
 
     @property
     def label(self) -> str:
-        return f"{self.spec.model_name} v{self.spec.version}"
+        return f"{self.spec.model_name}/{self.spec.version}"
 
     def _start(self, index: int) -> None:
         config = Config.current()
@@ -567,7 +567,7 @@ class WorkerSet:
                 else LoadFailed(type(error).__name__, str(error), "")
             )
             logger.error(
-                "model %s could not be loaded: %s: %s\n%s",
+                "cannot load %s: %s: %s\n%s",
                 self.label,
                 failure.error,
                 failure.message,
