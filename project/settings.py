@@ -197,6 +197,8 @@ CHATMODELS_WORKER_START_SECONDS = env.float("CHATMODELS_WORKER_START_SECONDS", d
 # Confine each worker's file access with Landlock (Linux >= 5.13; a warning where missing): it
 # reads only Python, its packages and the system's folders, and writes only its own folders.
 CHATMODELS_WORKER_LANDLOCK = env.bool("CHATMODELS_WORKER_LANDLOCK", default=True)
+# Folders every model may read and write besides its own (e.g. a cache of model weights).
+CHATMODELS_WORKER_PATHS = env.list("CHATMODELS_WORKER_PATHS", default=[])
 # The largest message between the gateway and a worker: a bigger answer is invalid output.
 CHATMODELS_WORKER_MAX_FRAME_BYTES = env.int(
     "CHATMODELS_WORKER_MAX_FRAME_BYTES", default=16 * 1024 * 1024

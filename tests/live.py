@@ -299,6 +299,9 @@ class Deployment:
             "LOG_FORMAT": "json",
             "AWS_STORAGE_BUCKET_NAME": "",
             "STATIC_ROOT": str(self.directory / "static"),
+            # What test models record (tests/server_models.py) is written here, from their
+            # workers: the one folder of the installation they may write.
+            "CHATMODELS_WORKER_PATHS": str(self.directory / "records"),
         }
         if self.s3 is not None:
             env.update(self.s3.env())

@@ -564,7 +564,8 @@ def test_a_silent_stream_sends_keep_alive_comments(client, key, settings):
     assert _text(events[-1]["response"]) == "finally"
 
 
-def test_a_client_that_goes_away_stops_the_model(client, key, tmp_path):
+def test_a_client_that_goes_away_stops_the_model(client, key, tmp_path, settings):
+    settings.CHATMODELS_WORKER_PATHS = [str(tmp_path)]  # where the model records, from its worker
     register(name="ticker", model=SyncTicker(), model_config={"record_dir": str(tmp_path)})
     response = post(client, RESPONSES, {"model": "ticker", "input": "go", "stream": True}, key=key)
     first = next(iter(response.streaming_content))

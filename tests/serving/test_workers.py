@@ -240,6 +240,23 @@ def test_landlock_confines_a_workers_files(tmp_path):
     assert predict(probe, f"read {Path(chatmodels.__file__).parents[1] / 'pyproject.toml'}") == (
         "PermissionError"
     )
+    # Its own process's /proc, not the gateway's: the gateway's environment holds its secrets.
+    assert predict(probe, "read /proc/self/status") == "ok"
+    assert predict(probe, f"read /proc/{os.getpid()}/environ") == "PermissionError"
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="the kernel has no Landlock")
+def test_a_folder_in_worker_paths_is_open_to_models(tmp_path, settings):
+    shared = tmp_path / "weights"
+    shared.mkdir()
+    (shared / "w.bin").write_text("weights")
+    probe = spec(worker_models.ProbeModel, 1)
+    assert predict(probe, f"read {shared / 'w.bin'}") == "PermissionError"
+
+    settings.CHATMODELS_WORKER_PATHS = [str(shared)]
+    client.shutdown()  # a worker started from now on gets the folder
+
+    assert predict(probe, f"read {shared / 'w.bin'}") == "ok"
 
 
 def test_a_model_patching_chatmodels_changes_nothing_outside_its_worker():

@@ -105,6 +105,7 @@ class Config:
     start_seconds: float = 300.0
     max_frame: int = protocol.DEFAULT_MAX_FRAME
     landlock: bool = True
+    paths: tuple[str, ...] = ()  # folders a model may read and write besides its own
 
     @classmethod
     def current(cls) -> Config:
@@ -133,6 +134,7 @@ class Config:
             ),
             max_frame=getattr(settings, "CHATMODELS_WORKER_MAX_FRAME_BYTES", defaults.max_frame),
             landlock=getattr(settings, "CHATMODELS_WORKER_LANDLOCK", defaults.landlock),
+            paths=tuple(str(path) for path in getattr(settings, "CHATMODELS_WORKER_PATHS", ())),
         )
 
 
@@ -297,6 +299,7 @@ class WorkerProcess:
                 f"--max-frame={config.max_frame}",
                 f"--lib-dir={lib_dir}",
                 *(["--landlock"] if config.landlock else []),
+                *(f"--path={path}" for path in config.paths),
             ]
             # Fork and exec take a few ms (vfork): short enough to do on the loop.
             self._popen = subprocess.Popen(

@@ -346,11 +346,13 @@ def _confine(args: argparse.Namespace) -> None:
     python.update(os.path.realpath(p) for p in sysconfig.get_paths().values())
     python.update(os.path.realpath(p) for p in site.getsitepackages())
     package = os.path.dirname(os.path.realpath(packaging.__file__))
-    system = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys"]
+    system = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/sys"]
+    # Of /proc, only its own process and the machine's figures: not the gateway's environment.
+    system += ["/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg"]
     system += ["/dev/urandom", "/dev/random", "/dev/zero"]
     system.append(os.path.dirname(os.path.realpath("/etc/resolv.conf")))
     read_only = [*sorted(python), package, *filter(None, [args.lib_dir]), *system]
-    read_write = [os.getcwd(), args.work_dir, "/dev/null"]
+    read_write = [os.getcwd(), args.work_dir, "/dev/null", *args.path]
     if not landlock.restrict(read_only=read_only, read_write=read_write):
         print(
             "chatmodels worker: this kernel has no Landlock; file access is not confined",
@@ -368,6 +370,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=32, help="threads for sync models")
     parser.add_argument("--max-frame", type=int, default=protocol.DEFAULT_MAX_FRAME)
     parser.add_argument("--lib-dir", help="the folder on PYTHONPATH holding chatmodels")
+    parser.add_argument(
+        "--path", action="append", default=[], help="a folder the model may read and write"
+    )
     parser.add_argument("--landlock", action="store_true", help="confine file access")
     return parser.parse_args(argv)
 
