@@ -7,7 +7,9 @@ Register it with the upstream's details in a model config file, for example
         --model-config proxy.json
 
 `base_url` and `api_key` fall back to the OPENAI_BASE_URL and OPENAI_API_KEY environment variables
-of the serving process. Prefer the variable for the key: a model config is stored in the version.
+of the model's worker process, which sees only the variables the server's CHATMODELS_WORKER_ENV
+lists (`CHATMODELS_WORKER_ENV=OPENAI_API_KEY`). Prefer the variable for the key: a model config is
+stored in the version.
 """
 
 from __future__ import annotations

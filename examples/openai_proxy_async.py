@@ -9,8 +9,9 @@ connection pool) serves every request of the process. Register it like the stand
 
 with `{"base_url": "http://localhost:11434/v1", "model": "llama3.2"}` in proxy.json (optional:
 `"timeout"` in seconds, default 60). `base_url` and `api_key` fall back to the OPENAI_BASE_URL and
-OPENAI_API_KEY environment variables of the serving process. Prefer the variable for the key: a
-model config is stored in the version.
+OPENAI_API_KEY environment variables of the model's worker process, which sees only the variables
+the server's CHATMODELS_WORKER_ENV lists (`CHATMODELS_WORKER_ENV=OPENAI_API_KEY`). Prefer the
+variable for the key: a model config is stored in the version.
 """
 
 from __future__ import annotations

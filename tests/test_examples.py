@@ -400,10 +400,11 @@ COMPLETIONS = "/v1/chat/completions"
 
 
 @pytest.fixture
-def served_async_proxy(db, upstream, monkeypatch):
+def served_async_proxy(db, upstream, monkeypatch, settings):
     """async-proxy/1 registered through the service, with no loaded model carried over."""
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-environment")
+    settings.CHATMODELS_WORKER_ENV = ["OPENAI_API_KEY"]  # the one variable its worker may see
     runtime.stop_workers()
     cache.clear()
     version = register(
