@@ -42,7 +42,6 @@ from chatmodels.serving.workers.worker import rss_bytes
 logger = logging.getLogger(__name__)
 
 STARTING, READY, STOPPING, DEAD = "starting", "ready", "stopping", "dead"
-DEFAULT_THREADS = 64  # a worker's threads for sync models when its version sets no concurrency
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0  # seconds before a crashed worker is started again
 
 # Passed to a worker as they are; names matching NEVER_PASSED are not, even when listed in
@@ -83,7 +82,7 @@ class WorkerSpec:
     # The package's bytes, or a function reading them (called off the event loop, once).
     package: bytes | Callable[[], bytes] = field(repr=False, compare=False)
     replicas: int = 1
-    concurrency: int = 0  # threads for sync predict in each worker (0: DEFAULT_THREADS)
+    concurrency: int = 0  # threads for sync predict in each worker (0: Config.threads)
     memory_limit_mb: int | None = None  # a worker over it is killed
 
     @property
@@ -106,6 +105,9 @@ class Config:
     max_frame: int = protocol.DEFAULT_MAX_FRAME
     landlock: bool = True
     paths: tuple[str, ...] = ()  # folders a model may read and write besides its own
+    # A worker's threads for a sync model that sets no max_concurrency: as many requests as a
+    # gateway process admits (started as they are needed).
+    threads: int = 512
 
     @classmethod
     def current(cls) -> Config:
@@ -135,6 +137,7 @@ class Config:
             max_frame=getattr(settings, "CHATMODELS_WORKER_MAX_FRAME_BYTES", defaults.max_frame),
             landlock=getattr(settings, "CHATMODELS_WORKER_LANDLOCK", defaults.landlock),
             paths=tuple(str(path) for path in getattr(settings, "CHATMODELS_WORKER_PATHS", ())),
+            threads=getattr(settings, "THREADS", defaults.threads),
         )
 
 
@@ -295,7 +298,7 @@ class WorkerProcess:
                 f"--package={package}",
                 f"--digest={self.spec.digest}",
                 f"--work-dir={work_dir}",
-                f"--threads={self.spec.concurrency or DEFAULT_THREADS}",
+                f"--threads={self.spec.concurrency or config.threads}",
                 f"--max-frame={config.max_frame}",
                 f"--lib-dir={lib_dir}",
                 *(["--landlock"] if config.landlock else []),
