@@ -157,6 +157,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CHATMODELS_MAX_REQUEST_BYTES
 # that waits up to CHATMODELS_QUEUE_TIMEOUT seconds for a free slot, then gets 503.
 THREADS = env.int("THREADS", default=512)
 CHATMODELS_QUEUE_TIMEOUT = env.float("CHATMODELS_QUEUE_TIMEOUT", default=10.0)
+# Slots of each process that one model without max_concurrency may not take: kept for the other
+# models, so that a model that hangs cannot take all (default: an eighth of THREADS, at most 64).
+CHATMODELS_RESERVED_SLOTS = env.int("CHATMODELS_RESERVED_SLOTS", default=min(64, THREADS // 8))
 # Seconds a model may take to answer (or, streaming, between two chunks) before a 504 (0: no
 # limit). A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
 CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=600.0) or None

@@ -1,7 +1,8 @@
-"""Admission to the models: a slot per request, per worker process, and per model where set.
+"""Admission to the models: a slot per request, per worker process, and per model.
 
-Each worker process runs at most THREADS chat requests at once, and a model with
-`max_concurrency` at most that many of its own. A request past either limit waits for a slot
+Each worker process runs at most THREADS chat requests at once, a model with `max_concurrency`
+at most that many of its own, and any other model at most THREADS less
+CHATMODELS_RESERVED_SLOTS. A request past either limit waits for a slot
 for at most CHATMODELS_QUEUE_TIMEOUT seconds in all, then gets ServerBusy (503, Retry-After):
 saturation is never a hang. The server gives each worker spare threads for the waiting ones.
 """
@@ -36,28 +37,33 @@ class Slot:
 
 
 def acquire(*, model_id: int, model_name: str, max_concurrency: int | None) -> Slot:
-    """A slot for one request to `model_id`, waiting up to the queue timeout for it."""
+    """A slot for one request to `model_id`, waiting up to the queue timeout for it.
+
+    The model's own slot is taken first, so that requests to a model at its limit wait without
+    holding a slot of the process. A model without `max_concurrency` may hold all the process's
+    slots but CHATMODELS_RESERVED_SLOTS, which stay for the other models: a model that hangs
+    cannot take every slot.
+    """
     timeout = settings.CHATMODELS_QUEUE_TIMEOUT
     deadline = time.monotonic() + timeout
+    limit = max_concurrency or max(1, settings.THREADS - settings.CHATMODELS_RESERVED_SLOTS)
+    model = _semaphore_of_model(model_id, limit)
+    if not model.acquire(timeout=timeout):
+        held_by = "max_concurrency" if max_concurrency else "share of the server"
+        raise ServerBusy(
+            f"model {model_name} is at its {held_by} of {limit} requests in flight and no slot"
+            f" freed up within {timeout:g} s; retry later",
+            retry_after=_retry_after(),
+        )
     process = _semaphore_of_process()
-    if not process.acquire(timeout=timeout):
+    if not process.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        model.release()
         raise ServerBusy(
             f"the server is at capacity ({settings.THREADS} requests in flight per process)"
             f" and no slot freed up within {timeout:g} s; retry later",
             retry_after=_retry_after(),
         )
-    held = [process]
-    if max_concurrency:
-        model = _semaphore_of_model(model_id, max_concurrency)
-        if not model.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            process.release()
-            raise ServerBusy(
-                f"model {model_name} is at its max_concurrency of {max_concurrency} and no slot"
-                f" freed up within {timeout:g} s; retry later",
-                retry_after=_retry_after(),
-            )
-        held.append(model)
-    return Slot(held)
+    return Slot([process, model])
 
 
 def _retry_after() -> int:
