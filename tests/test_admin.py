@@ -157,6 +157,7 @@ def change_form_data(model: RegisteredModel, *, aliases=(), tags=(), **fields) -
     versions = model.versions.count()
     data = {
         "description": model.description,
+        "worker_replicas": str(model.worker_replicas),
         "aliases-TOTAL_FORMS": str(len(aliases)),
         "aliases-INITIAL_FORMS": str(len(existing_aliases)),
         "tags-TOTAL_FORMS": str(len(tags)),

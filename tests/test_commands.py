@@ -94,6 +94,18 @@ def test_register_model_takes_every_option(tmp_path):
     assert version.created_by  # the user who ran the command
 
 
+def test_register_model_sets_the_worker_settings_and_keeps_them_when_left_out():
+    run("register_model", "echo", TRIGGER, "--replicas", "2", "--memory-limit-mb", "300")
+    run("register_model", "echo", TRIGGER)
+    model = RegisteredModel.objects.get()
+    assert (model.worker_replicas, model.worker_memory_mb) == (2, 300)
+
+    run("register_model", "echo", TRIGGER, "--memory-limit-mb", "0", "--replicas", "1")
+
+    model.refresh_from_db()
+    assert (model.worker_replicas, model.worker_memory_mb) == (1, None)
+
+
 def test_register_model_from_a_file_path(tmp_path):
     source = tmp_path / "my_model.py"
     source.write_text(
@@ -177,6 +189,18 @@ REFUSED = {
         r"signatures are generated automatically; do not pass a signature",
     ),
     "reserved alias": (["echo", TRIGGER, "--alias", "latest"], r"alias 'latest' is reserved"),
+    "no replicas": (
+        ["echo", TRIGGER, "--replicas", "0"],
+        r"^worker_replicas must be a whole number >= 1, got 0$",
+    ),
+    "a negative memory limit": (
+        ["echo", TRIGGER, "--memory-limit-mb", "-5"],
+        r"^worker_memory_mb must be a whole number >= 0 \(0: no limit\), got -5$",
+    ),
+    "a memory limit that is not a number": (
+        ["echo", TRIGGER, "--memory-limit-mb", "lots"],
+        r"argument --memory-limit-mb: invalid int value: 'lots'",
+    ),
 }
 
 

@@ -181,6 +181,25 @@ def test_a_new_version_keeps_the_description_unless_one_is_given():
     assert RegisteredModel.objects.get(name="echo").description == "Second."
 
 
+def test_worker_settings_are_kept_unless_given_and_0_removes_the_memory_limit():
+    services.register_model("echo", TriggerModel())
+    model = RegisteredModel.objects.get(name="echo")
+    assert (model.worker_replicas, model.worker_memory_mb) == (1, None)
+
+    services.register_model("echo", TriggerModel(), worker_replicas=3, worker_memory_mb=512)
+    services.register_model("echo", TriggerModel())
+    model.refresh_from_db()
+    assert (model.worker_replicas, model.worker_memory_mb) == (3, 512)
+    assert (
+        resolve_version(name="echo").worker_replicas,
+        resolve_version(name="echo").worker_memory_mb,
+    ) == (3, 512)
+
+    services.register_model("echo", TriggerModel(), worker_memory_mb=0)
+    model.refresh_from_db()
+    assert (model.worker_replicas, model.worker_memory_mb) == (3, None)
+
+
 # --- register_model: every refusal leaves nothing behind -------------------------------------
 
 
@@ -275,6 +294,26 @@ def refusals(tmp_path):
         ),
         "reserved alias": ({"aliases": ["latest"]}, InvalidName, r"alias 'latest' is reserved"),
         "bad alias": ({"aliases": ["prod/1"]}, InvalidName, r"invalid alias 'prod/1'"),
+        "no replicas": (
+            {"worker_replicas": 0},
+            RegistrationError,
+            r"^worker_replicas must be a whole number >= 1, got 0$",
+        ),
+        "replicas that are not a number": (
+            {"worker_replicas": "2"},
+            RegistrationError,
+            r"^worker_replicas must be a whole number >= 1, got '2'$",
+        ),
+        "a negative memory limit": (
+            {"worker_memory_mb": -1},
+            RegistrationError,
+            r"^worker_memory_mb must be a whole number >= 0 \(0: no limit\), got -1$",
+        ),
+        "a memory limit of True": (
+            {"worker_memory_mb": True},
+            RegistrationError,
+            r"^worker_memory_mb must be a whole number >= 0 \(0: no limit\), got True$",
+        ),
     }
 
 

@@ -197,7 +197,18 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     search_fields = ("name", "description", "tags__value", "tags__key")
     list_filter = (HasAliasesFilter, TagKeyFilter, "created_at")
     fieldsets = (
-        (None, {"fields": ("name", "description", "max_concurrency")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "description",
+                    "max_concurrency",
+                    "worker_replicas",
+                    "worker_memory_mb",
+                )
+            },
+        ),
         ("Summary", {"fields": ("latest_version_display", "how_to_call_display")}),
         ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
