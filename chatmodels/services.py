@@ -314,6 +314,16 @@ def _existing_version(*, name: str, version: int) -> ModelVersion:
     return target
 
 
+def restart_model_workers(*, name: str) -> int:
+    """Restart model `name`'s worker processes in every gateway process of this host (within
+    about a second) and forget their crashes, so a version its crash loop made unavailable is
+    served again. How many gateway processes were running it; the next request starts the
+    workers of the others (and of those) as usual. ModelNotFound for an unknown name."""
+    if not RegisteredModel.objects.filter(name=name).exists():
+        raise ModelNotFound(f"model '{name}' not found", param="model")
+    return workers.request_restart(name)
+
+
 @transaction.atomic
 def set_alias(*, name: str, alias: str, version: int) -> ModelAlias:
     """Point `name@alias` at `version` (creating or moving the alias)."""

@@ -26,6 +26,10 @@ from chatmodels import services
 from chatmodels.exceptions import VersionNotFound
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
 from chatmodels.selectors import get_api_key, list_models, resolve_version
+from chatmodels.serving import runtime
+from chatmodels.serving.workers import client as workers
+from chatmodels.types import ChatRequest
+from tests.live import poll
 from tests.test_services import stored_package_files
 
 pytestmark = pytest.mark.django_db
@@ -558,6 +562,33 @@ def test_key_and_version_commands_in_real_processes():
     assert f"{raw_key[:12]}…" in out and "cm_TwinAAAAA…" in out
     assert revoke == (0, f"Revoked ci ({raw_key[:12]}…)\n", "")
     assert get_api_key(raw_key) is None
+
+
+# --- restart_workers --------------------------------------------------------------------------
+
+
+def test_restart_workers_restarts_a_running_model_and_says_where():
+    run("register_model", "echo", TRIGGER)
+    version = resolve_version(name="echo")
+    runtime.invoke(
+        version,
+        ChatRequest.from_dict({"messages": [{"role": "user", "content": "hi"}]}),
+        served_name="echo",
+    )
+    [before] = workers.snapshot()
+
+    output = run("restart_workers", "echo")
+
+    assert output == "Restarting the workers of echo in 1 server process of this host\n"
+    assert poll(lambda: before.pid not in {w.pid for w in workers.snapshot()}, until=bool)
+    assert run("restart_workers", "echo") == (
+        "No workers of echo run on this host; its next request starts them\n"
+    )
+
+
+def test_restart_workers_of_an_unknown_model_is_a_one_line_error():
+    with pytest.raises(CommandError, match=r"^model 'nope' not found$"):
+        run("restart_workers", "nope")
 
 
 # --- registration from anywhere, and its errors -------------------------------------------------

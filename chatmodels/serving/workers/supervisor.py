@@ -8,8 +8,9 @@ requests (ModelCrashed) and is started again at the next request, after a backof
 with each crash; CHATMODELS_WORKER_CRASH_LIMIT crashes within CHATMODELS_WORKER_CRASH_WINDOW
 seconds make the version ModelUnavailable, with no new process, until `restart`. A load failure
 is remembered for CHATMODELS_WORKER_LOAD_RETRY_SECONDS. Once a second a ticker reads each
-worker's memory (and kills one over its limit) and stops workers idle for
-CHATMODELS_WORKER_IDLE_SECONDS. A version's replicas and memory limit follow its latest
+worker's memory (and kills one over its limit), stops workers idle for
+CHATMODELS_WORKER_IDLE_SECONDS, writes this process's workers to the host's board and follows
+its restart requests (`board.py`). A version's replicas and memory limit follow its latest
 spec: more replicas start at the next request, fewer retire once idle. Processes are reaped
 through a pidfd: no thread per worker.
 """
@@ -39,7 +40,7 @@ from typing import Any
 import chatmodels
 from chatmodels import metrics
 from chatmodels.exceptions import ModelCrashed, ModelLoadError, ModelTimeout, ModelUnavailable
-from chatmodels.serving.workers import protocol
+from chatmodels.serving.workers import board, protocol
 from chatmodels.serving.workers.worker import rss_bytes
 
 logger = logging.getLogger(__name__)
@@ -654,6 +655,7 @@ class Supervisor:
         self.sets: dict[tuple[int, str], WorkerSet] = {}
         self.closed = False
         self._ids = itertools.count(1)
+        self.presence = board.Presence()
         self._ticker = loop.create_task(self._tick())
 
     def check_loop(self) -> None:
@@ -691,6 +693,22 @@ class Supervisor:
                     if worker in worker_set.retiring and not worker.calls:
                         worker.stop("retired")
                     worker.poll(now)
+            self.share(config)
+
+    def share(self, config: Config) -> None:
+        """Follow the host's restart requests, then write this process's workers to its board."""
+        try:
+            for model_name in self.presence.new_restarts(config.directory):
+                if self.restart(model_name):
+                    logger.info("model %s: workers restarted, as asked", model_name)
+            unavailable = [
+                (s.spec.model_name, s.spec.version, s.spec.version_id)
+                for s in list(self.sets.values())
+                if s.unavailable
+            ]
+            self.presence.publish(config.directory, self.snapshot(), unavailable)
+        except OSError as error:
+            logger.warning("the model workers' board in %s: %s", config.directory, error)
 
     def snapshot(self) -> list[WorkerInfo]:
         return [
@@ -710,6 +728,7 @@ class Supervisor:
         """SIGKILL every worker and wait for them (any thread); their pids."""
         self.closed = True
         self._ticker.get_loop().call_soon_threadsafe(self._ticker.cancel)
+        self.presence.withdraw()
         popens = [
             worker.kill_now()
             for worker_set in list(self.sets.values())
