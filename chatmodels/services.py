@@ -314,14 +314,28 @@ def _existing_version(*, name: str, version: int) -> ModelVersion:
     return target
 
 
-def restart_model_workers(*, name: str) -> int:
-    """Restart model `name`'s worker processes in every gateway process of this host (within
+@dataclass(frozen=True)
+class WorkersRestart:
+    """A model's workers asked to restart on this host: in how many server processes they ran."""
+
+    model_name: str
+    server_processes: int
+
+    def __str__(self) -> str:
+        if not self.server_processes:
+            return f"No workers of {self.model_name} run on this host; its next request starts them"
+        count = self.server_processes
+        where = "1 server process" if count == 1 else f"{count} server processes"
+        return f"Restarting the workers of {self.model_name} in {where} of this host"
+
+
+def restart_model_workers(*, name: str) -> WorkersRestart:
+    """Restart model `name`'s worker processes in every server process of this host (within
     about a second) and forget their crashes, so a version its crash loop made unavailable is
-    served again. How many gateway processes were running it; the next request starts the
-    workers of the others (and of those) as usual. ModelNotFound for an unknown name."""
+    served again; the next request starts them. ModelNotFound for an unknown name."""
     if not RegisteredModel.objects.filter(name=name).exists():
         raise ModelNotFound(f"model '{name}' not found", param="model")
-    return workers.request_restart(name)
+    return WorkersRestart(name, workers.request_restart(name))
 
 
 @transaction.atomic

@@ -1,7 +1,8 @@
 """The registered-model admin: the model list, a model's page with its aliases, tags and versions.
 
 Aliases are saved through `services.set_alias` / `services.remove_alias`; versions are listed
-read-only. The playground pages are routed from here (`playground.py`).
+read-only. The playground pages (`playground.py`) and the model workers page (`workers.py`) are
+routed from here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from chatmodels import services
-from chatmodels.admin import display, playground
+from chatmodels.admin import display, playground, workers
 from chatmodels.admin.display import EMPTY, playground_url
 from chatmodels.exceptions import ChatModelsError
 from chatmodels.models import (
@@ -261,6 +262,16 @@ class RegisteredModelAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.playground_invoke_view),
                 name="{}_{}_playground_invoke".format(*info),
             ),
+            path(
+                "workers/",
+                self.admin_site.admin_view(self.workers_view),
+                name="{}_{}_workers".format(*info),
+            ),
+            path(
+                "workers/restart/",
+                self.admin_site.admin_view(self.restart_workers_view),
+                name="{}_{}_restart_workers".format(*info),
+            ),
         ]
         return urls + super().get_urls()
 
@@ -270,15 +281,26 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     def playground_invoke_view(self, request):
         return playground.playground_invoke(request, model_admin=self)
 
+    def workers_view(self, request):
+        return workers.workers_page(request, model_admin=self)
+
+    def restart_workers_view(self, request):
+        return workers.restart_workers(request, model_admin=self)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            context.update(title=f"Model {obj.name}", subtitle=None)
+            context.update(
+                title=f"Model {obj.name}",
+                subtitle=None,
+                workers_url=workers.workers_url(model=obj.name),
+            )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
             "title": "Registered models",
             "playground_url": playground_url(),
+            "workers_url": workers.workers_url(),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)

@@ -18,13 +18,6 @@ class Command(BaseCommand):
         parser.add_argument("name", help="the model's name")
 
     def handle(self, *args, **options) -> None:
-        name = options["name"]
         with one_line_errors():
-            running = services.restart_model_workers(name=name)
-        if running:
-            where = "1 server process" if running == 1 else f"{running} server processes"
-            self.stdout.write(f"Restarting the workers of {name} in {where} of this host")
-        else:
-            self.stdout.write(
-                f"No workers of {name} run on this host; its next request starts them"
-            )
+            restart = services.restart_model_workers(name=options["name"])
+        self.stdout.write(str(restart))
