@@ -66,6 +66,7 @@ class RegisteredModel(models.Model):
         " to the least busy one.",
     )
     worker_memory_mb = models.PositiveIntegerField(
+        "worker memory limit (MiB)",
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],

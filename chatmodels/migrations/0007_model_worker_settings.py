@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='registeredmodel',
             name='worker_memory_mb',
-            field=models.PositiveIntegerField(blank=True, help_text='A model worker whose memory (RSS) goes over this many MiB is stopped and its requests fail with 502 model_crashed. Empty: no limit.', null=True, validators=[django.core.validators.MinValueValidator(1)]),
+            field=models.PositiveIntegerField(blank=True, help_text='A model worker whose memory (RSS) goes over this many MiB is stopped and its requests fail with 502 model_crashed. Empty: no limit.', null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='worker memory limit (MiB)'),
         ),
         migrations.AddField(
             model_name='registeredmodel',
