@@ -193,19 +193,17 @@ REFUSED = {
         r"signatures are generated automatically; do not pass a signature",
     ),
     "reserved alias": (["echo", TRIGGER, "--alias", "latest"], r"alias 'latest' is reserved"),
-    "no replicas": (
-        ["echo", TRIGGER, "--replicas", "0"],
-        r"^worker_replicas must be a whole number >= 1, got 0$",
-    ),
-    "a negative memory limit": (
-        ["echo", TRIGGER, "--memory-limit-mb", "-5"],
-        r"^worker_memory_mb must be a whole number >= 0 \(0: no limit\), got -5$",
-    ),
-    "a memory limit that is not a number": (
-        ["echo", TRIGGER, "--memory-limit-mb", "lots"],
-        r"argument --memory-limit-mb: invalid int value: 'lots'",
-    ),
 }
+# The worker settings out of range: the options given, and what is said.
+WORKER_SETTINGS_REFUSED = {
+    "--replicas 0": r"^worker_replicas must be a whole number >= 1, got 0$",
+    "--memory-limit-mb -5": r"worker_memory_mb must be a whole number >= 0 \(0: no limit\), got -5",
+    "--memory-limit-mb lots": r"argument --memory-limit-mb: invalid int value: 'lots'",
+}
+REFUSED.update(
+    (options, (["echo", TRIGGER, *options.split()], message))
+    for options, message in WORKER_SETTINGS_REFUSED.items()
+)
 
 
 @pytest.mark.parametrize("case", list(REFUSED))

@@ -294,27 +294,20 @@ def refusals(tmp_path):
         ),
         "reserved alias": ({"aliases": ["latest"]}, InvalidName, r"alias 'latest' is reserved"),
         "bad alias": ({"aliases": ["prod/1"]}, InvalidName, r"invalid alias 'prod/1'"),
-        "no replicas": (
-            {"worker_replicas": 0},
-            RegistrationError,
-            r"^worker_replicas must be a whole number >= 1, got 0$",
-        ),
-        "replicas that are not a number": (
-            {"worker_replicas": "2"},
-            RegistrationError,
-            r"^worker_replicas must be a whole number >= 1, got '2'$",
-        ),
-        "a negative memory limit": (
-            {"worker_memory_mb": -1},
-            RegistrationError,
-            r"^worker_memory_mb must be a whole number >= 0 \(0: no limit\), got -1$",
-        ),
-        "a memory limit of True": (
-            {"worker_memory_mb": True},
-            RegistrationError,
-            r"^worker_memory_mb must be a whole number >= 0 \(0: no limit\), got True$",
-        ),
+        **{
+            f"worker setting {setting}={value!r}": ({setting: value}, RegistrationError, message)
+            for setting, value, message in WORKER_SETTINGS_REFUSED
+        },
     }
+
+
+# Worker settings out of range: the setting, its value, what is said.
+WORKER_SETTINGS_REFUSED = (
+    ("worker_replicas", 0, r"^worker_replicas must be a whole number >= 1, got 0$"),
+    ("worker_replicas", "2", r"^worker_replicas must be a whole number >= 1, got '2'$"),
+    ("worker_memory_mb", -1, r"^worker_memory_mb must be .* >= 0 \(0: no limit\), got -1$"),
+    ("worker_memory_mb", True, r"^worker_memory_mb must be .* >= 0 \(0: no limit\), got True$"),
+)
 
 
 REFUSALS = list(refusals(Path("unused")))

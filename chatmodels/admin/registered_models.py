@@ -250,28 +250,16 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        info = self.opts.app_label, self.opts.model_name
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        pages = (
+            ("playground/", self.playground_view, "playground"),
+            ("playground/invoke/", self.playground_invoke_view, "playground_invoke"),
+            ("workers/", self.workers_view, "workers"),
+            ("workers/restart/", self.restart_workers_view, "restart_workers"),
+        )
         urls = [
-            path(
-                "playground/",
-                self.admin_site.admin_view(self.playground_view),
-                name="{}_{}_playground".format(*info),
-            ),
-            path(
-                "playground/invoke/",
-                self.admin_site.admin_view(self.playground_invoke_view),
-                name="{}_{}_playground_invoke".format(*info),
-            ),
-            path(
-                "workers/",
-                self.admin_site.admin_view(self.workers_view),
-                name="{}_{}_workers".format(*info),
-            ),
-            path(
-                "workers/restart/",
-                self.admin_site.admin_view(self.restart_workers_view),
-                name="{}_{}_restart_workers".format(*info),
-            ),
+            path(route, self.admin_site.admin_view(view), name=f"{prefix}_{name}")
+            for route, view, name in pages
         ]
         return urls + super().get_urls()
 

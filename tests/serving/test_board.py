@@ -10,12 +10,12 @@ import textwrap
 
 import pytest
 
-from chatmodels.exceptions import ModelCrashed, ModelUnavailable
+from chatmodels.exceptions import ModelUnavailable
 from chatmodels.serving.workers import board, client
 from chatmodels.serving.workers.supervisor import Config
 from tests import worker_models
 from tests.live import poll
-from tests.serving.test_workers import predict, spec
+from tests.serving.test_workers import crash_loop, predict, spec
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +53,7 @@ GATEWAY = textwrap.dedent(
     """
     import datetime, sys, time
     from pathlib import Path
-    from chatmodels.serving.workers.board import Presence
-    from chatmodels.serving.workers.supervisor import WorkerInfo
+    from chatmodels.serving.workers.board import Presence, WorkerInfo
 
     now = datetime.datetime.now(datetime.timezone.utc)
     info = WorkerInfo("other", 2, 9, "ab" * 32, 4242, 50 * 2**20, 1, 0, "ready", now)
@@ -108,11 +107,7 @@ def test_a_restart_request_restarts_the_models_workers_at_the_next_tick():
 
 
 def test_a_restart_request_clears_a_crash_loop(settings):
-    settings.CHATMODELS_WORKER_CRASH_LIMIT = 2
-    crashing = spec(worker_models.CrashingModel, 1)
-    for _ in range(2):
-        with pytest.raises(ModelCrashed):
-            predict(crashing, "exit")
+    crashing = crash_loop(settings, crashes=2)
     with pytest.raises(ModelUnavailable):
         predict(crashing, "pid")
     assert client.host_board().unavailable == (

@@ -21,12 +21,9 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from chatmodels.serving.workers.supervisor import WorkerInfo
+from typing import Any
 
 BOARD = "board"
 RESTARTS = "restarts"
@@ -37,10 +34,9 @@ KEEP_REQUESTS_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
-class BoardWorker:
-    """A live worker of one of the host's gateway processes (`gateway_pid`)."""
+class WorkerInfo:
+    """One live worker, as a supervisor's `snapshot()` shows it."""
 
-    gateway_pid: int
     model_name: str
     version: int
     version_id: int
@@ -51,6 +47,13 @@ class BoardWorker:
     restarts: int
     state: str
     started_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class BoardWorker(WorkerInfo):
+    """A live worker of one of the host's gateway processes (`gateway_pid`)."""
+
+    gateway_pid: int = field(kw_only=True)
 
 
 @dataclass(frozen=True)

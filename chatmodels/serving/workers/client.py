@@ -39,14 +39,13 @@ from chatmodels.exceptions import (
 )
 from chatmodels.serving import eventloop
 from chatmodels.serving.workers import board, protocol
-from chatmodels.serving.workers.board import Board
+from chatmodels.serving.workers.board import Board, WorkerInfo
 from chatmodels.serving.workers.supervisor import (
     STREAM_CREDIT,
     Call,
     Config,
     LoadFailed,
     Supervisor,
-    WorkerInfo,
     WorkerProcess,
     WorkerSpec,
     private_dir,

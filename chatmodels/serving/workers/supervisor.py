@@ -41,6 +41,7 @@ import chatmodels
 from chatmodels import metrics
 from chatmodels.exceptions import ModelCrashed, ModelLoadError, ModelTimeout, ModelUnavailable
 from chatmodels.serving.workers import board, protocol
+from chatmodels.serving.workers.board import WorkerInfo
 from chatmodels.serving.workers.worker import rss_bytes
 
 logger = logging.getLogger(__name__)
@@ -138,22 +139,6 @@ class Config:
             max_frame=getattr(settings, "CHATMODELS_WORKER_MAX_FRAME_BYTES", defaults.max_frame),
             landlock=getattr(settings, "CHATMODELS_WORKER_LANDLOCK", defaults.landlock),
         )
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """One live worker, as `snapshot()` shows it."""
-
-    model_name: str
-    version: int
-    version_id: int
-    digest: str
-    pid: int
-    rss_bytes: int | None
-    in_flight: int
-    restarts: int
-    state: str
-    started_at: datetime.datetime
 
 
 class LoadFailed(Exception):
