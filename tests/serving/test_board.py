@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,21 @@ def test_a_restart_asked_before_a_process_ran_workers_is_not_applied_to_them():
     client.host_board()  # follows the requests now
 
     assert int(predict(worker_spec, "pid")) == first
+
+
+def test_entries_another_release_wrote_differently_are_passed_over():
+    folder = board.board_dir(directory())
+    good = {"model_name": "m", "version": 1, "version_id": 2}
+    data = {
+        "pid": os.getpid(),
+        "started": board.Presence().started,
+        "workers": [{"model_name": "m", "flavour": "new"}, "not an entry"],
+        "unavailable": [good, {**good, "since": 3}],
+    }
+    (folder / f"{os.getpid()}.json").write_text(json.dumps(data))
+
+    shown = board.read_board(directory())
+
+    assert shown.gateways == (os.getpid(),)
+    assert shown.workers == ()
+    assert shown.unavailable == (board.UnavailableVersion(os.getpid(), "m", 1, 2),)

@@ -205,6 +205,20 @@ def request_restart(directory: Path, model_name: str) -> float:
     return asked_at
 
 
+def _entries(cls: type, items: Any, gateway_pid: int) -> list[Any]:
+    """`cls` made of each of a file's entries; an entry that is not one (written by another
+    release of chatmodels, during a reload) is passed over."""
+    made = []
+    for item in items if isinstance(items, list) else ():
+        try:
+            if "started_at" in item:
+                item = {**item, "started_at": datetime.datetime.fromisoformat(item["started_at"])}
+            made.append(cls(gateway_pid=gateway_pid, **item))
+        except (TypeError, ValueError):
+            continue
+    return made
+
+
 def read_board(directory: Path) -> Board:
     """Every live gateway process's workers and unavailable versions, by gateway pid; the files
     of gateways that are gone are deleted."""
@@ -228,11 +242,8 @@ def read_board(directory: Path) -> Board:
                 path.unlink()
             continue
         gateways.append(gateway_pid)
-        for item in data.get("workers", ()):
-            started_at = datetime.datetime.fromisoformat(item.pop("started_at"))
-            workers.append(BoardWorker(gateway_pid=gateway_pid, started_at=started_at, **item))
-        for item in data.get("unavailable", ()):
-            unavailable.append(UnavailableVersion(gateway_pid=gateway_pid, **item))
+        workers += _entries(BoardWorker, data.get("workers"), gateway_pid)
+        unavailable += _entries(UnavailableVersion, data.get("unavailable"), gateway_pid)
     workers.sort(key=lambda w: (w.model_name, -w.version, w.gateway_pid, w.pid))
     unavailable.sort(key=lambda u: (u.model_name, -u.version, u.gateway_pid))
     return Board(tuple(gateways), tuple(workers), tuple(unavailable))
