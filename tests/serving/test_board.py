@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -65,14 +66,21 @@ GATEWAY = textwrap.dedent(
 )
 
 
-def test_the_board_shows_other_gateways_and_drops_the_file_of_one_that_is_gone():
-    predict(spec(worker_models.SyncModel, 1), "warm")
-    other = subprocess.Popen(
+@pytest.fixture
+def other():
+    """Another gateway process, on the board (killed by the test, else after it)."""
+    process = subprocess.Popen(
         [sys.executable, "-c", GATEWAY, str(directory())], stdout=subprocess.PIPE, text=True
     )
-    try:
-        assert other.stdout.readline() == "published\n"
+    assert process.stdout.readline() == "published\n"
+    yield process
+    process.kill()
+    process.wait(10)
 
+
+def test_the_board_shows_other_gateways_and_drops_the_file_of_one_that_is_gone(other):
+    predict(spec(worker_models.SyncModel, 1), "warm")
+    try:
         shown = client.host_board()
 
         assert sorted(shown.gateways) == sorted([os.getpid(), other.pid])
@@ -105,6 +113,18 @@ def test_a_restart_request_restarts_the_models_workers_at_the_next_tick():
     assert poll(lambda: first not in {w.pid for w in client.snapshot()}, until=bool, timeout=5)
     assert int(predict(worker_spec, "pid")) != first
     assert kept in {w.pid for w in client.snapshot()}  # another model's worker is left alone
+
+
+def test_a_restart_is_waited_for_until_every_gateway_has_looked_at_it(other):
+    predict(spec(worker_models.SyncModel, 1), "warm")
+    asked_at = board.request_restart(directory(), "SyncModel")
+
+    # The other gateway never ticks: it is waited for, up to the timeout.
+    assert not board.wait_until_followed(directory(), asked_at, timeout=0.3)
+    other.kill()
+    other.wait(10)
+    assert board.wait_until_followed(directory(), asked_at, timeout=3)  # this process's tick
+    assert time.time() - asked_at < 3
 
 
 def test_a_restart_request_clears_a_crash_loop(settings):

@@ -7,7 +7,8 @@ crash-loop detection made unavailable) to `<worker dir>/board/<gateway pid>.json
 `read_board` reads every file whose gateway still runs and deletes the others. A restart request
 is a file `<worker dir>/board/restarts/<model name>.json` holding when it was asked; every
 supervisor restarts that model's workers once for each request newer than what it has seen, so a
-restart reaches every gateway process of the host within about a second. Hosts share nothing:
+restart reaches every gateway process of the host within about a second (each file says when
+its process last looked at the requests: `wait_until_followed`). Hosts share nothing:
 the board is per host. Django-free.
 """
 
@@ -20,7 +21,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ class Presence:
         self.path: Path | None = None
         self._seen: dict[str, float] = {}
         self._since = time.time()  # requests made before this process's workers existed
+        self._checked_at = 0.0  # when it last looked at the requests
 
     def publish(
         self,
@@ -144,6 +146,7 @@ class Presence:
             "pid": self.pid,
             "started": self.started,
             "written_at": time.time(),
+            "checked_at": self._checked_at,
             "workers": [_worker_dict(info) for info in workers],
             "unavailable": [
                 {"model_name": name, "version": number, "version_id": version_id}
@@ -163,6 +166,7 @@ class Presence:
     def new_restarts(self, directory: Path) -> list[str]:
         """The models asked to restart since this process last looked (or since it started)."""
         folder = Path(directory) / BOARD / RESTARTS
+        self._checked_at = time.time()
         try:
             names = os.listdir(folder)
         except FileNotFoundError:
@@ -219,15 +223,14 @@ def _entries(cls: type, items: Any, gateway_pid: int) -> list[Any]:
     return made
 
 
-def read_board(directory: Path) -> Board:
-    """Every live gateway process's workers and unavailable versions, by gateway pid; the files
-    of gateways that are gone are deleted."""
+def _live_files(directory: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each live gateway process's pid and file, by pid; the files of gateways that are gone
+    are deleted."""
     folder = Path(directory) / BOARD
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
-        return Board()
-    gateways, workers, unavailable = [], [], []
+        return
     for file_name in names:
         stem = file_name.removesuffix(SUFFIX)
         if not (file_name.endswith(SUFFIX) and stem.isdigit()):
@@ -241,9 +244,33 @@ def read_board(directory: Path) -> Board:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             continue
+        yield gateway_pid, data
+
+
+def read_board(directory: Path) -> Board:
+    """Every live gateway process's workers and unavailable versions, by gateway pid; the files
+    of gateways that are gone are deleted."""
+    gateways, workers, unavailable = [], [], []
+    for gateway_pid, data in _live_files(directory):
         gateways.append(gateway_pid)
         workers += _entries(BoardWorker, data.get("workers"), gateway_pid)
         unavailable += _entries(UnavailableVersion, data.get("unavailable"), gateway_pid)
     workers.sort(key=lambda w: (w.model_name, -w.version, w.gateway_pid, w.pid))
     unavailable.sort(key=lambda u: (u.model_name, -u.version, u.gateway_pid))
     return Board(tuple(gateways), tuple(workers), tuple(unavailable))
+
+
+def wait_until_followed(directory: Path, asked_at: float, timeout: float = 2.0) -> bool:
+    """Wait until every live gateway process on the board has looked at the restart requests
+    since `asked_at` (its file says when it last did, or it has none any more); False when one
+    has not within `timeout` seconds (busy, or stopping)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = [
+            pid for pid, data in _live_files(directory) if data.get("checked_at", 0) < asked_at
+        ]
+        if not behind:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)

@@ -239,11 +239,13 @@ def host_board() -> Board:
 
 def request_restart(model_name: str) -> int:
     """Restart `model_name`'s workers in every gateway process of this host (this one at once,
-    the others at their next tick, within about a second), forgetting its crashes. How many
-    gateway processes were running it, or answering it as unavailable."""
+    the others at their next tick, within about a second: waited for, up to 2 s), forgetting
+    its crashes. How many gateway processes were running it, or answering it as unavailable."""
     running = host_board()
-    board.request_restart(Config.current().directory, model_name)
+    directory = Config.current().directory
+    asked_at = board.request_restart(directory, model_name)
     _share_now()
+    board.wait_until_followed(directory, asked_at)  # so what is shown next is after it
     return len(
         {w.gateway_pid for w in running.workers if w.model_name == model_name}
         | {u.gateway_pid for u in running.unavailable if u.model_name == model_name}
