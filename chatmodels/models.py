@@ -7,7 +7,7 @@ import hashlib
 import json
 
 from django.core.files.storage import storages
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Max, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -58,6 +58,20 @@ class RegisteredModel(models.Model):
         blank=True,
         help_text="Requests each server process runs at once on this model (a local GPU model"
         " wants 1); more wait up to CHATMODELS_QUEUE_TIMEOUT, then get 503. Empty: no limit.",
+    )
+    worker_replicas = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Model worker processes each server process runs for this model; requests go"
+        " to the least busy one.",
+    )
+    worker_memory_mb = models.PositiveIntegerField(
+        "worker memory limit (MiB)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A model worker whose memory (RSS) goes over this many MiB is stopped and its"
+        " requests fail with 502 model_crashed. Empty: no limit.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -148,6 +148,8 @@ class ResolvedVersion:
     created_at: datetime
     model_created_at: datetime
     max_concurrency: int | None  # the model's; None: no limit
+    worker_replicas: int = 1  # the model's worker processes per server process
+    worker_memory_mb: int | None = None  # a worker over it is stopped; None: no limit
 
     def __str__(self) -> str:
         return f"{self.model_name}/{self.version}"
@@ -176,7 +178,7 @@ def _version_sql(where: str, *, alias_join: bool = False) -> str:
         join = f" JOIN {ModelAlias._meta.db_table} a ON a.version_id = v.id AND a.model_id = m.id"
     return (
         "SELECT v.id, v.model_id, m.name, v.version, v.status, v.digest, v.package,"
-        " v.created_at, m.created_at, m.max_concurrency"
+        " v.created_at, m.created_at, m.max_concurrency, m.worker_replicas, m.worker_memory_mb"
         f" FROM {version_table} v"
         f" JOIN {model_table} m ON m.id = v.model_id{join} WHERE m.name = %s AND {where}"
     )
@@ -215,13 +217,15 @@ def resolve_version(
     row = _fetch_one(sql, params)
     if row is None:
         raise _not_found(name=name, version=version, alias=alias)
-    *head, created_at, model_created_at, max_concurrency = row
+    *head, created_at, model_created_at, max_concurrency, replicas, memory_mb = row
     # `head` is the row's first seven columns, which mypy cannot count.
     return ResolvedVersion(  # type: ignore[misc]
         *head,
         created_at=_datetime(created_at),
         model_created_at=_datetime(model_created_at),
         max_concurrency=max_concurrency,
+        worker_replicas=replicas,
+        worker_memory_mb=memory_mb,
     )
 
 

@@ -74,14 +74,18 @@ def register_model(
     signature: Any = None,
     created_by: str = "",
     max_concurrency: int | None = None,
+    worker_replicas: int | None = None,
+    worker_memory_mb: int | None = None,
 ) -> ModelVersion:
     """Validate a ChatModel, freeze it and store it as the model's next version.
 
     `input_example` takes the forms MLflow's `save_model` takes: a chat request dict, a list of
     messages (`ChatMessage` or dicts), or `(messages or request, params)`; it is stored as a dict.
 
-    `max_concurrency` sets the model's limit of requests per server process (0: no limit;
-    None: leave it as it is).
+    `max_concurrency` sets the model's limit of requests per server process (0: no limit),
+    `worker_replicas` its model worker processes per server process (1 or more) and
+    `worker_memory_mb` the memory (RSS, MiB) over which a worker is stopped (0: no limit);
+    None leaves a setting as it is.
 
     What is validated is the unpacked package itself, so it is exactly what will be served.
     A failure at any step leaves no row and no file behind.
@@ -92,14 +96,11 @@ def register_model(
     for alias in aliases:
         validate_alias(alias)
     tags = _validate_tags(tags)
-    if max_concurrency is not None and (
-        isinstance(max_concurrency, bool)
-        or not isinstance(max_concurrency, int)
-        or max_concurrency < 0
-    ):
-        raise RegistrationError(
-            f"max_concurrency must be a whole number >= 0 (0: no limit), got {max_concurrency!r}"
-        )
+    model_settings = _model_settings(
+        max_concurrency=max_concurrency,
+        worker_replicas=worker_replicas,
+        worker_memory_mb=worker_memory_mb,
+    )
     try:
         example = input_example_dict(
             copy.deepcopy(DEFAULT_INPUT_EXAMPLE if input_example is None else input_example)
@@ -138,11 +139,37 @@ def register_model(
             description=description,
             tags=tags,
             created_by=created_by,
-            max_concurrency=max_concurrency,
+            model_settings=model_settings,
         )
     except BaseException:
         _discard_package(storage, stored_name or wanted_name)  # the name is unique: ours
         raise
+
+
+# The model's settings register_model takes: the least value each accepts, and whether 0 means
+# "no limit" (stored as NULL).
+MODEL_SETTINGS = {
+    "max_concurrency": (0, True),
+    "worker_replicas": (1, False),
+    "worker_memory_mb": (0, True),
+}
+
+
+def _model_settings(**given: int | None) -> dict[str, int | None]:
+    """The settings given (not None) as the model's fields will hold them; RegistrationError,
+    naming the setting, for a value that is not a whole number in range."""
+    fields: dict[str, int | None] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        least, zero_is_no_limit = MODEL_SETTINGS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            meaning = " (0: no limit)" if zero_is_no_limit else ""
+            raise RegistrationError(
+                f"{name} must be a whole number >= {least}{meaning}, got {value!r}"
+            )
+        fields[name] = (value or None) if zero_is_no_limit else value
+    return fields
 
 
 def _instantiate(target: ChatModel | type[ChatModel] | str) -> ChatModel:
@@ -174,7 +201,7 @@ def _create_version_rows(
     description: str | None,
     tags: dict[str, str],
     created_by: str,
-    max_concurrency: int | None,
+    model_settings: dict[str, int | None],
 ) -> ModelVersion:
     # The unique (model, version) constraint is the arbiter; a lost race retries with a new number.
     for attempt in range(REGISTRATION_ATTEMPTS):
@@ -185,9 +212,9 @@ def _create_version_rows(
                 if description is not None and registered.description != description:
                     registered.description = description
                     changed.append("description")
-                if max_concurrency is not None:
-                    registered.max_concurrency = max_concurrency or None
-                    changed.append("max_concurrency")
+                for field_name, setting in model_settings.items():
+                    setattr(registered, field_name, setting)
+                    changed.append(field_name)
                 registered.save(update_fields=changed)
                 for key, value in tags.items():
                     ModelTag.objects.update_or_create(
@@ -285,6 +312,30 @@ def _existing_version(*, name: str, version: int) -> ModelVersion:
             raise ModelNotFound(f"model '{name}' not found", param="model")
         raise VersionNotFound(f"model '{name}' has no version {version}", param="version")
     return target
+
+
+@dataclass(frozen=True)
+class WorkersRestart:
+    """A model's workers asked to restart on this host: in how many server processes they ran."""
+
+    model_name: str
+    server_processes: int
+
+    def __str__(self) -> str:
+        if not self.server_processes:
+            return f"No workers of {self.model_name} run on this host; its next request starts them"
+        count = self.server_processes
+        where = "1 server process" if count == 1 else f"{count} server processes"
+        return f"Restarting the workers of {self.model_name} in {where} of this host"
+
+
+def restart_model_workers(*, name: str) -> WorkersRestart:
+    """Restart model `name`'s worker processes in every server process of this host (within
+    about a second) and forget their crashes, so a version its crash loop made unavailable is
+    served again; the next request starts them. ModelNotFound for an unknown name."""
+    if not RegisteredModel.objects.filter(name=name).exists():
+        raise ModelNotFound(f"model '{name}' not found", param="model")
+    return WorkersRestart(name, workers.request_restart(name))
 
 
 @transaction.atomic

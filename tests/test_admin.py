@@ -151,12 +151,31 @@ def test_model_description_is_editable(admin_client):
     assert version.model.name == "echo"
 
 
+def test_model_worker_settings_are_editable_and_checked(admin_client):
+    version = register(name="echo", model=TriggerModel())
+    url = model_url(version.model)
+
+    saved = admin_client.post(
+        url, change_form_data(version.model, worker_replicas="2", worker_memory_mb="256")
+    )
+    refused = admin_client.post(url, change_form_data(version.model, worker_replicas="0"))
+
+    assert saved.status_code == 302
+    version.model.refresh_from_db()
+    assert (version.model.worker_replicas, version.model.worker_memory_mb) == (2, 256)
+    assert refused.status_code == 200
+    assert "Ensure this value is greater than or equal to 1." in refused.content.decode()
+    html = html_of(admin_client.get(url))
+    assert "Worker memory limit (MiB)" in html and "Worker replicas" in html
+
+
 def change_form_data(model: RegisteredModel, *, aliases=(), tags=(), **fields) -> dict:
     """POST data for the registered-model change form with its three inlines."""
     existing_aliases = list(model.aliases.order_by("name"))
     versions = model.versions.count()
     data = {
         "description": model.description,
+        "worker_replicas": str(model.worker_replicas),
         "aliases-TOTAL_FORMS": str(len(aliases)),
         "aliases-INITIAL_FORMS": str(len(existing_aliases)),
         "tags-TOTAL_FORMS": str(len(tags)),

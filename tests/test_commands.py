@@ -25,7 +25,11 @@ from chatmodels import services
 from chatmodels.exceptions import VersionNotFound
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
 from chatmodels.selectors import get_api_key, list_models, resolve_version
+from chatmodels.serving import runtime
+from chatmodels.serving.workers import client as workers
 from chatmodels.serving.workers.client import WorkerTraceback
+from chatmodels.types import ChatRequest
+from tests.live import poll
 from tests.test_services import stored_package_files
 
 pytestmark = pytest.mark.django_db
@@ -92,6 +96,18 @@ def test_register_model_takes_every_option(tmp_path):
     assert version.model_config == {"prefix": "> "}
     assert version.input_example == example
     assert version.created_by  # the user who ran the command
+
+
+def test_register_model_sets_the_worker_settings_and_keeps_them_when_left_out():
+    run("register_model", "echo", TRIGGER, "--replicas", "2", "--memory-limit-mb", "300")
+    run("register_model", "echo", TRIGGER)
+    model = RegisteredModel.objects.get()
+    assert (model.worker_replicas, model.worker_memory_mb) == (2, 300)
+
+    run("register_model", "echo", TRIGGER, "--memory-limit-mb", "0", "--replicas", "1")
+
+    model.refresh_from_db()
+    assert (model.worker_replicas, model.worker_memory_mb) == (1, None)
 
 
 def test_register_model_from_a_file_path(tmp_path):
@@ -178,6 +194,16 @@ REFUSED = {
     ),
     "reserved alias": (["echo", TRIGGER, "--alias", "latest"], r"alias 'latest' is reserved"),
 }
+# The worker settings out of range: the options given, and what is said.
+WORKER_SETTINGS_REFUSED = {
+    "--replicas 0": r"^worker_replicas must be a whole number >= 1, got 0$",
+    "--memory-limit-mb -5": r"worker_memory_mb must be a whole number >= 0 \(0: no limit\), got -5",
+    "--memory-limit-mb lots": r"argument --memory-limit-mb: invalid int value: 'lots'",
+}
+REFUSED.update(
+    (options, (["echo", TRIGGER, *options.split()], message))
+    for options, message in WORKER_SETTINGS_REFUSED.items()
+)
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
@@ -534,6 +560,33 @@ def test_key_and_version_commands_in_real_processes():
     assert f"{raw_key[:12]}…" in out and "cm_TwinAAAAA…" in out
     assert revoke == (0, f"Revoked ci ({raw_key[:12]}…)\n", "")
     assert get_api_key(raw_key) is None
+
+
+# --- restart_workers --------------------------------------------------------------------------
+
+
+def test_restart_workers_restarts_a_running_model_and_says_where():
+    run("register_model", "echo", TRIGGER)
+    version = resolve_version(name="echo")
+    runtime.invoke(
+        version,
+        ChatRequest.from_dict({"messages": [{"role": "user", "content": "hi"}]}),
+        served_name="echo",
+    )
+    [before] = workers.snapshot()
+
+    output = run("restart_workers", "echo")
+
+    assert output == "Restarting the workers of echo in 1 server process of this host\n"
+    assert poll(lambda: before.pid not in {w.pid for w in workers.snapshot()}, until=bool)
+    assert run("restart_workers", "echo") == (
+        "No workers of echo run on this host; its next request starts them\n"
+    )
+
+
+def test_restart_workers_of_an_unknown_model_is_a_one_line_error():
+    with pytest.raises(CommandError, match=r"^model 'nope' not found$"):
+        run("restart_workers", "nope")
 
 
 # --- registration from anywhere, and its errors -------------------------------------------------

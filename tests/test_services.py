@@ -181,6 +181,25 @@ def test_a_new_version_keeps_the_description_unless_one_is_given():
     assert RegisteredModel.objects.get(name="echo").description == "Second."
 
 
+def test_worker_settings_are_kept_unless_given_and_0_removes_the_memory_limit():
+    services.register_model("echo", TriggerModel())
+    model = RegisteredModel.objects.get(name="echo")
+    assert (model.worker_replicas, model.worker_memory_mb) == (1, None)
+
+    services.register_model("echo", TriggerModel(), worker_replicas=3, worker_memory_mb=512)
+    services.register_model("echo", TriggerModel())
+    model.refresh_from_db()
+    assert (model.worker_replicas, model.worker_memory_mb) == (3, 512)
+    assert (
+        resolve_version(name="echo").worker_replicas,
+        resolve_version(name="echo").worker_memory_mb,
+    ) == (3, 512)
+
+    services.register_model("echo", TriggerModel(), worker_memory_mb=0)
+    model.refresh_from_db()
+    assert (model.worker_replicas, model.worker_memory_mb) == (3, None)
+
+
 # --- register_model: every refusal leaves nothing behind -------------------------------------
 
 
@@ -275,7 +294,20 @@ def refusals(tmp_path):
         ),
         "reserved alias": ({"aliases": ["latest"]}, InvalidName, r"alias 'latest' is reserved"),
         "bad alias": ({"aliases": ["prod/1"]}, InvalidName, r"invalid alias 'prod/1'"),
+        **{
+            f"worker setting {setting}={value!r}": ({setting: value}, RegistrationError, message)
+            for setting, value, message in WORKER_SETTINGS_REFUSED
+        },
     }
+
+
+# Worker settings out of range: the setting, its value, what is said.
+WORKER_SETTINGS_REFUSED = (
+    ("worker_replicas", 0, r"^worker_replicas must be a whole number >= 1, got 0$"),
+    ("worker_replicas", "2", r"^worker_replicas must be a whole number >= 1, got '2'$"),
+    ("worker_memory_mb", -1, r"^worker_memory_mb must be .* >= 0 \(0: no limit\), got -1$"),
+    ("worker_memory_mb", True, r"^worker_memory_mb must be .* >= 0 \(0: no limit\), got True$"),
+)
 
 
 REFUSALS = list(refusals(Path("unused")))

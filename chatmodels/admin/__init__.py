@@ -2,8 +2,9 @@
 
 One module per registered model (`registered_models.py`, `versions.py`, `api_keys.py`, `usage.py`
 for the usage buckets' charts), the display helpers they share (`display.py`), the version page's
-content (`version_page.py`) and the playground views (`playground.py`). Writes go through
-`services`; a version is shown, never edited, except its `status`.
+content (`version_page.py`), the playground views (`playground.py`) and the model workers page
+(`workers.py`). Writes go through `services`; a version is shown, never edited, except its
+`status`.
 """
 
 from django.contrib import admin

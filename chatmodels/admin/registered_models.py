@@ -1,7 +1,8 @@
 """The registered-model admin: the model list, a model's page with its aliases, tags and versions.
 
 Aliases are saved through `services.set_alias` / `services.remove_alias`; versions are listed
-read-only. The playground pages are routed from here (`playground.py`).
+read-only. The playground pages (`playground.py`) and the model workers page (`workers.py`) are
+routed from here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from chatmodels import services
-from chatmodels.admin import display, playground
+from chatmodels.admin import display, playground, workers
 from chatmodels.admin.display import EMPTY, playground_url
 from chatmodels.exceptions import ChatModelsError
 from chatmodels.models import (
@@ -199,7 +200,18 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     search_fields = ("name", "description", "tags__value", "tags__key")
     list_filter = (HasAliasesFilter, TagKeyFilter, "created_at")
     fieldsets = (
-        (None, {"fields": ("name", "description", "max_concurrency")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "description",
+                    "max_concurrency",
+                    "worker_replicas",
+                    "worker_memory_mb",
+                )
+            },
+        ),
         ("Summary", {"fields": ("latest_version_display", "how_to_call_display")}),
         ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
@@ -240,18 +252,16 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        info = self.opts.app_label, self.opts.model_name
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        pages = (
+            ("playground/", self.playground_view, "playground"),
+            ("playground/invoke/", self.playground_invoke_view, "playground_invoke"),
+            ("workers/", self.workers_view, "workers"),
+            ("workers/restart/", self.restart_workers_view, "restart_workers"),
+        )
         urls = [
-            path(
-                "playground/",
-                self.admin_site.admin_view(self.playground_view),
-                name="{}_{}_playground".format(*info),
-            ),
-            path(
-                "playground/invoke/",
-                self.admin_site.admin_view(self.playground_invoke_view),
-                name="{}_{}_playground_invoke".format(*info),
-            ),
+            path(route, self.admin_site.admin_view(view), name=f"{prefix}_{name}")
+            for route, view, name in pages
         ]
         return urls + super().get_urls()
 
@@ -261,15 +271,26 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     def playground_invoke_view(self, request):
         return playground.playground_invoke(request, model_admin=self)
 
+    def workers_view(self, request):
+        return workers.workers_page(request, model_admin=self)
+
+    def restart_workers_view(self, request):
+        return workers.restart_workers(request, model_admin=self)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            context.update(title=f"Model {obj.name}", subtitle=None)
+            context.update(
+                title=f"Model {obj.name}",
+                subtitle=None,
+                workers_url=workers.workers_url(model=obj.name),
+            )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
             "title": "Registered models",
             "playground_url": playground_url(),
+            "workers_url": workers.workers_url(),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)

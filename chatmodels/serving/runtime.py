@@ -46,6 +46,8 @@ def worker_spec(version: ResolvedVersion, *, served_name: str) -> WorkerSpec:
         served_name=served_name,
         package=functools.partial(_read_package, version.package),
         concurrency=version.max_concurrency or 0,
+        replicas=version.worker_replicas,
+        memory_limit_mb=version.worker_memory_mb,
     )
 
 

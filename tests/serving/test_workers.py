@@ -160,12 +160,18 @@ def test_a_crash_fails_only_that_workers_requests_and_the_model_starts_again():
     assert info.restarts == 1 and info.pid == second_pid
 
 
-def test_a_crash_loop_makes_the_model_unavailable_until_it_is_restarted(settings):
-    settings.CHATMODELS_WORKER_CRASH_LIMIT = 3
+def crash_loop(settings, *, crashes: int) -> WorkerSpec:
+    """CrashingModel (version id 1) crashed `crashes` times, the crash limit: unavailable."""
+    settings.CHATMODELS_WORKER_CRASH_LIMIT = crashes
     crashing = spec(worker_models.CrashingModel, 1)
-    for _ in range(3):
+    for _ in range(crashes):
         with pytest.raises(ModelCrashed):
             predict(crashing, "exit")
+    return crashing
+
+
+def test_a_crash_loop_makes_the_model_unavailable_until_it_is_restarted(settings):
+    crashing = crash_loop(settings, crashes=3)
 
     started = time.monotonic()
     with pytest.raises(ModelUnavailable) as caught:

@@ -31,6 +31,19 @@ class Command(BaseCommand):
             " GPU model); more wait, then get 503. 0: no limit",
         )
         parser.add_argument(
+            "--replicas",
+            type=int,
+            metavar="N",
+            help="model worker processes each server process runs for this model (a new model: 1)",
+        )
+        parser.add_argument(
+            "--memory-limit-mb",
+            type=int,
+            metavar="N",
+            help="a model worker whose memory (RSS) goes over N MiB is stopped and its requests"
+            " fail (502 model_crashed). 0: no limit",
+        )
+        parser.add_argument(
             "--signature",
             metavar="FILE.json",
             help="refused: a ChatModel's signature is always generated (MLflow does the same)",
@@ -61,6 +74,8 @@ class Command(BaseCommand):
                 signature=options["signature"],
                 created_by=_current_user(),
                 max_concurrency=options["max_concurrency"],
+                worker_replicas=options["replicas"],
+                worker_memory_mb=options["memory_limit_mb"],
             )
         aliases = f", aliases {', '.join(options['alias'])}" if options["alias"] else ""
         self.stdout.write(

@@ -4,13 +4,16 @@
     async with contextlib.aclosing(stream(spec, request, timeout=30)) as chunks:
         async for chunk in chunks: ...                     # checked dicts (None: keep-alive)
     answer = run_once(package_bytes, digest, request, timeout=30)   # blocking, throwaway worker
+    host_board()                  # every live worker of this host's gateway processes
+    request_restart("my-model")   # restart its workers in all of them, within about a second
 
-All but `run_once`, `snapshot` and `shutdown` are coroutines for the process's one event loop:
-a WSGI request thread runs them with `chatmodels.serving.eventloop.run(...)` (a stream: one
-`eventloop.run(chunks.__anext__())` per chunk), an async view awaits them. What a worker sends
-is checked here (ChatResponse / ChatChunk, as `packaging.check_response` / `check_chunk`), never
-trusted. A timeout, or the caller being cancelled (the client went away), stops the request in
-its worker; a worker that does not stop it within CHATMODELS_WORKER_GRACE_SECONDS is killed.
+All but `run_once`, `snapshot`, `shutdown` and the board's functions are coroutines for the
+process's one event loop: a WSGI request thread runs them with `eventloop.run(...)` (a stream:
+one `eventloop.run(chunks.__anext__())` per chunk), an async view awaits them. What a worker
+sends is checked here (ChatResponse / ChatChunk, as `packaging.check_response` /
+`check_chunk`), never trusted. A timeout, or the caller being cancelled (the client went away),
+stops the request in its worker; a worker that does not stop it within
+CHATMODELS_WORKER_GRACE_SECONDS is killed.
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ from chatmodels.exceptions import (
     ModelRaised,
 )
 from chatmodels.serving import eventloop
-from chatmodels.serving.workers import protocol
+from chatmodels.serving.workers import board, protocol
+from chatmodels.serving.workers.board import Board, WorkerInfo
 from chatmodels.serving.workers.supervisor import (
     STREAM_CREDIT,
     Call,
     Config,
     LoadFailed,
     Supervisor,
-    WorkerInfo,
     WorkerProcess,
     WorkerSpec,
     private_dir,
@@ -52,10 +55,13 @@ from chatmodels.serving.workers.supervisor import (
 from chatmodels.types import ChatChunk, ChatResponse
 
 __all__ = [
+    "Board",
     "WorkerInfo",
     "WorkerSpec",
     "WorkerStream",
+    "host_board",
     "predict",
+    "request_restart",
     "restart",
     "run_once",
     "shutdown",
@@ -194,12 +200,56 @@ class WorkerStream(AsyncIterator[Any]):
                 loop.call_soon_threadsafe(call.abandon)
 
 
-def snapshot() -> list[WorkerInfo]:
-    """The live workers of this process (safe from any thread)."""
+def _current() -> Supervisor | None:
+    """This process's supervisor if it has one (none is made)."""
     supervisor = _supervisor
     if supervisor is None or _supervisor_pid != os.getpid():
-        return []
-    return supervisor.snapshot()
+        return None
+    return supervisor
+
+
+def snapshot() -> list[WorkerInfo]:
+    """The live workers of this process (safe from any thread)."""
+    supervisor = _current()
+    return [] if supervisor is None else supervisor.snapshot()
+
+
+# ---------------------------------------------------------------------------------------------
+# The host's board: every gateway process's workers, restarts for all of them
+
+
+def _share_now() -> None:
+    """This process's supervisor follows the restart requests and writes its board file now,
+    not at its next tick (nothing when it runs no workers). Any thread but the loop's."""
+    supervisor = _current()
+    if supervisor is not None:
+
+        async def share() -> None:
+            supervisor.share(Config.current())
+
+        eventloop.run(share(), 10)
+
+
+def host_board() -> Board:
+    """Every live worker of this host's gateway processes (this process's as of now), and the
+    versions they answer as unavailable after a crash loop."""
+    _share_now()
+    return board.read_board(Config.current().directory)
+
+
+def request_restart(model_name: str) -> int:
+    """Restart `model_name`'s workers in every gateway process of this host (this one at once,
+    the others at their next tick, within about a second: waited for, up to 2 s), forgetting
+    its crashes. How many gateway processes were running it, or answering it as unavailable."""
+    running = host_board()
+    directory = Config.current().directory
+    asked_at = board.request_restart(directory, model_name)
+    _share_now()
+    board.wait_until_followed(directory, asked_at)  # so what is shown next is after it
+    return len(
+        {w.gateway_pid for w in running.workers if w.model_name == model_name}
+        | {u.gateway_pid for u in running.unavailable if u.model_name == model_name}
+    )
 
 
 async def restart(target: int | str) -> int:

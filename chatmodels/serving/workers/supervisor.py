@@ -8,8 +8,11 @@ requests (ModelCrashed) and is started again at the next request, after a backof
 with each crash; CHATMODELS_WORKER_CRASH_LIMIT crashes within CHATMODELS_WORKER_CRASH_WINDOW
 seconds make the version ModelUnavailable, with no new process, until `restart`. A load failure
 is remembered for CHATMODELS_WORKER_LOAD_RETRY_SECONDS. Once a second a ticker reads each
-worker's memory (and kills one over its limit) and stops workers idle for
-CHATMODELS_WORKER_IDLE_SECONDS. Processes are reaped through a pidfd: no thread per worker.
+worker's memory (and kills one over its limit), stops workers idle for
+CHATMODELS_WORKER_IDLE_SECONDS, writes this process's workers to the host's board and follows
+its restart requests (`board.py`). A version's replicas and memory limit follow its latest
+spec: more replicas start at the next request, fewer retire once idle. Processes are reaped
+through a pidfd: no thread per worker.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import datetime
 import itertools
 import logging
@@ -36,7 +40,8 @@ from typing import Any
 import chatmodels
 from chatmodels import metrics
 from chatmodels.exceptions import ModelCrashed, ModelLoadError, ModelTimeout, ModelUnavailable
-from chatmodels.serving.workers import protocol
+from chatmodels.serving.workers import board, protocol
+from chatmodels.serving.workers.board import WorkerInfo
 from chatmodels.serving.workers.worker import rss_bytes
 
 logger = logging.getLogger(__name__)
@@ -139,22 +144,6 @@ class Config:
             paths=tuple(str(path) for path in getattr(settings, "CHATMODELS_WORKER_PATHS", ())),
             threads=getattr(settings, "THREADS", defaults.threads),
         )
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """One live worker, as `snapshot()` shows it."""
-
-    model_name: str
-    version: int
-    version_id: int
-    digest: str
-    pid: int
-    rss_bytes: int | None
-    in_flight: int
-    restarts: int
-    state: str
-    started_at: datetime.datetime
 
 
 class LoadFailed(Exception):
@@ -440,7 +429,7 @@ class WorkerProcess:
             return ModelCrashed(
                 f"model {served_name} was restarted: a request it was asked to stop did not end"
             )
-        if reason in ("restart", "shutdown", "idle"):
+        if reason in ("restart", "shutdown", "idle", "retired"):
             return ModelCrashed(f"model {served_name} was stopped while answering")
         return ModelCrashed(f"model {served_name} crashed while answering")
 
@@ -498,6 +487,7 @@ class WorkerSet:
         self.supervisor = supervisor
         self.spec = spec
         self.slots: list[WorkerProcess | None] = [None] * max(1, spec.replicas)
+        self.retiring: list[WorkerProcess] = []  # replicas past a lowered count, until idle
         self.crashes: collections.deque[float] = collections.deque()
         self.restarts = 0
         self.unavailable = False
@@ -545,13 +535,31 @@ class WorkerSet:
     def label(self) -> str:
         return f"{self.spec.model_name}/{self.spec.version}"
 
+    def update(self, spec: WorkerSpec) -> None:
+        """Follow a version's changed settings: its memory limit at once, its replicas (more
+        start at the next request, the ones past a lower count retire once idle) and threads
+        (in workers started from now on)."""
+        if (spec.replicas, spec.memory_limit_mb, spec.concurrency) == (
+            self.spec.replicas,
+            self.spec.memory_limit_mb,
+            self.spec.concurrency,
+        ):
+            return
+        self.spec = spec
+        wanted = max(1, spec.replicas)
+        self.retiring += [w for w in self.slots[wanted:] if w is not None]
+        self.slots = self.slots[:wanted] + [None] * (wanted - len(self.slots))
+        for worker in self.workers():
+            worker.spec = dataclasses.replace(worker.spec, memory_limit_mb=spec.memory_limit_mb)
+        self._notify()
+
     def _start(self, index: int) -> None:
         config = Config.current()
         worker = WorkerProcess(self, self.spec, config)
         self.slots[index] = worker
-        asyncio.get_running_loop().create_task(self._run_start(index, worker, config))
+        asyncio.get_running_loop().create_task(self._run_start(worker, config))
 
-    async def _run_start(self, index: int, worker: WorkerProcess, config: Config) -> None:
+    async def _run_start(self, worker: WorkerProcess, config: Config) -> None:
         try:
             wait = self.backoff_until - time.monotonic()
             if wait > 0:
@@ -580,8 +588,7 @@ class WorkerSet:
                 failure.traceback,
             )
             self.load_failure = (time.monotonic() + config.load_retry_seconds, failure)
-            if self.slots[index] is worker:
-                self.slots[index] = None
+            self._forget(worker)
         else:
             logger.info("model %s: worker %s ready", self.label, worker.pid)
         self._notify()
@@ -592,9 +599,15 @@ class WorkerSet:
         data = package if isinstance(package, bytes) else await loop.run_in_executor(None, package)
         return await loop.run_in_executor(None, write_package, folder, data)
 
-    def worker_exited(self, worker: WorkerProcess, *, crashed: bool) -> None:
+    def _forget(self, worker: WorkerProcess) -> None:
+        """Free the worker's slot (wherever it is now: the replicas may have changed)."""
         if worker in self.slots:
             self.slots[self.slots.index(worker)] = None
+        if worker in self.retiring:
+            self.retiring.remove(worker)
+
+    def worker_exited(self, worker: WorkerProcess, *, crashed: bool) -> None:
+        self._forget(worker)
         if crashed:
             now = time.monotonic()
             config = worker.config
@@ -619,13 +632,12 @@ class WorkerSet:
         self.crashes.clear()
         self.load_failure = None
         self.backoff_until = 0.0
-        for worker in self.slots:
-            if worker is not None:
-                worker.stop("restart")
+        for worker in self.workers():
+            worker.stop("restart")
         self._notify()
 
     def workers(self) -> list[WorkerProcess]:
-        return [w for w in list(self.slots) if w is not None]
+        return [w for w in list(self.slots) if w is not None] + list(self.retiring)
 
 
 class Supervisor:
@@ -634,6 +646,7 @@ class Supervisor:
         self.sets: dict[tuple[int, str], WorkerSet] = {}
         self.closed = False
         self._ids = itertools.count(1)
+        self.presence = board.Presence()
         self._ticker = loop.create_task(self._tick())
 
     def check_loop(self) -> None:
@@ -651,6 +664,8 @@ class Supervisor:
         worker_set = self.sets.get(spec.key)
         if worker_set is None:
             worker_set = self.sets[spec.key] = WorkerSet(self, spec)
+        else:
+            worker_set.update(spec)
         worker = await worker_set.acquire(spec, deadline, timeout)
         call = worker.open_call(next(self._ids), spec.served_name)
         fields: dict[str, Any] = {"request": request}
@@ -666,7 +681,25 @@ class Supervisor:
             now = time.monotonic()
             for worker_set in list(self.sets.values()):
                 for worker in worker_set.workers():
+                    if worker in worker_set.retiring and not worker.calls:
+                        worker.stop("retired")
                     worker.poll(now)
+            self.share(config)
+
+    def share(self, config: Config) -> None:
+        """Follow the host's restart requests, then write this process's workers to its board."""
+        try:
+            for model_name in self.presence.new_restarts(config.directory):
+                if self.restart(model_name):
+                    logger.info("model %s: workers restarted, as asked", model_name)
+            unavailable = [
+                (s.spec.model_name, s.spec.version, s.spec.version_id)
+                for s in list(self.sets.values())
+                if s.unavailable
+            ]
+            self.presence.publish(config.directory, self.snapshot(), unavailable)
+        except OSError as error:
+            logger.warning("the model workers' board in %s: %s", config.directory, error)
 
     def snapshot(self) -> list[WorkerInfo]:
         return [
@@ -686,6 +719,7 @@ class Supervisor:
         """SIGKILL every worker and wait for them (any thread); their pids."""
         self.closed = True
         self._ticker.get_loop().call_soon_threadsafe(self._ticker.cancel)
+        self.presence.withdraw()
         popens = [
             worker.kill_now()
             for worker_set in list(self.sets.values())
