@@ -93,3 +93,21 @@ class AsyncStreamModel(ChatModel):
                 await asyncio.sleep(INTERVAL)
             yield _stamped()
         yield _stop()
+
+
+class AiohttpForwardModel(ChatModel):
+    """Forwards each request to `model_config["base_url"]`'s /chat/completions with one pooled
+    aiohttp client on its worker's event loop: the forwarding workload of bench/forwarding.sh."""
+
+    def load_context(self, context) -> None:
+        self.url = context.model_config["base_url"].rstrip("/") + "/chat/completions"
+        self.session = None
+
+    async def predict(self, context, messages, params) -> ChatResponse:
+        import aiohttp
+
+        if self.session is None:  # made on the worker's loop, on first use
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        body = {"model": "upstream", "messages": [m.to_dict() for m in messages]}
+        async with self.session.post(self.url, json=body) as reply:
+            return ChatResponse.from_dict(await reply.json())

@@ -2,7 +2,8 @@
 
     python bench/tool.py port
     python bench/tool.py wait URL SECONDS PID
-    python bench/tool.py verify URL [KEY]
+    python bench/tool.py wait-port PORT SECONDS PID
+    python bench/tool.py verify URL [KEY [EXPECTED]]
     python bench/tool.py settle URL KEY FAST_SECONDS MAX_SECONDS
     python bench/tool.py cpu PID
     python bench/tool.py established PORT
@@ -69,8 +70,22 @@ def wait(url: str, seconds: float, pid: int) -> None:
     fail(f"{url} did not answer 200 within {seconds:.0f} s (last: {last})")
 
 
-def verify(url: str, key: str = "") -> None:
-    """POST the benchmark's request once: a 200 chat.completion echoing "Hello!", or fail."""
+def wait_port(port: int, seconds: float, pid: int) -> None:
+    """Wait until something accepts connections on 127.0.0.1:`port`; fail if `pid` exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid):
+            fail(f"the server (pid {pid}) exited before port {port} was open")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    fail(f"nothing listens on port {port} after {seconds:.0f} s")
+
+
+def verify(url: str, key: str = "", expected: str = "Hello!") -> None:
+    """POST the benchmark's request once: a 200 chat.completion saying `expected` (the echo of
+    "Hello!" by default), or fail."""
     try:
         response = post(url, key, timeout=30)
     except httpx.HTTPError as error:
@@ -79,8 +94,8 @@ def verify(url: str, key: str = "") -> None:
         content = response.json()["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         content = None
-    if response.status_code != 200 or content != "Hello!":
-        fail(f"POST {url} answered {response.status_code}, not an echo: {response.text[:500]}")
+    if response.status_code != 200 or content != expected:
+        fail(f"POST {url} answered {response.status_code}, not {expected!r}: {response.text[:500]}")
     print(f"verified: POST {url} -> 200, echo {content!r}")
 
 
@@ -269,6 +284,8 @@ def main(argv: list[str]) -> None:
         print(free_port())
     elif command == "wait":
         wait(args[0], float(args[1]), int(args[2]))
+    elif command == "wait-port":
+        wait_port(int(args[0]), float(args[1]), int(args[2]))
     elif command == "verify":
         verify(*args)
     elif command == "settle":

@@ -49,10 +49,15 @@ def acquire(*, model_id: int, model_name: str, max_concurrency: int | None) -> S
     limit = max_concurrency or max(1, settings.THREADS - settings.CHATMODELS_RESERVED_SLOTS)
     model = _semaphore_of_model(model_id, limit)
     if not model.acquire(timeout=timeout):
-        held_by = "max_concurrency" if max_concurrency else "share of the server"
+        if max_concurrency:
+            full = f"model {model_name} is at its max_concurrency of {limit}"
+        else:
+            full = (
+                f"the server is at capacity for model {model_name} ({limit} requests in flight"
+                f" per process, of {settings.THREADS}; the rest are kept for other models)"
+            )
         raise ServerBusy(
-            f"model {model_name} is at its {held_by} of {limit} requests in flight and no slot"
-            f" freed up within {timeout:g} s; retry later",
+            f"{full} and no slot freed up within {timeout:g} s; retry later",
             retry_after=_retry_after(),
         )
     process = _semaphore_of_process()

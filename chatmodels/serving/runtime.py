@@ -9,6 +9,7 @@ chunk at a time, with keep-alives through long silences, and closing it stops th
 
 from __future__ import annotations
 
+import collections
 import functools
 import time
 from collections.abc import Callable, Generator
@@ -107,12 +108,14 @@ def invoke_stream(
 
 
 class _Feed:
-    """A worker's stream, taken one item at a time from a request thread."""
+    """A worker's stream, taken from a request thread a burst at a time (one hand-off to the
+    event loop for every chunk that has arrived, not one per chunk)."""
 
     END = object()
 
     def __init__(self, stream: WorkerStream) -> None:
         self._stream = stream
+        self._taken: collections.deque[Any] = collections.deque()
         self._closed = False
 
     @property
@@ -122,18 +125,18 @@ class _Feed:
 
     def next(self) -> Any:
         """The next checked dict, KEEP_ALIVE after a silence, or END."""
-        if self._closed:
-            return self.END
-        try:
-            return eventloop.run(self._stream.__anext__())
-        except StopAsyncIteration:
-            self._closed = True
-            return self.END
+        if not self._taken and not self._closed:
+            batch = eventloop.run(self._stream.next_batch())
+            if not batch:
+                self._closed = True
+            self._taken.extend(batch)
+        return self._taken.popleft() if self._taken else self.END
 
     def close(self) -> None:
         """Stop the model (without waiting for its worker). Idempotent."""
         if not self._closed:
             self._closed = True
+            self._taken.clear()
             eventloop.submit(self._stream.aclose())
 
 

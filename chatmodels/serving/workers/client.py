@@ -140,6 +140,7 @@ class WorkerStream(AsyncIterator[Any]):
         self._taken = 0
         self._last = 0.0
         self._done = False
+        self._failure: Exception | None = None
 
     async def __anext__(self) -> dict[str, Any] | None:
         if self._done:
@@ -149,6 +150,30 @@ class WorkerStream(AsyncIterator[Any]):
         except BaseException:
             await self.aclose()
             raise
+
+    async def next_batch(self) -> list[dict[str, Any] | None]:
+        """The next item (waiting for it as `__anext__` does), and every one that has already
+        arrived after it: a caller on another thread takes a burst of chunks in one hand-off.
+        An empty list: the stream is over. An error after some items is raised at the next
+        call, so that the items before it are delivered first."""
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        batch: list[dict[str, Any] | None] = []
+        try:
+            while not self._done and (
+                not batch
+                or (batch[-1] is not None and self._call is not None and self._call.ready())
+            ):
+                batch.append(await self._next())
+        except StopAsyncIteration:
+            pass
+        except BaseException as error:
+            await self.aclose()
+            if not batch or not isinstance(error, Exception):
+                raise
+            self._failure = error
+        return batch
 
     async def _next(self) -> dict[str, Any] | None:
         loop = asyncio.get_running_loop()

@@ -211,9 +211,15 @@ class Call:
             self.worker.last_active = time.monotonic()
         self.queue.put_nowait(message)
 
+    def ready(self) -> bool:
+        """Whether a message has arrived and waits to be taken."""
+        return not self.queue.empty()
+
     async def next(self, deadline: float | None, *, timeout: float | None) -> dict[str, Any] | None:
         """The next message; None when `deadline` (loop time) passes first."""
-        if deadline is None:
+        if not self.queue.empty():
+            item = self.queue.get_nowait()
+        elif deadline is None:
             item = await self.queue.get()
         else:
             try:
