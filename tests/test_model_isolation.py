@@ -79,11 +79,19 @@ def model_workers(installation) -> list[psutil.Process]:
 
 
 def test_a_model_sees_no_secret_of_the_server(installation):
-    database = urlsplit(installation.database_url).path
-    reply = chat(installation, "env-probe", f"read {database}")
+    # Files it must not read: another model's stored package, and the SQLite database (when the
+    # installation uses one; PostgreSQL's needs credentials the model does not have).
+    secrets = [str(next((installation.directory / "shared-packages").rglob("*.zip")))]
+    if installation.database_url.startswith("sqlite"):
+        secrets.append(urlsplit(installation.database_url).path)
+    reply = chat(installation, "env-probe", "read " + " ".join(secrets))
 
     seen = json.loads(answer(reply))
-    assert seen == {"SECRET_KEY": False, "DATABASE_URL": False, database: "PermissionError"}
+    assert seen == {
+        "SECRET_KEY": False,
+        "DATABASE_URL": False,
+        **dict.fromkeys(secrets, "PermissionError"),
+    }
 
 
 def test_a_model_patching_chatmodels_changes_nothing_for_other_requests(installation):

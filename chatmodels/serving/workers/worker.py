@@ -80,6 +80,7 @@ class Worker:
         self.credits: dict[int, _Credit] = {}
         self.loaded: packaging.LoadedModel | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self._outbox: list[bytes] = []  # frames to write at the end of this turn of the loop
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -98,6 +99,7 @@ class Worker:
                     traceback=_traceback_text(error),
                 )
             )
+            self._flush()  # out before the process ends
             return
         await self._send(
             protocol.message(
@@ -293,12 +295,24 @@ class Worker:
         )
 
     async def _send(self, message: dict[str, Any] | bytes) -> None:
+        """Queue a frame; the frames queued in one turn of the loop go out in one write (many
+        streams' chunks, one system call)."""
         if isinstance(message, dict):
             message = protocol.encode(message, self.max_frame)
         assert self.writer is not None
+        self._outbox.append(message)
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
         with contextlib.suppress(OSError):  # the gateway is gone: the reader ends this process
-            self.writer.write(message)
             await self.writer.drain()
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
+        if not frames:
+            return
+        assert self.writer is not None
+        with contextlib.suppress(OSError):
+            self.writer.write(b"".join(frames))
 
     def _send_soon(self, message: dict[str, Any]) -> None:
         asyncio.get_running_loop().create_task(self._send(message))
