@@ -145,7 +145,9 @@ def test_a_hung_model_cannot_take_other_models_capacity(installation):
     time.sleep(max(0.0, sent + 4 + 1 + 2 - time.monotonic()))
     assert hung_workers
     assert not _alive(hung_workers)
-    assert server_process(installation).num_threads() <= baseline_threads + 16 + 4
+    # No thread outlives its request: the server holds at most its pool (THREADS 16 and 16
+    # spares, kept idle by granian for a while) beyond where it started.
+    assert server_process(installation).num_threads() <= baseline_threads + 32 + 2
     started = time.monotonic()
     assert chat(installation, "hang", timeout=10).status == 504
     assert 3.5 < time.monotonic() - started < 8
