@@ -174,4 +174,6 @@ def test_a_model_blocking_its_event_loop_does_not_slow_another(installation):
             latencies.append(time.monotonic() - started)
         assert [answer(future.result()) for future in blocked] == ["blocked"] * 2
 
-    assert max(latencies) < 0.5, latencies
+    # Had they shared a process, a call would wait out a 1.5 s block; the bound leaves room for
+    # a loaded machine.
+    assert max(latencies) < 1.0, latencies
