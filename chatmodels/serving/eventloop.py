@@ -1,8 +1,9 @@
-"""The per-process event loop that async models run on: one loop thread per worker process.
+"""The per-process event loop: one loop thread per server process, where the model workers'
+client runs (`serving/workers/client.py`).
 
-Request threads hand coroutines to it and wait for their results, so an `async def predict`
-that awaits an upstream LLM costs the loop nothing while it waits. Django-free: registration
-runs async models on it too.
+Request threads hand coroutines to it and wait for their results, so a request waiting on its
+model worker costs the loop nothing while it waits. Django-free: in a model worker, the worker's
+own loop stands in for it, and a model's async `load_context` runs there.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-class _NotFinite(Exception):
+class _NotFinite(ValueError):
     """The decoder met `NaN`, `Infinity`, `-Infinity` or a number too large for a float."""
 
 
@@ -48,6 +48,12 @@ class _Token(str):
 def _float_or_token(text: str) -> float | _Token:
     value = float(text)
     return _Token(text) if math.isinf(value) else value
+
+
+def loads_json(text: str | bytes) -> Any:
+    """JSON text as Python values; ValueError for what is not JSON, NaN and infinities included
+    (a lone surrogate, which JSON can escape, is kept)."""
+    return _DECODER.decode(text if isinstance(text, str) else text.decode())
 
 
 def loads_request(raw: bytes) -> Any:

@@ -50,11 +50,12 @@ gateway checks every value again: nothing a worker sends is trusted.
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 from typing import Any
 
 import orjson
+
+from chatmodels.serving import strict_json
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -147,12 +148,8 @@ async def read(
 
 def _loads_escaped_surrogates(payload: bytes, error: Exception) -> Any:
     """A frame orjson refused: JSON text may escape a lone surrogate (a model's answer may hold
-    one; the gateway then refuses it, naming the field), which only the standard library reads."""
+    one; the gateway then refuses it, naming the field), which only Python's decoder reads."""
     try:
-        return json.loads(payload, parse_constant=_refuse_constant)
+        return strict_json.loads_json(payload)
     except ValueError:
         raise ProtocolError(f"a frame that is not JSON: {error}") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

@@ -406,6 +406,9 @@ class WorkerProcess:
         if self.state != STOPPING:
             self.state = STOPPING
         self.kill_reason = self.kill_reason or reason
+        self._sigkill()
+
+    def _sigkill(self) -> None:
         if self._popen is not None and self._popen.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -480,9 +483,7 @@ class WorkerProcess:
     def kill_now(self) -> subprocess.Popen | None:
         """SIGKILL from any thread (the gateway is exiting); the Popen to wait for."""
         self.kill_reason = self.kill_reason or "shutdown"
-        if self._popen is not None and self._popen.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+        self._sigkill()
         return self._popen
 
 
