@@ -161,7 +161,7 @@ def breakdown(model_name: str, key: str, n: int) -> dict[str, float]:
     timed("json.loads(request body)", lambda: json.loads(BODY))
     try:
         from chatmodels import selectors
-        from chatmodels.serving import runtime
+        from chatmodels.serving import eventloop, runtime
         from chatmodels.types import ChatRequest
 
         timed("selectors.get_api_key (1 query)", lambda: selectors.get_api_key(key))
@@ -174,9 +174,9 @@ def breakdown(model_name: str, key: str, n: int) -> dict[str, float]:
         chat_request = ChatRequest.from_dict(body)
         timed(
             "runtime.invoke (predict + output check + shape)",
-            lambda: runtime.invoke(version, chat_request, served_name=model_name),
+            lambda: eventloop.run(runtime.invoke(version, chat_request, served_name=model_name)),
         )
-        completion = runtime.invoke(version, chat_request, served_name=model_name)
+        completion = eventloop.run(runtime.invoke(version, chat_request, served_name=model_name))
         timed("json.dumps(completion)", lambda: json.dumps(completion))
     except Exception as error:
         print(f"breakdown: {error!r}", file=sys.stderr)

@@ -104,6 +104,13 @@ class RequestTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class RequestTimeout(InvalidRequest):
+    """The request body did not arrive within CHATMODELS_BODY_TIMEOUT."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class Unauthenticated(ChatModelsError):
     """No API key, a malformed Authorization header, or an unknown or revoked key."""
 

@@ -72,6 +72,18 @@ def check(key: ApiKeyInfo, *, now: float | None = None) -> None:
         _exchange(key, held, limits, now, request=True)
 
 
+def has_limits(key: ApiKeyInfo | None) -> bool:
+    """Whether `check` may have to ask the limits store about `key`."""
+    return key is not None and bool(_limits_of(key))
+
+
+def counts_tokens(key: ApiKeyInfo | None) -> bool:
+    """Whether `record_tokens` may have to ask the limits store about `key`."""
+    return key is not None and (
+        key.tokens_per_minute is not None or key.monthly_token_budget is not None
+    )
+
+
 def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = None) -> None:
     """Count the prompt + completion tokens of a finished request against `key`'s limits."""
     if key is None or tokens <= 0:

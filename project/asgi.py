@@ -1,11 +1,15 @@
-"""ASGI entry point."""
+"""ASGI entry point: the server's application (scripts/server runs it under granian)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 from project.serving import require_secret_key
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 require_secret_key()
-application = get_asgi_application()
+django.setup(set_prefix=False)
+
+from chatmodels.api.front import ASGIHandler, Front  # noqa: E402 (needs the apps loaded)
+
+application = Front(ASGIHandler())

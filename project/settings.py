@@ -61,6 +61,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
+ASGI_APPLICATION = "project.asgi.application"
 
 TEMPLATES = [
     {
@@ -153,17 +154,27 @@ CHATMODELS_MAX_REQUEST_BYTES = env.int("CHATMODELS_MAX_REQUEST_BYTES", default=1
 # empty: none. Off by default: with the database store it would cost a write per request.
 CHATMODELS_THROTTLE_RATE = env.str("CHATMODELS_THROTTLE_RATE", default="") or None
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHATMODELS_MAX_REQUEST_BYTES
-# Capacity (scripts/server): each worker process runs up to THREADS requests at once; one past
-# that waits up to CHATMODELS_QUEUE_TIMEOUT seconds for a free slot, then gets 503.
-THREADS = env.int("THREADS", default=512)
+# Seconds a client has to send its request body once its headers are in (else 408), and to take
+# each write of the answer (else the connection is closed: a stream nobody reads ends); 0: none.
+CHATMODELS_BODY_TIMEOUT = env.float("CHATMODELS_BODY_TIMEOUT", default=30.0)
+CHATMODELS_WRITE_TIMEOUT = env.float("CHATMODELS_WRITE_TIMEOUT", default=30.0)
+# Capacity (scripts/server): each server process runs up to MAX_IN_FLIGHT chat requests at once
+# (each a coroutine, not a thread); one past that waits up to CHATMODELS_QUEUE_TIMEOUT seconds for
+# a free slot, then gets 503.
+MAX_IN_FLIGHT = env.int("MAX_IN_FLIGHT", default=1024)
 CHATMODELS_QUEUE_TIMEOUT = env.float("CHATMODELS_QUEUE_TIMEOUT", default=10.0)
 # Slots of each process that one model without max_concurrency may not take: kept for the other
-# models, so that a model that hangs cannot take all (default: an eighth of THREADS, at most 64).
-CHATMODELS_RESERVED_SLOTS = env.int("CHATMODELS_RESERVED_SLOTS", default=min(64, THREADS // 8))
+# models, so that a model that hangs cannot take all (default: MAX_IN_FLIGHT / 8, at most 64).
+CHATMODELS_RESERVED_SLOTS = env.int(
+    "CHATMODELS_RESERVED_SLOTS", default=min(64, MAX_IN_FLIGHT // 8)
+)
 # Seconds a model may take to answer (or, streaming, between two chunks) before a 504 (0: no
 # limit). A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
 CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=600.0) or None
 CHATMODELS_STREAM_KEEPALIVE = env.float("CHATMODELS_STREAM_KEEPALIVE", default=15.0)
+# How long each server process may serve a key, a model's versions and aliases as it last read
+# them: a revoked key, a changed limit or an alias move is seen everywhere within this time.
+CHATMODELS_LOOKUP_CACHE_SECONDS = env.float("CHATMODELS_LOOKUP_CACHE_SECONDS", default=1.0)
 # Usage accounting (chatmodels/usage.py): counted in each process, written every
 # CHATMODELS_USAGE_FLUSH_SECONDS (0: only when the process stops) as additive upserts;
 # `manage.py prune_usage` deletes buckets older than CHATMODELS_USAGE_RETENTION_DAYS.

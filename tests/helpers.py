@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from chatmodels import services
 from chatmodels.base import ChatModel
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
+from chatmodels.serving import eventloop
 
 
 def register(
@@ -54,3 +56,25 @@ def grow_registry(source: ModelVersion, *, models: int, versions: int) -> None:
     first = ModelVersion.objects.next_number(model=source.model)
     for number in range(first, first + versions):
         copy_version(source, model=source.model, number=number)
+
+
+def streamed(response) -> Iterator[bytes]:
+    """The body parts of a streaming response as a client reads them, one at a time. The chat
+    routes stream from an async generator: it is run on the process's event loop, as the
+    server runs it, and closed when the reader is (`.close()`: what the server does when the
+    client goes away)."""
+    content = response.streaming_content
+    if not hasattr(content, "__aiter__"):
+        yield from content
+        return
+    try:
+        while True:
+            try:
+                yield eventloop.run(content.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        eventloop.run(content.aclose())
+        # Django's wrapper does not close the view's generator; the server's task drops it,
+        # which closes it: the same, at once.
+        eventloop.run(response._iterator.aclose())

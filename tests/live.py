@@ -278,7 +278,7 @@ class Deployment:
             key: value
             for key, value in os.environ.items()
             if not key.startswith(("AWS_", "GRANIAN_", "CHATMODELS_", "DJANGO_", "PYTEST_"))
-            and key not in ("HOST", "PORT", "WORKERS", "THREADS")
+            and key not in ("HOST", "PORT", "WORKERS", "MAX_IN_FLIGHT")
         }
         host_dir = self.directory / host
         # Without S3 the hosts share one package folder (as they would over NFS); with S3 each
@@ -332,7 +332,9 @@ class Deployment:
         """A new key's raw value; `options` as `create_api_key` takes them (`--rpm`, `20` …)."""
         return self.manage("create_api_key", name, *options).stdout.strip().splitlines()[-1]
 
-    def start_server(self, host: str, *, workers: int = 2, threads: int = 8, **extra: str) -> str:
+    def start_server(
+        self, host: str, *, workers: int = 2, max_in_flight: int = 8, **extra: str
+    ) -> str:
         """The production server (`scripts/server`) on a free loopback port; its base URL."""
         process, base_url = start_server(
             lambda port: (
@@ -343,7 +345,7 @@ class Deployment:
                     HOST="127.0.0.1",
                     PORT=str(port),
                     WORKERS=str(workers),
-                    THREADS=str(threads),
+                    MAX_IN_FLIGHT=str(max_in_flight),
                     # Each server its own metrics folder (scripts/server empties it at start).
                     PROMETHEUS_MULTIPROC_DIR=str(self.directory / host / f"metrics-{port}"),
                     **extra,

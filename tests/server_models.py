@@ -143,3 +143,18 @@ class AsyncStuck(ChatModel):
             record(context, "cancelled")
             raise
         return reply("too late")
+
+
+class Flood(ChatModel):
+    """Streams 64 KiB chunks as fast as it can, up to 100 MB, recording when it is closed."""
+
+    def predict(self, context, messages, params) -> ChatResponse:
+        return reply("flood")
+
+    async def predict_stream(self, context, messages, params):
+        text = "x" * 65536
+        try:
+            for _ in range(1600):
+                yield chunk(text)
+        finally:
+            record(context, "finally")

@@ -25,7 +25,7 @@ from chatmodels import services
 from chatmodels.exceptions import VersionNotFound
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
 from chatmodels.selectors import get_api_key, list_models, resolve_version
-from chatmodels.serving import runtime
+from chatmodels.serving import eventloop, runtime
 from chatmodels.serving.workers import client as workers
 from chatmodels.serving.workers.client import WorkerTraceback
 from chatmodels.types import ChatRequest
@@ -568,11 +568,8 @@ def test_key_and_version_commands_in_real_processes():
 def test_restart_workers_restarts_a_running_model_and_says_where():
     run("register_model", "echo", TRIGGER)
     version = resolve_version(name="echo")
-    runtime.invoke(
-        version,
-        ChatRequest.from_dict({"messages": [{"role": "user", "content": "hi"}]}),
-        served_name="echo",
-    )
+    request = ChatRequest.from_dict({"messages": [{"role": "user", "content": "hi"}]})
+    eventloop.run(runtime.invoke(version, request, served_name="echo"))
     [before] = workers.snapshot()
 
     output = run("restart_workers", "echo")

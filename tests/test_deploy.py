@@ -147,7 +147,7 @@ def test_every_configuration_variable_is_documented():
         "DATABASE_URL",
         "AWS_S3_ENDPOINT_URL",
         "WORKERS",
-        "THREADS",
+        "MAX_IN_FLIGHT",
         "HOST",
         "PORT",
         "CHATMODELS_QUEUE_TIMEOUT",
@@ -281,7 +281,7 @@ def _serve(clone: Path, log_path: Path) -> tuple[str, str]:
     port = free_port()
     process = start_process(
         ["bash", str(clone / "scripts" / "serve")],
-        env=_clean_env(PORT=str(port), WORKERS="1", THREADS="8"),
+        env=_clean_env(PORT=str(port), WORKERS="1", MAX_IN_FLIGHT="8"),
         log_path=log_path,
         name="scripts/serve",
     )

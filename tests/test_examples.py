@@ -21,7 +21,7 @@ from chatmodels.serving import eventloop, runtime
 from chatmodels.signature import DEFAULT_INPUT_EXAMPLE, chat_signature
 from chatmodels.types import ChatRequest
 from tests.api.calls import completion_text, error_of, post, stream_events
-from tests.helpers import chat, make_key, register
+from tests.helpers import chat, make_key, register, streamed
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -521,11 +521,11 @@ def test_async_proxy_stream_closed_early_closes_the_upstream_response(
     body = chat("slow", model="async-proxy", stream=True)
     response = post(client, COMPLETIONS, body, key=api_key)
     assert response.status_code == 200
-    events = iter(response.streaming_content)
+    events = streamed(response)
     first = next(events)
     assert json.loads(first.removeprefix(b"data: "))["choices"][0]["delta"]["content"] == "tick "
 
-    response.close()  # what the server does when the client goes away
+    events.close()  # the client goes away
 
     assert upstream.client_went_away.wait(timeout=5), "the upstream response was left open"
     assert upstream.slow_events_sent < 250  # stopped early, not drained for 10 s

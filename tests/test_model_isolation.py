@@ -39,7 +39,7 @@ def installation(tmp_path_factory):
         installation.server = installation.start_server(
             "server",
             workers=1,
-            threads=16,
+            max_in_flight=16,
             CHATMODELS_RESERVED_SLOTS="4",
             CHATMODELS_QUEUE_TIMEOUT="1",
             CHATMODELS_MODEL_TIMEOUT="4",

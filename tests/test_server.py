@@ -67,7 +67,7 @@ def server(installation):
     return installation.start_server(
         "small",
         workers=1,
-        threads=4,
+        max_in_flight=4,
         CHATMODELS_QUEUE_TIMEOUT="0.5",
         CHATMODELS_MODEL_TIMEOUT="3",
         CHATMODELS_STREAM_KEEPALIVE="0.3",
@@ -142,7 +142,7 @@ def test_an_async_model_answers_and_streams(installation, server):
 
 
 def test_200_concurrent_requests_to_a_sleeping_model_all_succeed(installation):
-    wide = installation.start_server("wide", workers=1, threads=256)
+    wide = installation.start_server("wide", workers=1, max_in_flight=256)
     with ThreadPoolExecutor(max_workers=200) as pool:
         answers = list(
             pool.map(lambda i: chat(wide, installation.key, "sleep", f"#{i}"), range(200))
@@ -315,7 +315,7 @@ def _start_standalone(installation: Deployment, directory: Path, port: int, **ex
         HOST="127.0.0.1",
         PORT=str(port),
         WORKERS="1",
-        THREADS="8",
+        MAX_IN_FLIGHT="8",
         GRACEFUL_TIMEOUT="10",
         **extra,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from asgiref.sync import async_to_sync
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
@@ -126,7 +127,7 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponseBase:
         payload["stream"] = True  # the playground shows the answer as it comes
         payload["stream_options"] = {"include_usage": True}
         # served_name=None: each chunk says `name/N`, so the page learns the version it got.
-        return answer_chat(
+        return async_to_sync(answer_chat)(
             payload,
             request=request,
             key=None,

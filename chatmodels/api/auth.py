@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import cast
 
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from chatmodels import selectors
 from chatmodels.exceptions import MetricsNotAllowed
 from chatmodels.selectors import ApiKeyInfo
+from chatmodels.serving import lookups
 
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
@@ -30,13 +31,28 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header: expected 'Bearer <API key>'."
             )
-        key = selectors.get_api_key(raw_key)
+        remembered = getattr(request._request, "_chatmodels_key", None)
+        if remembered is not None and remembered[0] == raw_key:
+            key = remembered[1]  # looked up by an async view before DRF's authentication
+        else:
+            key = lookups.api_key(raw_key)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return (None, key)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="chatmodels"'
+
+
+def raw_key_of(request: HttpRequest) -> str:
+    """The key a well-formed `Authorization: Bearer <key>` header carries, else ''."""
+    scheme, _, raw_key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return raw_key.strip() if scheme.lower() == "bearer" else ""
+
+
+def remember_key(request: HttpRequest, raw_key: str, key: ApiKeyInfo | None) -> None:
+    """What the key `raw_key` is (looked up already): authentication takes it from here."""
+    request._chatmodels_key = (raw_key, key)  # type: ignore[attr-defined]
 
 
 def api_key(request: Request) -> ApiKeyInfo | None:

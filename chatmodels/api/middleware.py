@@ -1,4 +1,5 @@
-"""Request logs (one JSON line per request), and the session middleware API calls skip.
+"""Request logs (one JSON line per request), the session middleware API calls skip, and Django's
+own middleware made to run on the event loop under ASGI.
 
 Structured request logs: one JSON line per request with method, path, status and duration.
 
@@ -14,10 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings as django_settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.middleware import clickjacking, common, csrf, security
+from whitenoise import middleware as whitenoise
 
 from chatmodels.api import routes
 
@@ -28,15 +32,33 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 
 
 class RequestLogMiddleware:
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if self.async_mode:
+            return self._acall(request)
         started = time.perf_counter()
-        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
-        request.request_id = request_id
+        request_id = _request_id(request)
         response = self.get_response(request)
+        self._log(request, response, request_id, started)
+        return response
+
+    async def _acall(self, request):
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        response = await self.get_response(request)
+        self._log(request, response, request_id, started)
+        return response
+
+    @staticmethod
+    def _log(request, response, request_id: str, started: float) -> None:
         response[REQUEST_ID_HEADER] = request_id
         if logger.isEnabledFor(logging.INFO):
             logger.info(
@@ -50,7 +72,94 @@ class RequestLogMiddleware:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+
+def _request_id(request) -> str:
+    incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
+    request.request_id = request_id
+    return request_id
+
+
+# --- Django's middleware on the event loop ----------------------------------------------------
+# Under ASGI, Django runs each hook of a MiddlewareMixin middleware in a thread (it cannot know
+# whether the hook blocks): seven middleware, about fifteen thread hand-offs per request. The
+# hooks below only read and write the request and the response (headers, cookies, a lazy
+# session), so they run on the loop; what does touch the database (saving a session, reading
+# messages stored in it) stays in a thread (`_OnlyWhereSessionsAreUsed`). Settings keep naming
+# Django's classes (its deploy checks look for those names); the ASGI handler
+# (`api/front.py`) loads these subclasses in their place (`ON_THE_LOOP`).
+
+
+class _OnTheLoop:
+    # What the Django middleware each subclass also derives from provides.
+    get_response: Callable[[Any], Any]
+
+    def __init__(self, get_response) -> None:
+        super().__init__(get_response)  # type: ignore[call-arg]
+        process_view = getattr(self, "process_view", None)
+        if iscoroutinefunction(get_response) and process_view is not None:
+            self.process_view = _as_coroutine(process_view)
+
+    async def __acall__(self, request):
+        response = None
+        if hasattr(self, "process_request"):
+            response = self.process_request(request)
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
         return response
+
+
+def _as_coroutine(method: Callable[..., Any]) -> Callable[..., Any]:
+    async def on_the_loop(*args: Any) -> Any:
+        return method(*args)
+
+    return on_the_loop
+
+
+class SecurityMiddleware(_OnTheLoop, security.SecurityMiddleware):
+    pass
+
+
+class CommonMiddleware(_OnTheLoop, common.CommonMiddleware):
+    pass
+
+
+class CsrfViewMiddleware(_OnTheLoop, csrf.CsrfViewMiddleware):
+    pass
+
+
+class XFrameOptionsMiddleware(_OnTheLoop, clickjacking.XFrameOptionsMiddleware):
+    pass
+
+
+class WhiteNoiseMiddleware(whitenoise.WhiteNoiseMiddleware):
+    """WhiteNoise in an async chain: a request for anything but a static file passes straight
+    on; a static file is opened in a thread."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response=None, settings=django_settings) -> None:
+        super().__init__(get_response, settings)
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self._acall(request)
+        return super().__call__(request)
+
+    async def _acall(self, request):
+        if self.autorefresh:
+            static_file = await sync_to_async(self.find_file)(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            return await sync_to_async(self.serve)(static_file, request)
+        return await self.get_response(request)
 
 
 # --- Session-only middleware ------------------------------------------------------------------
@@ -86,6 +195,12 @@ class _OnlyWhereSessionsAreUsed:
             )
         return response
 
+    def __init__(self, get_response) -> None:
+        super().__init__(get_response)  # type: ignore[call-arg]
+        if iscoroutinefunction(get_response):
+            # Their request halves only set lazy attributes: no thread needed.
+            self.process_view = _as_coroutine(self.process_view)  # type: ignore[method-assign]
+
     def process_view(self, request, view_func, view_args, view_kwargs):
         if not routes.uses_sessions(request.resolver_match):
             return None
@@ -106,3 +221,13 @@ class AuthenticationMiddleware(_OnlyWhereSessionsAreUsed, auth.AuthenticationMid
 
 class MessageMiddleware(_OnlyWhereSessionsAreUsed, messages.MessageMiddleware):
     pass
+
+
+# What the ASGI handler loads in place of the middleware settings.MIDDLEWARE names.
+ON_THE_LOOP = {
+    "django.middleware.security.SecurityMiddleware": f"{__name__}.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware": f"{__name__}.WhiteNoiseMiddleware",
+    "django.middleware.common.CommonMiddleware": f"{__name__}.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware": f"{__name__}.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": f"{__name__}.XFrameOptionsMiddleware",
+}

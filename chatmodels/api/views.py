@@ -18,7 +18,7 @@ import django
 from django.db import connection
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
-from rest_framework import generics, viewsets
+from rest_framework import generics, mixins, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -29,6 +29,7 @@ from rest_framework.views import APIView
 import chatmodels
 from chatmodels import metrics, selectors
 from chatmodels.api import openapi
+from chatmodels.api.asyncviews import AsyncAPIView, AsyncGenericViewSet
 from chatmodels.api.auth import ApiKeyAuthentication, CanReadMetrics, CanReadUsage, api_key
 from chatmodels.api.serializers import (
     ModelVersionSerializer,
@@ -74,7 +75,7 @@ def _visible_models(request: Request):
 
 
 @openapi.registered_models
-class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
+class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
     """Registered models, and chat invocations of their versions."""
 
     serializer_class = RegisteredModelSerializer
@@ -95,7 +96,7 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
     @openapi.invocations
     @raises(*CHAT_ERRORS)
     @action(detail=True, methods=["post"], url_path="invocations")
-    def invocations(self, request: Request, name: str) -> HttpResponseBase:
+    async def invocations(self, request: Request, name: str) -> HttpResponseBase:
         body = read_json_object(request)
         version_text = request.query_params.get("version")
         alias = request.query_params.get("alias")
@@ -104,7 +105,7 @@ class RegisteredModelViewSet(viewsets.ReadOnlyModelViewSet):
         if alias == "":
             raise InvalidRequest("alias: expected an alias name, got ''", param="alias")
         version = selectors.parse_version_number(version_text) if version_text is not None else None
-        return answer_chat(
+        return await answer_chat(
             body,
             request=request,
             key=api_key(request),
@@ -144,27 +145,27 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 # OpenAI-compatible: /v1/chat/completions, /v1/models
 
 
-class ChatCompletionsView(APIView):
+class ChatCompletionsView(AsyncAPIView):
     """`POST /v1/chat/completions` with `model` = `name`, `name/VERSION` or `name@ALIAS`."""
 
     @openapi.chat_completions
     @raises(*CHAT_ERRORS)
-    def post(self, request: Request) -> HttpResponseBase:
+    async def post(self, request: Request) -> HttpResponseBase:
         body = read_json_object(request)
-        return _answer_model_reference(request, body, _model_reference(body))
+        return await _answer_model_reference(request, body, _model_reference(body))
 
 
-class ResponsesView(APIView):
+class ResponsesView(AsyncAPIView):
     """`POST /v1/responses`: the OpenAI Responses API, stateless, answered by the chat pipeline
     (`model` as for /v1/chat/completions) in the Responses dialect."""
 
     @openapi.responses_create
     @raises(*CHAT_ERRORS)
-    def post(self, request: Request) -> HttpResponseBase:
+    async def post(self, request: Request) -> HttpResponseBase:
         body = read_json_object(request)
         reference = _model_reference(body)
         dialect = ResponsesDialect(body, model=reference)
-        return _answer_model_reference(request, body, reference, dialect=dialect)
+        return await _answer_model_reference(request, body, reference, dialect=dialect)
 
 
 def _model_reference(body: dict[str, Any]) -> str:
@@ -177,7 +178,7 @@ def _model_reference(body: dict[str, Any]) -> str:
     return reference
 
 
-def _answer_model_reference(
+async def _answer_model_reference(
     request: Request,
     body: dict[str, Any],
     reference: str,
@@ -186,7 +187,7 @@ def _answer_model_reference(
 ) -> HttpResponseBase:
     """Answer an OpenAI-style body with the version `reference` (its `model`) names."""
     name, version, alias = selectors.parse_model_reference(reference)
-    return answer_chat(
+    return await answer_chat(
         body,
         request=request,
         key=api_key(request),

@@ -1,9 +1,10 @@
-"""The per-process event loop: one loop thread per server process, where the model workers'
-client runs (`serving/workers/client.py`).
+"""The per-process event loop, where the model workers' client runs (`serving/workers/client.py`).
 
-Request threads hand coroutines to it and wait for their results, so a request waiting on its
-model worker costs the loop nothing while it waits. Django-free: in a model worker, the worker's
-own loop stands in for it, and a model's async `load_context` runs there.
+Under the ASGI server it is the server's own loop (`adopt`, at the first request): chat requests
+await their model workers directly. Elsewhere (a management command, a test, a synchronous view)
+a loop thread is started on first use, and other threads hand coroutines to it (`run`) or other
+loops await them there (`call`). Django-free: in a model worker, the worker's own loop stands in
+for it, and a model's async `load_context` runs there.
 """
 
 from __future__ import annotations
@@ -34,6 +35,24 @@ def get_loop() -> asyncio.AbstractEventLoop:
             threading.Thread(target=loop.run_forever, name="chatmodels-loop", daemon=True).start()
             _loop, _loop_pid = loop, os.getpid()
     return _loop
+
+
+def adopt(loop: asyncio.AbstractEventLoop) -> None:
+    """Make `loop` (the server's, running) this process's loop, unless it already has one."""
+    global _loop, _loop_pid
+    if _loop is not None and _loop_pid == os.getpid():
+        return
+    with _lock:
+        if _loop is None or _loop_pid != os.getpid():
+            _loop, _loop_pid = loop, os.getpid()
+
+
+async def call(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await `coroutine` on this process's loop: here if it is the running one, else over there
+    (cancelling the caller cancels it too)."""
+    if _loop is asyncio.get_running_loop() and _loop_pid == os.getpid():
+        return await coroutine
+    return await asyncio.wrap_future(submit(coroutine))
 
 
 def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 
 from chatmodels import limits, metrics, tracing, usage
@@ -87,6 +88,22 @@ class ChatCall:
             self._report(error, client_closed)
         except Exception:
             logger.exception("recording a chat request failed")
+
+    async def afinish(
+        self, *, error: BaseException | None = None, client_closed: bool = False
+    ) -> None:
+        """`finish()` from a coroutine: counting tokens against a key's limits may wait on the
+        limits store, so it is done in a thread then (the rest takes microseconds)."""
+        if self._finished:
+            return
+        if limits.counts_tokens(self.key):
+            self._finished = True
+            try:
+                await sync_to_async(self._report)(error, client_closed)
+            except Exception:
+                logger.exception("recording a chat request failed")
+            return
+        self.finish(error=error, client_closed=client_closed)
 
     def _report(self, error: BaseException | None, client_closed: bool) -> None:
         seconds = time.perf_counter() - self._started

@@ -7,12 +7,13 @@ playground all answer through `answer_chat`, so they resolve, check, stream and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.request import Request
@@ -36,7 +37,7 @@ from chatmodels.exceptions import (
     VersionNotFound,
 )
 from chatmodels.selectors import ApiKeyInfo
-from chatmodels.serving import capacity, observability, runtime, strict_json
+from chatmodels.serving import capacity, lookups, observability, runtime, strict_json
 from chatmodels.serving.dialects.base import ChatDialect
 from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
 
@@ -46,15 +47,17 @@ logger = logging.getLogger(__name__)
 def read_json_object(request: HttpRequest) -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type; 413 past the size limit.
 
-    A `Transfer-Encoding: chunked` body has no Content-Length, so Django's stream reads it as
-    empty: it is read from the server's input stream directly, under the same limit.
+    A `Transfer-Encoding: chunked` body has no Content-Length, so a WSGI request's stream reads
+    it as empty: it is read from the server's input stream directly, under the same limit (an
+    ASGI request has the whole body already).
     """
     limit = settings.CHATMODELS_MAX_REQUEST_BYTES
     meta = request.META
     declared = meta.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    if not declared and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+    chunked = "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not declared and chunked and "wsgi.input" in meta:
         raw = meta["wsgi.input"].read(limit + 1)
     else:
         raw = request.read(limit + 1)
@@ -93,7 +96,7 @@ CHAT_ERRORS = (
 )
 
 
-def answer_chat(
+async def answer_chat(
     body: dict[str, Any],
     *,
     request: HttpRequest | Request,
@@ -104,7 +107,8 @@ def answer_chat(
     served_name: str | None = None,
     dialect: ChatDialect = CHAT_COMPLETIONS,
 ) -> HttpResponseBase:
-    """Resolve the version (every request: alias moves are seen at once), check, invoke, answer.
+    """Resolve the version, check, invoke, answer: a coroutine, which holds no thread while
+    the model runs or the client reads.
 
     `served_name` is the model name the answer carries (default: `name/N` of the version).
     `dialect` reads the request and writes the answer (default: chat completions).
@@ -113,32 +117,33 @@ def answer_chat(
     """
     call = observability.ChatCall(request=request, key=key, model=served_name or name, body=body)
     try:
-        resolved = selectors.resolve_version(name=name, version=version, alias=alias)
+        resolved = await lookups.resolve_version(name=name, version=version, alias=alias)
         call.resolved(resolved)
-        check_model_allowed(key, resolved.model_id, name)
         if key is not None:
-            limits.check(key)
+            if not await lookups.key_allows(key, resolved.model_id):
+                raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
+            if limits.has_limits(key):
+                await sync_to_async(limits.check)(key)
         parsed = dialect.parse(body)
         chat_request = parsed.request
         served_name = served_name or str(resolved)
-        _release_pooled_connection()
-        slot = capacity.acquire(
+        slot = await capacity.acquire(
             model_id=resolved.model_id,
             model_name=name,
             max_concurrency=resolved.max_concurrency,
         )
         if not chat_request.stream:
             try:
-                completion = runtime.invoke(resolved, chat_request, served_name=served_name)
+                completion = await runtime.invoke(resolved, chat_request, served_name=served_name)
             finally:
                 slot.release()
             # Strict JSON, or a 502 naming what the model got wrong.
             answer = strict_json.dumps_model_output(dialect.completion(completion))
             call.set_usage(completion.get("usage"))
-            call.finish()
+            await call.afinish()
             return HttpResponse(answer, content_type="application/json")
         try:
-            chunks = runtime.invoke_stream(
+            chunks = await runtime.invoke_stream(
                 resolved,
                 chat_request,
                 served_name=served_name,
@@ -149,83 +154,50 @@ def answer_chat(
             slot.release()
             raise
     except BaseException as error:
-        call.finish(error=error)
+        await call.afinish(error=error)
         raise
-    events = _EventStream(chunks, slot, call, dialect)
+    events = _server_sent_events(chunks, slot, call, dialect)
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
     return response
 
 
-def _release_pooled_connection() -> None:
-    # A pooled connection goes back to the pool before the model runs, so a slow model holds
-    # none; without a pool (SQLite) each thread keeps its own, which costs nothing to hold.
-    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
-        connection.close()
-
-
-class _EventStream:
-    """The SSE body of a stream. The server closes it when the client goes away (or when the
-    stream ends): that stops the model and gives its slot back, even if it never started."""
-
-    def __init__(
-        self,
-        chunks: runtime.ChunkStream,
-        slot: capacity.Slot,
-        call: observability.ChatCall,
-        dialect: ChatDialect,
-    ) -> None:
-        self._chunks = chunks
-        self._slot = slot
-        self._call = call
-        self._events = _server_sent_events(chunks, slot, call, dialect)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._events
-
-    def close(self) -> None:
-        self._events.close()
-        self._chunks.close()
-        self._slot.release()
-        self._call.finish(client_closed=True)  # a no-op when the stream came to its end
-
-
-def _server_sent_events(
+async def _server_sent_events(
     chunks: runtime.ChunkStream,
     slot: capacity.Slot,
     call: observability.ChatCall,
     dialect: ChatDialect,
-) -> Generator[bytes, None, None]:
-    """Each event is written as soon as it is yielded; a keep-alive comment through silences.
-    The model is stopped and its slot freed before the last events, so a client that has read
-    to the end of a stream finds the capacity free again."""
+) -> AsyncIterator[bytes]:
+    """The SSE body of a stream: the events of each burst of chunks in one write, a keep-alive
+    comment through silences. The model is stopped and its slot freed before the last events,
+    so a client that has read to the end of a stream finds the capacity free again; a client
+    that goes away (the server cancels or closes this) stops the model too."""
     failure = None
     try:
-        yield from dialect.events(_noting_first_chunk(chunks, call))
+        opening = b"".join(dialect.begin())
+        if opening:
+            yield opening
+        async for batch in chunks.batches():
+            if call.first_chunk_at is None and any(c is not runtime.KEEP_ALIVE for c in batch):
+                call.first_chunk()  # time to first token
+            yield b"".join([event for chunk in batch for event in dialect.event(chunk)])
+    except (GeneratorExit, asyncio.CancelledError):
+        call.finish(client_closed=True)
+        raise
     except ChatModelsError as error:
         # The status line has gone out: the error is the last event, and one line in the log.
         logger.warning("stream ended with an error: %s", error.message)
-        call.finish(error=error)
         failure = error
-    except Exception as error:
+    except Exception:
         logger.exception("stream failed")
-        call.finish(error=error)
         failure = ChatModelsError("the stream failed; see the server log")
     finally:
-        chunks.close()
         slot.release()
+        await chunks.aclose()
     if failure is not None:
-        yield from dialect.failed(failure)
+        await call.afinish(error=failure)
+        yield b"".join(dialect.failed(failure))
         return
-    call.finish()
-    yield from dialect.end()
-
-
-def _noting_first_chunk(
-    chunks: Iterator[dict[str, Any] | None], call: observability.ChatCall
-) -> Iterator[dict[str, Any] | None]:
-    for chunk in chunks:
-        if chunk is not runtime.KEEP_ALIVE:
-            call.first_chunk()  # time to first token
-        yield chunk
+    await call.afinish()
+    yield b"".join(dialect.end())

@@ -2,17 +2,16 @@
 
 A model's code never runs in the gateway: each version is served by model worker processes of
 its own (`serving/workers`), started on first use. The gateway sends the parsed chat request,
-and checks what comes back before it reaches a client. A request thread waits on this process's
-event loop (`eventloop`), where the workers' client runs; a stream is taken from its worker one
-chunk at a time, with keep-alives through long silences, and closing it stops the model.
+and checks what comes back before it reaches a client. Requests await the workers' client on
+this process's event loop (`eventloop`); a stream is taken from its worker a burst of chunks at
+a time, with keep-alives through long silences, and closing it stops the model.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from django.conf import settings
@@ -63,15 +62,17 @@ def stop_workers() -> None:
     client.shutdown()
 
 
-def invoke(version: ResolvedVersion, request: ChatRequest, *, served_name: str) -> dict[str, Any]:
+async def invoke(
+    version: ResolvedVersion, request: ChatRequest, *, served_name: str
+) -> dict[str, Any]:
     """Run `predict` in the version's worker and return an OpenAI `chat.completion` dict (502 on
     invalid output, 504 after CHATMODELS_MODEL_TIMEOUT)."""
     spec = worker_spec(version, served_name=served_name)
     predicted = client.predict(spec, request.to_dict(), timeout=settings.CHATMODELS_MODEL_TIMEOUT)
-    return completion_dict(eventloop.run(predicted), served_name=served_name)
+    return completion_dict(await eventloop.call(predicted), served_name=served_name)
 
 
-def invoke_stream(
+async def invoke_stream(
     version: ResolvedVersion,
     request: ChatRequest,
     *,
@@ -79,14 +80,12 @@ def invoke_stream(
     include_usage: bool = False,
     on_usage: Callable[[dict[str, Any] | None], None] | None = None,
 ) -> ChunkStream:
-    """OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one `predict` answer,
-    with KEEP_ALIVE (None) after each keep-alive interval of silence. When the stream has come
-    to its end, `on_usage` is called with the usage the model reported (None if it did not),
-    whether or not the client asked for it (`include_usage`).
+    """A stream of OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one
+    `predict` answer: see ChunkStream.
 
     The first chunk is awaited (for up to one keep-alive interval) before this returns, so a
     model that fails at once is answered with an ordinary error response; a later failure
-    raises from the iterator. Closing the iterator stops the model in its worker.
+    raises from `batches()`. Closing the stream stops the model in its worker.
     """
     spec = worker_spec(version, served_name=served_name)
     stream = client.stream(
@@ -95,106 +94,95 @@ def invoke_stream(
         timeout=settings.CHATMODELS_MODEL_TIMEOUT,
         keepalive=settings.CHATMODELS_STREAM_KEEPALIVE,
     )
-    feed = _Feed(stream)
-    try:
-        first = feed.next()
-    except BaseException:
-        feed.close()
-        raise
-    chunks = _chunks(
-        feed, first, served_name=served_name, include_usage=include_usage, on_usage=on_usage
+    chunks = ChunkStream(
+        stream, served_name=served_name, include_usage=include_usage, on_usage=on_usage
     )
-    return ChunkStream(chunks, feed)
-
-
-class _Feed:
-    """A worker's stream, taken from a request thread a burst at a time (one hand-off to the
-    event loop for every chunk that has arrived, not one per chunk)."""
-
-    END = object()
-
-    def __init__(self, stream: WorkerStream) -> None:
-        self._stream = stream
-        self._taken: collections.deque[Any] = collections.deque()
-        self._closed = False
-
-    @property
-    def streams(self) -> bool:
-        """Whether the model has `predict_stream` (else its one item is a whole answer)."""
-        return bool(self._stream.streams)
-
-    def next(self) -> Any:
-        """The next checked dict, KEEP_ALIVE after a silence, or END."""
-        if not self._taken and not self._closed:
-            batch = eventloop.run(self._stream.next_batch())
-            if not batch:
-                self._closed = True
-            self._taken.extend(batch)
-        return self._taken.popleft() if self._taken else self.END
-
-    def close(self) -> None:
-        """Stop the model (without waiting for its worker). Idempotent."""
-        if not self._closed:
-            self._closed = True
-            self._taken.clear()
-            eventloop.submit(self._stream.aclose())
+    try:
+        await chunks.start()
+    except BaseException:
+        await chunks.aclose()
+        raise
+    return chunks
 
 
 class ChunkStream:
-    """The chunks, as an iterator whose `close()` stops the model even if no chunk was taken
-    yet (closing a generator that never started runs none of its `finally`)."""
+    """A model's stream, taken from its worker a burst at a time: `batches()` yields lists of
+    chunk dicts (KEEP_ALIVE, None, after each keep-alive interval of silence), every chunk that
+    has arrived in one list. When the stream has come to its end, `on_usage` is called with
+    the usage the model reported (None if it did not), whether or not the client asked for it
+    (`include_usage`: then a last chunk carries it). `aclose()` stops the model, even if no
+    chunk was taken yet."""
 
-    def __init__(self, chunks: Generator[dict[str, Any] | None, None, None], feed: _Feed) -> None:
-        self._chunks = chunks
-        self._feed = feed
+    def __init__(
+        self,
+        stream: WorkerStream,
+        *,
+        served_name: str,
+        include_usage: bool,
+        on_usage: Callable[[dict[str, Any] | None], None] | None,
+    ) -> None:
+        self._stream = stream
+        self._served_name = served_name
+        self._include_usage = include_usage
+        self._on_usage = on_usage
+        self._id, self._created = completion_id(), int(time.time())
+        self._first: list[Any] = []
+        self._usage: dict[str, Any] | None = None
+        self._closed = False
 
-    def __iter__(self) -> ChunkStream:
-        return self
+    async def start(self) -> None:
+        self._first = await self._take()
 
-    def __next__(self) -> dict[str, Any] | None:
-        return next(self._chunks)
+    async def _take(self) -> list[Any]:
+        if self._closed:
+            return []
+        batch = await eventloop.call(self._stream.next_batch())
+        if not batch:
+            self._closed = True
+        return batch
 
-    def close(self) -> None:
-        self._chunks.close()
-        self._feed.close()
+    async def batches(self) -> AsyncIterator[list[dict[str, Any] | None]]:
+        try:
+            batch, self._first = self._first, []
+            while batch:
+                shaped = [chunk for chunk in map(self._shape, batch) if chunk is not _SKIP]
+                if shaped:
+                    yield shaped
+                batch = await self._take()
+        finally:
+            await self.aclose()
+        reported = usage_of(self._usage)
+        if self._on_usage is not None:
+            self._on_usage(reported)
+        if self._include_usage:
+            # `usage: null` when the model reported none: counts are never made up (the spec
+            # allows null; a client then knows the server has no count, rather than reading 0).
+            final: dict[str, Any] = {"choices": [], "usage": reported}
+            yield [self._chunk(final)]
+
+    def _shape(self, value: Any) -> Any:
+        if value is KEEP_ALIVE:
+            return KEEP_ALIVE
+        if self._stream.streams:
+            data = value
+        else:  # a model without `predict_stream`: its one answer as one chunk
+            data = output_dict(chunk_of(completion_dict(value, served_name=self._served_name)))
+        chunk_usage = data.pop("usage", None)
+        self._usage = chunk_usage or self._usage
+        # Usage goes in the last chunk only (when asked for): a chunk that carried nothing
+        # else, like an upstream's own usage chunk, is not passed on.
+        if data["choices"] or not (self._include_usage or chunk_usage is not None):
+            return self._chunk(data)
+        return _SKIP
+
+    def _chunk(self, data: dict[str, Any]) -> dict[str, Any]:
+        return chunk_dict(data, stream_id=self._id, created=self._created, model=self._served_name)
+
+    async def aclose(self) -> None:
+        """Stop the model in its worker. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await eventloop.call(self._stream.aclose())
 
 
-def _chunks(
-    feed: _Feed,
-    first: Any,
-    *,
-    served_name: str,
-    include_usage: bool,
-    on_usage: Callable[[dict[str, Any] | None], None] | None,
-) -> Generator[dict[str, Any] | None, None, None]:
-    stream_id, created = completion_id(), int(time.time())
-    usage = None
-    try:
-        value = first
-        while value is not _Feed.END:
-            if value is KEEP_ALIVE:
-                yield KEEP_ALIVE
-            else:
-                data = value if feed.streams else _whole_answer(value, served_name=served_name)
-                chunk_usage = data.pop("usage", None)
-                usage = chunk_usage or usage
-                # Usage goes in the last chunk only (when asked for): a chunk that carried
-                # nothing else, like an upstream's own usage chunk, is not passed on.
-                if data["choices"] or not (include_usage or chunk_usage is not None):
-                    yield chunk_dict(data, stream_id=stream_id, created=created, model=served_name)
-            value = feed.next()
-    finally:
-        feed.close()
-    reported = usage_of(usage)
-    if on_usage is not None:
-        on_usage(reported)
-    if include_usage:
-        # `usage: null` when the model reported none: counts are never made up (the spec allows
-        # null; a client then knows the server has no count, rather than reading zero tokens).
-        final: dict[str, Any] = {"choices": [], "usage": reported}
-        yield chunk_dict(final, stream_id=stream_id, created=created, model=served_name)
-
-
-def _whole_answer(completion: dict[str, Any], *, served_name: str) -> dict[str, Any]:
-    """A model without `predict_stream`: its one answer as one chunk."""
-    return output_dict(chunk_of(completion_dict(completion, served_name=served_name)))
+_SKIP = object()

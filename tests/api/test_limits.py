@@ -432,7 +432,7 @@ def live(request, tmp_path_factory):
         installation.manage("register_model", "counter", "tests/metered_models.py:WordCount")
         # Leases of idle keys are given back half a second after their last request.
         extra["CHATMODELS_LIMITS_SETTLE_SECONDS"] = "0.5"
-        server = installation.start_server("web", workers=2, threads=4, **extra)
+        server = installation.start_server("web", workers=2, max_in_flight=4, **extra)
         port = server.rsplit(":", 1)[1]
         installation.server = server
         installation.metrics_dir = directory / "web" / f"metrics-{port}"

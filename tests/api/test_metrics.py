@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatmodels import metrics, services
 from tests.api.calls import error_of, post, stream_events
-from tests.helpers import chat, make_key, register
+from tests.helpers import chat, make_key, register, streamed
 from tests.live import chat_body, deployment, http, poll
 from tests.metered_models import WordCount
 
@@ -173,7 +173,7 @@ def test_an_open_stream_is_in_flight_until_it_ends(client, counter, key):
     response = post(client, INVOCATIONS, chat("hold 0 then more", stream=True), key=key)
 
     during = scrape(client)
-    body = b"".join(response.streaming_content)
+    body = b"".join(streamed(response))
     response.close()
     after = scrape(client)
 
@@ -288,7 +288,7 @@ def live(tmp_path_factory):
     with deployment(directory) as installation:
         installation.manage("register_model", "counter", "tests/metered_models.py:WordCount")
         installation.key = installation.create_api_key("metrics-tests")
-        installation.server = installation.start_server("web", workers=2, threads=2)
+        installation.server = installation.start_server("web", workers=2, max_in_flight=2)
         port = installation.server.rsplit(":", 1)[1]
         installation.metrics_dir = directory / "web" / f"metrics-{port}"
         yield installation

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatmodels.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel
+from chatmodels.serving import lookups
 from tests.api.calls import get, post, stream_events
 from tests.helpers import chat, copy_version, make_key
 
@@ -66,6 +67,8 @@ INVOCATIONS = [_invoke, _invoke_version, _invoke_alias, _chat_completions, _stre
 
 
 def _assert_queries(django_assert_num_queries, expected: int, call, *, info: str) -> None:
+    """`call` costs `expected` queries when nothing is remembered of keys and versions."""
+    lookups.forget()
     with django_assert_num_queries(expected, info=info):
         response = call()
         assert response.status_code == 200, response.content
@@ -83,12 +86,16 @@ def test_an_invocation_costs_a_fixed_number_of_queries_however_large_the_registr
     _invoke(client, raw)  # loads the model: the cache is per process, not per request
     for stage in ("small registry", "grown registry"):
         for invocation in INVOCATIONS:
+            info = f"{invocation.__name__}, {key_kind} key, {stage}"
             _assert_queries(
                 django_assert_num_queries,
                 expected,
                 lambda invocation=invocation: invocation(client, raw),
-                info=f"{invocation.__name__}, {key_kind} key, {stage}",
+                info=info,
             )
+            # The steady state: the key and the version were looked up a moment ago.
+            with django_assert_num_queries(0, info=f"{info}, again"):
+                assert invocation(client, raw).status_code == 200
         if stage == "small registry":
             grow_registry_and_keys(echo)
 

@@ -15,7 +15,7 @@ from chatmodels.models import UsageBucket
 from chatmodels.serving.dialects.responses_request import ChatTranslation
 from tests.api import test_openai_spec
 from tests.api.calls import error_of, get, post
-from tests.helpers import make_key, register
+from tests.helpers import make_key, register, streamed
 from tests.sample_models import (
     BadChunkStreamingModel,
     MessagesReportModel,
@@ -52,7 +52,7 @@ def response_events(response) -> list[dict[str, Any]]:
     """The events of a Responses stream; each `event:` line names its data's `type`."""
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/event-stream")
-    text = b"".join(response.streaming_content).decode()
+    text = b"".join(streamed(response)).decode()
     events = []
     for block in text.split("\n\n")[:-1]:
         event_line, data_line = block.split("\n")
@@ -557,7 +557,7 @@ def test_a_silent_stream_sends_keep_alive_comments(client, key, settings):
 
     response = post(client, RESPONSES, {"model": "slow", "input": "go", "stream": True}, key=key)
 
-    blocks = b"".join(response.streaming_content).decode().split("\n\n")[:-1]
+    blocks = b"".join(streamed(response)).decode().split("\n\n")[:-1]
     assert ": keep-alive" in blocks
     events = [json.loads(block.split("data: ", 1)[1]) for block in blocks if block[0] != ":"]
     assert events[-1]["type"] == "response.completed"
@@ -568,10 +568,11 @@ def test_a_client_that_goes_away_stops_the_model(client, key, tmp_path, settings
     settings.CHATMODELS_WORKER_PATHS = [str(tmp_path)]  # where the model records, from its worker
     register(name="ticker", model=SyncTicker(), model_config={"record_dir": str(tmp_path)})
     response = post(client, RESPONSES, {"model": "ticker", "input": "go", "stream": True}, key=key)
-    first = next(iter(response.streaming_content))
+    events = streamed(response)
+    first = next(events)
     assert first.startswith(b"event: response.created")
 
-    response.close()  # what the server does when the client goes away
+    events.close()  # the client goes away
 
     for _attempt in range(50):  # a 10 s stream, stopped at its next yield (0.1 s)
         if any(path.name.startswith("finally-") for path in tmp_path.iterdir()):

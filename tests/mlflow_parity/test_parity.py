@@ -148,7 +148,7 @@ def mlflow_side(tmp_path_factory) -> dict[str, list]:
 def chatmodels_side(db, monkeypatch):
     """`run(model, request, stream)` under chatmodels: registers the model once, then invokes."""
     from chatmodels import selectors, services
-    from chatmodels.serving import runtime
+    from chatmodels.serving import eventloop, runtime
     from chatmodels.types import ChatRequest
 
     monkeypatch.syspath_prepend(str(HERE / "sides" / "chatmodels"))
@@ -172,15 +172,19 @@ def chatmodels_side(db, monkeypatch):
         )
         registered.add(name)
 
+    async def _all_chunks(version: Any, chat_request: Any, name: str) -> list[Any]:
+        chunks = await runtime.invoke_stream(version, chat_request, served_name=name)
+        batches = [batch async for batch in chunks.batches()]
+        return [chunk for batch in batches for chunk in batch if chunk is not runtime.KEEP_ALIVE]
+
     def run(name: str, request: dict[str, Any], stream: bool) -> Any:
         if name not in registered:
             register(name)
         version = selectors.resolve_version(name=name.replace("_", "-"), version=None, alias=None)
         chat_request = ChatRequest.from_dict(json.loads(json.dumps(request)))
         if stream:
-            chunks = runtime.invoke_stream(version, chat_request, served_name=name)
-            return [chunk for chunk in chunks if chunk is not runtime.KEEP_ALIVE]
-        return runtime.invoke(version, chat_request, served_name=name)
+            return eventloop.run(_all_chunks(version, chat_request, name))
+        return eventloop.run(runtime.invoke(version, chat_request, served_name=name))
 
     return run
 

@@ -9,7 +9,7 @@ import pytest
 from chatmodels.exceptions import ModelCrashed
 from chatmodels.models import RegisteredModel
 from chatmodels.selectors import ResolvedVersion, resolve_version
-from chatmodels.serving import runtime
+from chatmodels.serving import eventloop, runtime
 from chatmodels.serving.workers import client as workers
 from chatmodels.types import ChatRequest
 from tests.api.calls import error_of, post
@@ -24,7 +24,8 @@ def invoke(name: str, text: str, version: ResolvedVersion | None = None) -> str:
     """An answer of `runtime.invoke` (as a chat request runs it, minus HTTP)."""
     version = version or resolve_version(name=name)
     request = ChatRequest.from_dict(chat(text))
-    return runtime.invoke(version, request, served_name=name)["choices"][0]["message"]["content"]
+    answer = eventloop.run(runtime.invoke(version, request, served_name=name))
+    return answer["choices"][0]["message"]["content"]
 
 
 def test_a_models_replicas_are_its_worker_processes():

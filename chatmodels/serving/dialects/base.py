@@ -36,9 +36,12 @@ class ChatDialect(Protocol):
     def completion(self, completion: dict[str, Any]) -> dict[str, Any]:
         """The JSON answer to a non-stream request, from the `chat.completion` dict."""
 
-    def events(self, chunks: Iterator[dict[str, Any] | None]) -> Iterator[bytes]:
-        """The SSE events of a stream, from `chat.completion.chunk` dicts (KEEP_ALIVE passed
-        on as KEEP_ALIVE_EVENT). Errors raised by `chunks` propagate."""
+    def begin(self) -> Iterator[bytes]:
+        """The SSE events that open a stream, before its first chunk."""
+
+    def event(self, chunk: dict[str, Any] | None) -> Iterator[bytes]:
+        """The SSE events of one `chat.completion.chunk` dict (KEEP_ALIVE, None, is passed on
+        as KEEP_ALIVE_EVENT)."""
 
     def end(self) -> Iterator[bytes]:
         """The SSE events that end a stream that went well."""

@@ -23,9 +23,11 @@ class ChatCompletionsDialect:
     def completion(self, completion: dict[str, Any]) -> dict[str, Any]:
         return completion
 
-    def events(self, chunks: Iterator[dict[str, Any] | None]) -> Iterator[bytes]:
-        for chunk in chunks:
-            yield KEEP_ALIVE_EVENT if chunk is runtime.KEEP_ALIVE else sse(chunk)
+    def begin(self) -> Iterator[bytes]:
+        return iter(())
+
+    def event(self, chunk: dict[str, Any] | None) -> Iterator[bytes]:
+        yield KEEP_ALIVE_EVENT if chunk is runtime.KEEP_ALIVE else sse(chunk)
 
     def end(self) -> Iterator[bytes]:
         yield b"data: [DONE]\n\n"

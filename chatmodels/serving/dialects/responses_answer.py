@@ -169,14 +169,15 @@ class ResponsesDialect:
 
     # -- a stream
 
-    def events(self, chunks: Iterator[dict[str, Any] | None]) -> Iterator[bytes]:
-        self._stream = stream = _ResponseStream(self)
-        yield from stream.start()
-        for chunk in chunks:
-            if chunk is runtime.KEEP_ALIVE:
-                yield KEEP_ALIVE_EVENT
-            else:
-                yield from stream.chunk(chunk)
+    def begin(self) -> Iterator[bytes]:
+        self._stream = _ResponseStream(self)
+        return self._stream.start()
+
+    def event(self, chunk: dict[str, Any] | None) -> Iterator[bytes]:
+        if chunk is runtime.KEEP_ALIVE:
+            return iter((KEEP_ALIVE_EVENT,))
+        assert self._stream is not None
+        return self._stream.chunk(chunk)
 
     def end(self) -> Iterator[bytes]:
         assert self._stream is not None

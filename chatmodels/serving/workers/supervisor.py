@@ -142,7 +142,7 @@ class Config:
             max_frame=getattr(settings, "CHATMODELS_WORKER_MAX_FRAME_BYTES", defaults.max_frame),
             landlock=getattr(settings, "CHATMODELS_WORKER_LANDLOCK", defaults.landlock),
             paths=tuple(str(path) for path in getattr(settings, "CHATMODELS_WORKER_PATHS", ())),
-            threads=getattr(settings, "THREADS", defaults.threads),
+            threads=getattr(settings, "MAX_IN_FLIGHT", defaults.threads),
         )
 
 
