@@ -76,6 +76,7 @@ stop_server() {  # PID: stop a server's whole process group (each is started in 
 cleanup() {
   local pid
   for pid in "${servers[@]}"; do stop_server "$pid"; done
+  if [ -d "$tmp/baseline" ]; then git worktree remove --force "$tmp/baseline" >/dev/null 2>&1; fi
   rm -rf "$tmp"
 }
 
@@ -101,13 +102,28 @@ install() {
   key=$("$PY" manage.py create_api_key bench | tail -n 1)
 }
 
-# start_chatmodels NAME [VAR=VALUE ...]: ./scripts/server (granian WSGI, $WORKERS workers) on a
+# start_chatmodels NAME [VAR=VALUE ...]: ./scripts/server (granian ASGI, $WORKERS workers) on a
 # free port, with those variables; waits for /health. Sets port and pid.
 start_chatmodels() {
   local name=$1
   shift
   port=$(tool port)
   start "$name" env HOST=127.0.0.1 PORT="$port" WORKERS="$WORKERS" PYTHON="$PY" "$@" ./scripts/server
+  tool wait "http://127.0.0.1:$port/health" 60 "$pid"
+}
+
+# start_baseline NAME REF [VAR=VALUE ...]: what start_chatmodels starts, as of the commit REF (a
+# detached worktree in $tmp, the same venv, install and models): the design before a change,
+# measured beside it. Sets port and pid.
+start_baseline() {
+  local name=$1 ref=$2
+  shift 2
+  if [ ! -d "$tmp/baseline" ]; then
+    git worktree add --detach "$tmp/baseline" "$ref" >/dev/null 2>&1 || die "no commit $ref"
+  fi
+  port=$(tool port)
+  start "$name" env HOST=127.0.0.1 PORT="$port" WORKERS="$WORKERS" PYTHON="$PWD/$PY" "$@" \
+    "$tmp/baseline/scripts/server"
   tool wait "http://127.0.0.1:$port/health" 60 "$pid"
 }
 

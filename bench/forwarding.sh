@@ -10,11 +10,14 @@
 #                loop) behind ./scripts/server ($WORKERS workers), with an API key, usage and
 #                metrics on, called on /api/models/forward/invocations
 #
+#   baseline     with BENCH_BASELINE=REF: the same model behind ./scripts/server as of commit REF
+#
 # wrk at each of BENCH_CONNECTIONS ("256 1024"); the ideal is connections / 0.5 s. Writes
 # bench/results/<time>-forwarding/ (bench/results/latest-forwarding): summary.md, summary.json.
 #
 # Environment: BENCH_CONNECTIONS, BENCH_DURATION (s, 20), BENCH_WARMUP (s, 3), BENCH_DELAY
-# (the upstream's, s, 0.5), WORKERS (2), BENCH_THREADS (wrk's, 2), BENCH_TIMEOUT (s, 900).
+# (the upstream's, s, 0.5), WORKERS (2), BENCH_THREADS (wrk's, 2), BENCH_TIMEOUT (s, 900),
+# BENCH_BASELINE (a commit to measure beside; unset: none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
@@ -47,11 +50,18 @@ chatmodels=$pid chatmodels_url="http://127.0.0.1:$port/api/models/forward/invoca
 declare -A url=([forwarder]="http://127.0.0.1:$forwarder_port/v1/chat/completions"
   [chatmodels]=$chatmodels_url) auth=([forwarder]="" [chatmodels]=$key)
 declare -A pids=([forwarder]=$forwarder [chatmodels]=$chatmodels)
-for side in forwarder chatmodels; do
+sides=(forwarder chatmodels)
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  start_baseline baseline "$BENCH_BASELINE"
+  url[baseline]="http://127.0.0.1:$port/api/models/forward/invocations" auth[baseline]=$key
+  pids[baseline]=$pid
+  sides+=(baseline)
+fi
+for side in "${sides[@]}"; do
   tool verify "${url[$side]}" "${auth[$side]}" "Hello from upstream!"
 done
 for c in ${BENCH_CONNECTIONS:-256 1024}; do
-  for side in forwarder chatmodels; do
+  for side in "${sides[@]}"; do
     log "forwarding, $side, $c connections"
     wrk_run forwarding "connections=$c,server=$side,ideal=$(awk "BEGIN { print $c / $DELAY }")" \
       "${pids[$side]}" "${url[$side]}" "${auth[$side]}" -t "${BENCH_THREADS:-2}" -c "$c" \

@@ -27,6 +27,11 @@ from chatmodels.serving import lookups
 class AsyncDispatch:
     """The dispatch of adrf's views, with `initial` on the event loop (see the module)."""
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        # Every view of these classes is async (adrf asks `view_is_async` of the class on
+        # every request, walking all its members).
+        return self.async_dispatch(request, *args, **kwargs)
+
     async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         raw_key = auth.raw_key_of(request)
         if raw_key:

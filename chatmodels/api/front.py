@@ -15,13 +15,18 @@ Headers and idle connections are bounded by the server itself (scripts/server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.conf import settings
+from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import asgi
+from django.core.handlers.asgi import get_script_prefix
+from django.urls import set_script_prefix
 
 from chatmodels.api import middleware
 from chatmodels.exceptions import ChatModelsError, RequestTimeout, RequestTooLarge
@@ -40,8 +45,19 @@ _timeout_scope = getattr(asyncio, "timeout", None)
 
 
 class ASGIHandler(asgi.ASGIHandler):
-    """Django's ASGI handler, with the middleware whose hooks need no thread on the loop
-    (`middleware.ON_THE_LOOP`: their subclasses are loaded in place of the named classes)."""
+    """Django's ASGI handler, without a thread for a request that runs no synchronous code.
+
+    Django's own sends `request_started` and closes the response (`request_finished`) through
+    `sync_to_async`: a thread started, used and joined for every request, the costliest part of
+    an async chat request. Their receivers (closing the database connections of the thread that
+    runs them) have nothing to do on the event loop's thread, which never opens one, so here they
+    run on the loop, unless the request ran synchronous code (a sync view, a lookup that asked the
+    database): then it closes in that code's thread, as Django does, so that its connection goes
+    back to the pool.
+
+    The middleware whose hooks need no thread run on the loop too (`middleware.ON_THE_LOOP`:
+    their subclasses are loaded in place of the classes settings.MIDDLEWARE names).
+    """
 
     def load_middleware(self, is_async: bool = False) -> None:
         named = settings.MIDDLEWARE
@@ -50,6 +66,71 @@ class ASGIHandler(asgi.ASGIHandler):
             super().load_middleware(is_async)
         finally:
             settings.MIDDLEWARE = named
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with ThreadSensitiveContext() as context:
+            await self._handle(scope, receive, send, context)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, context: ThreadSensitiveContext
+    ) -> None:
+        # Django's ASGIHandler.handle (5.2), but for the signals and the close.
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            await self._close(error_response, context)
+            return
+
+        async def process_request() -> Any:
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response
+
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            await self._finished(context)
+        else:
+            await self._close(response, context)
+        body_file.close()
+
+    async def _close(self, response: Any, context: ThreadSensitiveContext) -> None:
+        if _ran_synchronous_code(context):
+            await sync_to_async(response.close)()
+        else:
+            response.close()
+
+    async def _finished(self, context: ThreadSensitiveContext) -> None:
+        if _ran_synchronous_code(context):
+            await signals.request_finished.asend(sender=self.__class__)
+        else:
+            signals.request_finished.send(sender=self.__class__)
+
+
+def _ran_synchronous_code(context: ThreadSensitiveContext) -> bool:
+    """Whether `sync_to_async` gave this request's context a thread of its own."""
+    return context in SyncToAsync.context_to_thread_executor
 
 
 class ClientStalled(RequestAborted):
