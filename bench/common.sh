@@ -15,6 +15,10 @@ die() { echo "bench: FAILED: $*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 tool() { "$PY" bench/tool.py "$@"; }
 
+# sized QUICK_VALUE FULL_VALUE: the first with QUICK=1 (a few seconds per phase, small counts:
+# to check a script), the second otherwise.
+sized() { if [ "${QUICK:-0}" = 1 ]; then echo "$1"; else echo "$2"; fi; }
+
 # bound SECONDS: run the calling script again under `timeout`, set-up included.
 bound() {
   if [ -z "${BENCH_UNDER_TIMEOUT:-}" ]; then
