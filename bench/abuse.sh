@@ -31,7 +31,8 @@
 # (slow-headers,slow-body,slow-body-admin,idle-http1,idle-h2c), BENCH_SLOW_HEADERS (1000 [50]),
 # BENCH_SLOW_BODIES (2000 [50]), BENCH_SLOW_LOGINS (2000 [50]), BENCH_IDLE_HTTP1 (2000 [50]),
 # BENCH_IDLE_H2C (2000 [50]), BENCH_SLOW_INTERVAL (s between two bytes of a body, 2),
-# BENCH_PHASE (s, 10 [3]), BENCH_AFTER (s, 5 [2]), BENCH_OPEN_WAIT (s, 60 [10]),
+# BENCH_PHASE (s, 10 [3]), BENCH_AFTER (s, 5 [2]), BENCH_LATE (s after a phase for one more
+# look, 0: none; 35 outlasts granian's idle threads), BENCH_OPEN_WAIT (s, 60 [10]),
 # BENCH_NORMAL_CONCURRENCY (4), BENCH_NORMAL_RATE (requests/s, 50), WORKERS (2),
 # BENCH_SERVER_ENV (VAR=VALUE ... for the server, e.g. "HEADER_TIMEOUT=5000"),
 # BENCH_TIMEOUT (s, 600 [240]).
@@ -44,6 +45,7 @@ bound "${BENCH_TIMEOUT:-$(sized 240 600)}"
 ABUSE=,${BENCH_ABUSE:-slow-headers,slow-body,slow-body-admin,idle-http1,idle-h2c},
 PHASE=${BENCH_PHASE:-$(sized 3 10)}
 AFTER=${BENCH_AFTER:-$(sized 2 5)}
+LATE=${BENCH_LATE:-0}
 OPEN_WAIT=${BENCH_OPEN_WAIT:-$(sized 10 60)}
 INTERVAL=${BENCH_SLOW_INTERVAL:-2}
 declare -A COUNT=(
@@ -97,12 +99,16 @@ phase() {
   fi
   normal "$dir"
   if [ -n "$abuser" ]; then
-    cp "$dir/held.json" "$dir/held-end.json"  # written every 0.5 s
     tool established "$port" >"$dir/established.txt"
-    stop_server "$abuser"
+    stop_server "$abuser"  # which writes its status as it was before closing them
+    cp "$dir/held.json" "$dir/held-end.json"
   fi
   sleep "$AFTER"
   tool state "$server" "$base" >"$dir/after.json"
+  if [ "$LATE" != 0 ]; then  # granian keeps idle threads 30 s: what is left then is held
+    sleep "$(awk "BEGIN { print $LATE - $AFTER }")"
+    tool state "$server" "$base" >"$dir/late.json"
+  fi
   tool combine "$results" abuse "$dir" "phase=$name" --quiet "$quiet"
 }
 

@@ -435,11 +435,13 @@ class Held:
             tasks.append(asyncio.ensure_future(one()))
             await asyncio.sleep(0.002)
         await stop.wait()
-        for task in (*tasks, reporter):
+        reporter.cancel()
+        self.write()  # as they were: what the bench scripts read last
+        open_when_stopped = self.stats["open"]
+        for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, reporter, return_exceptions=True)
-        self.write()
-        print(json.dumps(self.snapshot()), flush=True)
+        print(json.dumps({**self.snapshot(), "open when stopped": open_when_stopped}), flush=True)
         return 0
 
 

@@ -27,7 +27,8 @@
 # fault's raw output in fault-NAME/.
 #
 # Environment (QUICK=1 values in brackets): BENCH_FAULTS (exit,hang,block,flood), BENCH_PHASE
-# (s, 10 [3]), BENCH_AFTER (s, 5 [2]), BENCH_EXIT_CALLS (100 [10]), BENCH_EXIT_CONCURRENCY (4),
+# (s, 10 [3]), BENCH_AFTER (s, 5 [2]), BENCH_LATE (s after a phase for one more look, 0: none;
+# 35 outlasts granian's idle threads), BENCH_EXIT_CALLS (100 [10]), BENCH_EXIT_CONCURRENCY (4),
 # BENCH_HANG_CALLS (1100 [20]), BENCH_HANG_GIVE_UP (s, 3), BENCH_BLOCK_SECONDS (5 [2]),
 # BENCH_BLOCK_CONCURRENCY (4), BENCH_FLOOD_MB (100 [20]), BENCH_FLOOD_CLIENTS (1),
 # BENCH_FLOOD_HOLD (s, 10 [4]), BENCH_NORMAL_CONCURRENCY (4), BENCH_NORMAL_RATE (requests/s,
@@ -42,6 +43,7 @@ bound "${BENCH_TIMEOUT:-$(sized 300 900)}"
 FAULTS=,${BENCH_FAULTS:-exit,hang,block,flood},
 PHASE=${BENCH_PHASE:-$(sized 3 10)}
 AFTER=${BENCH_AFTER:-$(sized 2 5)}
+LATE=${BENCH_LATE:-0}
 EXIT_CALLS=${BENCH_EXIT_CALLS:-$(sized 10 100)}
 HANG_CALLS=${BENCH_HANG_CALLS:-$(sized 20 1100)}
 HANG_GIVE_UP=${BENCH_HANG_GIVE_UP:-3}
@@ -111,15 +113,19 @@ fault() {
   load=$!
   normal "$dir" "$seconds" sample
   if [ "$name" = flood ]; then
-    cp "$dir/held.json" "$dir/held-end.json"  # written every 0.5 s
     tool established "$port" >"$dir/established.txt"
-    stop_server "$stalled"
+    stop_server "$stalled"  # which writes its status as it was before closing it
+    cp "$dir/held.json" "$dir/held-end.json"
   else
     wait "$load"
     cat "$dir/calls.json"
   fi
   sleep "$AFTER"
   tool state "$server" "$base" >"$dir/after.json"
+  if [ "$LATE" != 0 ]; then  # granian keeps idle threads 30 s: what is left then is held
+    sleep "$(awk "BEGIN { print $LATE - $AFTER }")"
+    tool state "$server" "$base" >"$dir/late.json"
+  fi
   tool combine "$results" faults "$dir" "fault=$name" --quiet "$dir/quiet" --show-quiet
   stop_server "$server"
 }

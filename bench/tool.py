@@ -332,8 +332,9 @@ def combine(
     latency (`normal.jsonl`, ratios to the one in `quiet`), the abusive connections
     (`held-start.json` when they were set up, `held-end.json` at the phase's end,
     `established.txt`), the fault calls (`calls.json`), the server's state before the phase, its
-    peak during it and its state after (`before.json`, `during.json`, `after.json`). The abusive
-    connections' details go to a second table, "TABLE: connections"."""
+    peak during it, its state after and, where taken, later (`before.json`, `during.json`,
+    `after.json`, `late.json`). The abusive connections' details go to a second table,
+    "TABLE: connections"."""
     labels, m = labels_of(pairs), {}
     start, end = _json(directory / "held-start.json"), _json(directory / "held-end.json")
     if end:
@@ -370,6 +371,10 @@ def combine(
         m["workers replaced"] = len(set(before.get("children", [])) - set(after["children"]))
         m["alive after"] = "yes" if after["alive"] else "NO"
         m["/health after"] = after["health"]
+    late = _json(directory / "late.json")
+    if late:
+        m |= {"threads late": late["threads"], "RSS MiB late": late["RSS MiB"]}
+        m["in flight late"] = late["in flight"]
     m["load avg"] = os.getloadavg()[0]
     append_record(results, table, labels, {k: v for k, v in m.items() if v is not None})
     if end:
