@@ -100,7 +100,7 @@ install() {
   export SECRET_KEY DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost
   export DATABASE_URL="sqlite:///$tmp/db.sqlite3" CACHE_URL=locmemcache:// AWS_STORAGE_BUCKET_NAME=
   export CHATMODELS_PACKAGE_DIR="$tmp/packages" CHATMODELS_CACHE_DIR="$tmp/cache" ENV_FILE=
-  export CHATMODELS_THROTTLE_RATE= LOG_LEVEL=WARNING DJANGO_SETTINGS_MODULE=project.settings
+  export CHATMODELS_THROTTLE_RATE='' LOG_LEVEL=WARNING DJANGO_SETTINGS_MODULE=project.settings
   "$PY" manage.py migrate --noinput -v 0
   key=$("$PY" manage.py create_api_key bench | tail -n 1)
 }
@@ -142,6 +142,7 @@ wrk_run() {
   fi
   cpu=$(tool cpu "$pid")
   BENCH_AUTH=$key wrk "$@" --latency -s bench/post.lua "$url" >"$out"
+  # shellcheck disable=SC2086  # one argument per label
   tool record "$results" "$out" "$pid" "$cpu" "$table" ${labels//,/ }
   tail -n 1 "$results/runs.jsonl"
 }
