@@ -350,7 +350,7 @@ class Held:
         self.args = args
         self.started = time.monotonic()
         self.stats = {"kind": kind, "asked": args.count, "connects": 0, "connect failures": 0}
-        self.stats |= {"set up": 0, "open": 0, "ended by the server": 0}
+        self.stats |= {"set up": 0, "open": 0, "ended by the server": 0, "failed": 0}
         self.answers: dict[str, int] = {}
         self.lifetimes: list[float] = []
 
@@ -373,16 +373,23 @@ class Held:
         self.stats["open"] += 1
         return reader, writer
 
-    def ended(self, writer: asyncio.StreamWriter, since: float | None, what: str | None) -> None:
-        """The connection is closed: by the server when `what` says what it did (else by us);
-        `since` is when it was set up."""
+    def ended(
+        self, writer: asyncio.StreamWriter, since: float | None, what: str | None, failed=False
+    ) -> None:
+        """The connection is closed: by the server when `what` says what it did, by us when it
+        is None, or because it `failed` here (`what` says how: a request timed out); `since` is
+        when it was set up."""
         self.stats["open"] -= 1
         writer.close()
-        if what is not None:
-            self.stats["ended by the server"] += 1
-            self.answer(what)
-            if since is not None:
-                self.lifetimes.append(time.monotonic() - since)
+        if what is None:
+            return
+        self.answer(what)
+        if failed:
+            self.stats["failed"] += 1
+            return
+        self.stats["ended by the server"] += 1
+        if since is not None:
+            self.lifetimes.append(time.monotonic() - since)
 
     def snapshot(self) -> dict:
         lifetimes = {"lifetime p50 s": percentile(self.lifetimes, 50)}
@@ -534,7 +541,7 @@ def slow_body(args: argparse.Namespace) -> int:
         if opened is None:
             return
         reader, writer = opened
-        what, since = None, None
+        what, since, failed = None, None, False
         try:
             headers = {"Content-Type": "application/json"}
             if args.csrf:
@@ -557,10 +564,12 @@ def slow_body(args: argparse.Namespace) -> int:
             set_up()
             since = time.monotonic()
             what = await trickle(reader, writer, body, args.interval, wrap=False)
-        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as error:
-            what = f"failed before the body: {type(error).__name__}"
+        except (OSError, asyncio.IncompleteReadError) as error:
+            what = f"ended before the body: {type(error).__name__}"
+        except (ValueError, asyncio.TimeoutError) as error:
+            what, failed = f"failed before the body: {type(error).__name__}", True
         finally:
-            held.ended(writer, since, what)
+            held.ended(writer, since, what, failed)
 
     return asyncio.run(held.run(connection))
 
@@ -574,7 +583,7 @@ def idle_http1(args: argparse.Namespace) -> int:
         if opened is None:
             return
         reader, writer = opened
-        what, since = None, None
+        what, since, failed = None, None, False
         try:
             writer.write(request_head("GET", args.path, {}))
             status, _, _ = await asyncio.wait_for(read_response(reader), 60)
@@ -582,10 +591,12 @@ def idle_http1(args: argparse.Namespace) -> int:
             set_up()
             since = time.monotonic()
             what = first_line(await reader.read(256))  # the server closes it, or says something
-        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as error:
-            what = f"failed: {type(error).__name__}"
+        except (OSError, asyncio.IncompleteReadError) as error:
+            what = f"ended: {type(error).__name__}"
+        except (ValueError, asyncio.TimeoutError) as error:
+            what, failed = f"request failed: {type(error).__name__}", True
         finally:
-            held.ended(writer, since, what)
+            held.ended(writer, since, what, failed)
 
     return asyncio.run(held.run(connection))
 
@@ -647,7 +658,7 @@ def stalled_stream(args: argparse.Namespace) -> int:
             sock.close()
             return
         reader, writer = opened
-        what = None
+        what, failed = None, False
         try:
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {args.key}"}
             headers["Content-Length"] = str(len(body))
@@ -656,10 +667,12 @@ def stalled_stream(args: argparse.Namespace) -> int:
             held.answer(first_line(head))
             set_up()
             await asyncio.Event().wait()  # never read again
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as error:
-            what = f"failed before the headers: {type(error).__name__}"
+        except (OSError, asyncio.IncompleteReadError) as error:
+            what = f"ended before the headers: {type(error).__name__}"
+        except asyncio.TimeoutError:
+            what, failed = "no headers within 60 s", True
         finally:
-            held.ended(writer, None, what)
+            held.ended(writer, None, what, failed)
 
     return asyncio.run(held.run(connection))
 

@@ -378,7 +378,8 @@ def combine(
     m["load avg"] = os.getloadavg()[0]
     append_record(results, table, labels, {k: v for k, v in m.items() if v is not None})
     if end:
-        details = {k: end.get(k) for k in ("asked", "connects", "connect failures", "set up")}
+        details = {k: end.get(k) for k in ("asked", "connects", "connect failures", "failed")}
+        details["set up"] = end.get("set up")
         details |= {"open at start": start.get("open"), "open at end": end["open"]}
         details |= {
             k: end.get(k) for k in ("ended by the server", "lifetime p50 s", "lifetime max s")
