@@ -15,6 +15,10 @@ die() { echo "bench: FAILED: $*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 tool() { "$PY" bench/tool.py "$@"; }
 
+# sized QUICK_VALUE FULL_VALUE: the first with QUICK=1 (a few seconds per phase, small counts:
+# to check a script), the second otherwise.
+sized() { if [ "${QUICK:-0}" = 1 ]; then echo "$1"; else echo "$2"; fi; }
+
 # bound SECONDS: run the calling script again under `timeout`, set-up included.
 bound() {
   if [ -z "${BENCH_UNDER_TIMEOUT:-}" ]; then
@@ -97,7 +101,7 @@ install() {
   export SECRET_KEY DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost
   export DATABASE_URL="sqlite:///$tmp/db.sqlite3" CACHE_URL=locmemcache:// AWS_STORAGE_BUCKET_NAME=
   export CHATMODELS_PACKAGE_DIR="$tmp/packages" CHATMODELS_CACHE_DIR="$tmp/cache" ENV_FILE=
-  export CHATMODELS_THROTTLE_RATE= LOG_LEVEL=WARNING DJANGO_SETTINGS_MODULE=project.settings
+  export CHATMODELS_THROTTLE_RATE='' LOG_LEVEL=WARNING DJANGO_SETTINGS_MODULE=project.settings
   "$PY" manage.py migrate --noinput -v 0
   key=$("$PY" manage.py create_api_key bench | tail -n 1)
 }
@@ -154,6 +158,7 @@ wrk_run() {
   fi
   cpu=$(tool cpu "$pid")
   BENCH_AUTH=$key wrk "$@" --latency -s bench/post.lua "$url" >"$out"
+  # shellcheck disable=SC2086  # one argument per label
   tool record "$results" "$out" "$pid" "$cpu" "$table" ${labels//,/ }
   tail -n 1 "$results/runs.jsonl"
 }

@@ -59,7 +59,7 @@ if [[ $SCENARIOS == *,slow,* ]]; then
     start_chatmodels slow
     for side in chatmodels chatmodels-async; do
       [[ $SLOW_SERVERS == *,$side,* ]] || continue
-      model=sleep
+      model="sleep"
       [ "$side" = chatmodels-async ] && model=sleep-async
       sides+=("$side") url[$side]="http://127.0.0.1:$port/api/models/$model/invocations"
       auth[$side]=$key pids[$side]=$pid

@@ -7,20 +7,26 @@
     python bench/tool.py settle URL KEY FAST_SECONDS MAX_SECONDS
     python bench/tool.py cpu PID
     python bench/tool.py established PORT
+    python bench/tool.py state PID BASE_URL
+    python bench/tool.py watch PID SECONDS
+    python bench/tool.py wait-held STATUS_FILE COUNT SECONDS
+    python bench/tool.py combine RESULTS TABLE PHASE_DIR [LABEL=VALUE ...] [--quiet DIR]
     python bench/tool.py record RESULTS WRK_OUTPUT PID CPU_BEFORE TABLE [LABEL=VALUE ...]
     python bench/tool.py report RESULTS
 
 Each measurement is one record, a JSON line of `RESULTS/runs.jsonl`:
 `{"table": ..., "labels": {...}, "measures": {...}}`. `record` makes one from a wrk run (the
 BENCH_RESULT line bench/post.lua prints, the server's CPU time around the run, its workers'
-memory after it); clients.py,
-overhead.py and feature_cost.py append their own. `report` writes `summary.md` (a markdown table
+memory after it); `combine` makes one from what a phase of
+abuse.sh or faults.sh left in its folder; clients.py, overhead.py and feature_cost.py append their
+own. `report` writes `summary.md` (a markdown table
 per table name; where records have a `round` label, the median of each measure over the rounds
 too) and `summary.json` (every record).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -169,6 +175,104 @@ def established(port: int) -> int:
     )
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def sample(pid: int) -> dict:
+    """Threads, resident memory (MiB) and processes of `pid`'s whole tree (the server, its
+    workers, the workers' model processes), added up."""
+    threads = rss = count = 0
+    try:
+        processes = tree(pid)
+    except psutil.NoSuchProcess:
+        processes = []
+    for process in processes:
+        try:
+            threads += process.num_threads()
+            rss += process.memory_info().rss
+            count += 1
+        except psutil.NoSuchProcess:
+            continue
+    return {"threads": threads, "RSS MiB": round(rss / 2**20, 1), "processes": count}
+
+
+def in_flight(base_url: str) -> float | str:
+    """Chat requests in flight by the server's own count (GET /metrics, open to its own host):
+    the sum of `chatmodels_in_flight_requests`; what went wrong otherwise."""
+    try:
+        response = httpx.get(base_url + "/metrics", timeout=5, **NO_PROXY)
+    except httpx.HTTPError as error:
+        return f"no answer ({type(error).__name__})"
+    if response.status_code != 200:
+        return f"status {response.status_code}"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in response.text.splitlines()
+        if line.startswith("chatmodels_in_flight_requests")
+    )
+
+
+def state(pid: int, base_url: str) -> dict:
+    """A server seen from outside: whether its main process is alive, its tree's threads, memory
+    and processes, its direct children (a replaced worker shows as a new pid), the status of
+    GET /health and the chat requests in flight."""
+    try:
+        root = psutil.Process(pid)
+        children = [child.pid for child in root.children()]
+    except psutil.NoSuchProcess:
+        root, children = None, []
+    try:
+        health: int | str = httpx.get(base_url + "/health", timeout=5, **NO_PROXY).status_code
+    except httpx.HTTPError as error:
+        health = f"no answer ({type(error).__name__})"
+    return {
+        "alive": root is not None and _alive(root),
+        **sample(pid),
+        "children": children,
+        "health": health,
+        "in flight": in_flight(base_url),
+    }
+
+
+def watch(pid: int, seconds: float, every: float = 0.5) -> dict:
+    """`sample` every `every` s for `seconds`: first, peak and last of each, and the series."""
+    series = []
+    started = time.monotonic()
+    while True:
+        series.append({"t": round(time.monotonic() - started, 1), **sample(pid)})
+        left = started + seconds - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(every, left))
+    out: dict = {}
+    for name in ("threads", "RSS MiB", "processes"):
+        values = [point[name] for point in series]
+        out |= {f"{name} first": values[0], f"{name} peak": max(values), f"{name} last": values[-1]}
+    return {**out, "series": series}
+
+
+def wait_held(status_file: Path, count: int, seconds: float) -> None:
+    """Wait until the abusive client writing `status_file` has set up `count` connections (each
+    connected and in its abusive state, or failed); say how far it got."""
+    deadline, status = time.monotonic() + seconds, {}
+    while time.monotonic() < deadline:
+        try:
+            status = json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            status = {}
+        if status.get("set up", 0) >= count:
+            break
+        time.sleep(0.25)
+    print(
+        f"{status.get('set up', 0)} of {count} connections set up, {status.get('open', 0)} open,"
+        f" {status.get('connect failures', 0)} connect failures"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Records and the report
 
@@ -185,6 +289,104 @@ def labels_of(pairs: list[str]) -> dict:
         name, _, value = pair.partition("=")
         labels[name] = int(value) if value.isdigit() else value
     return labels
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _chat(directory: Path) -> dict:
+    """The normal client's chat request (its POST) in a phase's folder."""
+    try:
+        lines = (directory / "normal.jsonl").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        if line.startswith("{") and json.loads(line).get("request", "").startswith("POST"):
+            return json.loads(line)
+    return {}
+
+
+def _ratio(value: object, base: object) -> float | None:
+    if isinstance(value, int | float) and isinstance(base, int | float) and base > 0:
+        return round(value / base, 2)
+    return None
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{name}: {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def combine(
+    results: Path,
+    table: str,
+    directory: Path,
+    pairs: list[str],
+    quiet: Path | None,
+    show_quiet: bool,
+) -> None:
+    """One record of TABLE from what a phase left in `directory`: the normal client's chat
+    latency (`normal.jsonl`, ratios to the one in `quiet`), the abusive connections
+    (`held-start.json` when they were set up, `held-end.json` at the phase's end,
+    `established.txt`), the fault calls (`calls.json`), the server's state before the phase, its
+    peak during it, its state after and, where taken, later (`before.json`, `during.json`,
+    `after.json`, `late.json`). The abusive connections' details go to a second table,
+    "TABLE: connections"."""
+    labels, m = labels_of(pairs), {}
+    start, end = _json(directory / "held-start.json"), _json(directory / "held-end.json")
+    if end:
+        m["connections"] = end["asked"]
+        m["open at start"] = start.get("open")
+        m["open at end"] = end["open"]
+        m["ended by server"] = end["ended by the server"]
+    if (directory / "established.txt").exists():
+        m["server ESTABLISHED at end"] = int((directory / "established.txt").read_text())
+    chat = _chat(directory)
+    base = _chat(quiet) if quiet else {}
+    if show_quiet and base:
+        m["quiet p50 ms"], m["quiet p99 ms"] = base["latency p50 ms"], base["latency p99 ms"]
+    if chat:
+        m["requests"] = chat["requests"]
+        m["p50 ms"] = chat["latency p50 ms"]
+        m["p50 / quiet"] = _ratio(chat["latency p50 ms"], base.get("latency p50 ms"))
+        m["p99 ms"] = chat["latency p99 ms"]
+        m["p99 / quiet"] = _ratio(chat["latency p99 ms"], base.get("latency p99 ms"))
+        m["max ms"] = chat["latency max ms"]
+        m["errors"] = chat["errors"]
+        m["error kinds"] = chat.get("error kinds") or None
+    calls = _json(directory / "calls.json")
+    if calls:
+        m["fault calls"] = calls["calls"]
+        m["fault outcomes"] = _counts(calls["outcomes"])
+    before, during, after = (_json(directory / f"{n}.json") for n in ("before", "during", "after"))
+    for name in ("threads", "RSS MiB", "processes"):
+        m[f"{name} before"] = before.get(name)
+        m[f"{name} peak"] = during.get(f"{name} peak")
+        m[f"{name} after"] = after.get(name)
+    if after:
+        m["in flight after"] = after["in flight"]
+        m["workers replaced"] = len(set(before.get("children", [])) - set(after["children"]))
+        m["alive after"] = "yes" if after["alive"] else "NO"
+        m["/health after"] = after["health"]
+    late = _json(directory / "late.json")
+    if late:
+        m |= {"threads late": late["threads"], "RSS MiB late": late["RSS MiB"]}
+        m["in flight late"] = late["in flight"]
+    m["load avg"] = os.getloadavg()[0]
+    append_record(results, table, labels, {k: v for k, v in m.items() if v is not None})
+    if end:
+        details = {k: end.get(k) for k in ("asked", "connects", "connect failures", "failed")}
+        details["set up"] = end.get("set up")
+        details |= {"open at start": start.get("open"), "open at end": end["open"]}
+        details |= {
+            k: end.get(k) for k in ("ended by the server", "lifetime p50 s", "lifetime max s")
+        }
+        details["what the server did"] = _counts(end.get("answers", {}))
+        details = {k: v for k, v in details.items() if v is not None}
+        append_record(results, f"{table}: connections", {**labels, "kind": end["kind"]}, details)
 
 
 def wrk_measures(output: Path) -> dict:
@@ -230,8 +432,22 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _columns(rows: list[dict]) -> list[str]:
+    """Every row's columns, each new one placed after the column it follows in its row."""
+    columns: list[str] = []
+    for row in rows:
+        position = 0
+        for name in row:
+            if name in columns:
+                position = columns.index(name) + 1
+            else:
+                columns.insert(position, name)
+                position += 1
+    return columns
+
+
 def _table(rows: list[dict]) -> list[str]:
-    columns = list(dict.fromkeys(name for row in rows for name in row))
+    columns = _columns(rows)
     return [
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
@@ -294,6 +510,22 @@ def main(argv: list[str]) -> None:
         print(f"{cpu_seconds(int(args[0])):.2f}")
     elif command == "established":
         print(established(int(args[0])))
+    elif command == "state":
+        print(json.dumps(state(int(args[0]), args[1])))
+    elif command == "watch":
+        print(json.dumps(watch(int(args[0]), float(args[1]))))
+    elif command == "wait-held":
+        wait_held(Path(args[0]), int(args[1]), float(args[2]))
+    elif command == "combine":
+        parser = argparse.ArgumentParser(prog="tool.py combine")
+        parser.add_argument("results", type=Path)
+        parser.add_argument("table")
+        parser.add_argument("directory", type=Path)
+        parser.add_argument("labels", nargs="*")
+        parser.add_argument("--quiet", type=Path, help="the quiet phase's folder")
+        parser.add_argument("--show-quiet", action="store_true", help="its p50 and p99 too")
+        o = parser.parse_args(args)
+        combine(o.results, o.table, o.directory, o.labels, o.quiet, o.show_quiet)
     elif command == "record":
         record(Path(args[0]), Path(args[1]), int(args[2]), float(args[3]), args[4], args[5:])
     elif command == "report":
