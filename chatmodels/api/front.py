@@ -221,6 +221,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _bounded(send: Send) -> Send:
     timeout = settings.CHATMODELS_WRITE_TIMEOUT or None
+    if timeout is None:
+        return send
 
     async def bounded(message: Message) -> None:
         try:
