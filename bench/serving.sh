@@ -19,7 +19,8 @@
 # 1024"), BENCH_SLOW_DURATION (s, 20), BENCH_WARMUP (s, 3), BENCH_SLOW_SERVERS
 # (mlflow,chatmodels,chatmodels-async), BENCH_THREADS (wrk's, 2), BENCH_SLOWLORIS_CONNECTIONS
 # (1000), BENCH_SLOWLORIS_PHASE (s, 10), BENCH_STREAMS (500), BENCH_STREAM_DURATION (s, 15),
-# BENCH_STREAM_MODELS (sync,async), BENCH_TIMEOUT (s, 1200).
+# BENCH_STREAM_MODELS (sync,async), BENCH_BASELINE (a commit whose server is measured beside in
+# the streams scenario; unset: none), BENCH_TIMEOUT (s, 1200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
@@ -108,14 +109,21 @@ if [[ $SCENARIOS == *,streams,* ]]; then
   for variant in ${STREAM_MODELS//,/ }; do
     model=stream
     [ "$variant" = async ] && model=stream-async
-    start_chatmodels "streams-$variant"  # a fresh server: its memory is this scenario's alone
-    stream_url="http://127.0.0.1:$port/api/models/$model/invocations"
-    clients streams "$stream_url" "$key" --check
-    log "${BENCH_STREAMS:-500} concurrent streams of $model"
-    clients streams "$stream_url" "$key" --concurrency "${BENCH_STREAMS:-500}" \
-      --duration "${BENCH_STREAM_DURATION:-15}" --server-pid "$pid" --results "$results" \
-      --label "model=$model"
-    stop_server "$pid"
+    for server in chatmodels ${BENCH_BASELINE:+baseline}; do
+      # A fresh server: its memory is this scenario's alone.
+      if [ "$server" = baseline ]; then
+        start_baseline "streams-$variant-baseline" "$BENCH_BASELINE"
+      else
+        start_chatmodels "streams-$variant"
+      fi
+      stream_url="http://127.0.0.1:$port/api/models/$model/invocations"
+      clients streams "$stream_url" "$key" --check
+      log "${BENCH_STREAMS:-500} concurrent streams of $model ($server)"
+      clients streams "$stream_url" "$key" --concurrency "${BENCH_STREAMS:-500}" \
+        --duration "${BENCH_STREAM_DURATION:-15}" --server-pid "$pid" --results "$results" \
+        --label "model=$model" --label "server=$server"
+      stop_server "$pid"
+    done
   done
 fi
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from asgiref.sync import async_to_sync
+
 from chatmodels import services
 from chatmodels.base import ChatModel
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
@@ -78,3 +80,17 @@ def streamed(response) -> Iterator[bytes]:
         # Django's wrapper does not close the view's generator; the server's task drops it,
         # which closes it: the same, at once.
         eventloop.run(response._iterator.aclose())
+
+
+def streamed_body(response) -> bytes:
+    """The whole body of a streaming response, read as the server reads it: in one task, whose
+    synchronous work (counting a key's tokens in the database) runs on this thread, as a
+    request's does, so that it sees and is seen by the test's database transaction."""
+    content = response.streaming_content
+    if not hasattr(content, "__aiter__"):
+        return b"".join(content)
+
+    async def read() -> bytes:
+        return b"".join([part async for part in content])
+
+    return async_to_sync(read)()

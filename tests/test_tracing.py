@@ -134,7 +134,7 @@ django.setup()
 from django.core.management import call_command
 from django.test import Client
 from chatmodels import services
-from tests.helpers import streamed
+from tests.helpers import streamed_body
 from tests.metered_models import WordCount
 
 call_command("migrate", verbosity=0)
@@ -146,7 +146,7 @@ for stream in (False, True):
     response = client.post("/v1/chat/completions", body, content_type="application/json")
     assert response.status_code == 200, response.content
     if stream:
-        b"".join(streamed(response))
+        streamed_body(response)
 print(json.dumps(sorted(name for name in sys.modules if name.startswith("opentelemetry"))))
 """
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.test import Client
 
-from tests.helpers import auth, chat, streamed
+from tests.helpers import auth, chat, streamed_body
 
 # The routes most tests call: the echo model's invocations, and the OpenAI route.
 INVOCATIONS = "/api/models/echo/invocations"
@@ -48,7 +48,7 @@ def stream_events(response) -> list[Any]:
     """The `data:` payloads of a text/event-stream response: decoded JSON, or "[DONE]"."""
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/event-stream")
-    text = b"".join(streamed(response)).decode()
+    text = streamed_body(response).decode()
     assert text.endswith("\n\n")
     events = []
     for block in text.split("\n\n")[:-1]:

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chatmodels import metrics, services
 from tests.api.calls import error_of, post, stream_events
-from tests.helpers import chat, make_key, register, streamed
+from tests.helpers import chat, make_key, register, streamed_body
 from tests.live import chat_body, deployment, http, poll
 from tests.metered_models import WordCount
 
@@ -173,7 +173,7 @@ def test_an_open_stream_is_in_flight_until_it_ends(client, counter, key):
     response = post(client, INVOCATIONS, chat("hold 0 then more", stream=True), key=key)
 
     during = scrape(client)
-    body = b"".join(streamed(response))
+    body = streamed_body(response)
     response.close()
     after = scrape(client)
 

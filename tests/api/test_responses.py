@@ -15,7 +15,7 @@ from chatmodels.models import UsageBucket
 from chatmodels.serving.dialects.responses_request import ChatTranslation
 from tests.api import test_openai_spec
 from tests.api.calls import error_of, get, post
-from tests.helpers import make_key, register, streamed
+from tests.helpers import make_key, register, streamed, streamed_body
 from tests.sample_models import (
     BadChunkStreamingModel,
     MessagesReportModel,
@@ -52,7 +52,7 @@ def response_events(response) -> list[dict[str, Any]]:
     """The events of a Responses stream; each `event:` line names its data's `type`."""
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/event-stream")
-    text = b"".join(streamed(response)).decode()
+    text = streamed_body(response).decode()
     events = []
     for block in text.split("\n\n")[:-1]:
         event_line, data_line = block.split("\n")
@@ -557,7 +557,7 @@ def test_a_silent_stream_sends_keep_alive_comments(client, key, settings):
 
     response = post(client, RESPONSES, {"model": "slow", "input": "go", "stream": True}, key=key)
 
-    blocks = b"".join(streamed(response)).decode().split("\n\n")[:-1]
+    blocks = streamed_body(response).decode().split("\n\n")[:-1]
     assert ": keep-alive" in blocks
     events = [json.loads(block.split("data: ", 1)[1]) for block in blocks if block[0] != ":"]
     assert events[-1]["type"] == "response.completed"
