@@ -27,12 +27,13 @@ from chatmodels.serving import lookups
 class AsyncDispatch:
     """The dispatch of adrf's views, with `initial` on the event loop (see the module)."""
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+    def dispatch(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         # Every view of these classes is async (adrf asks `view_is_async` of the class on
         # every request, walking all its members).
         return self.async_dispatch(request, *args, **kwargs)
 
-    async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+    # `self` is a DRF view (this is a mixin for adrf's classes).
+    async def async_dispatch(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         raw_key = auth.raw_key_of(request)
         if raw_key:
             auth.remember_key(request, raw_key, await lookups.api_key_async(raw_key))
@@ -59,11 +60,11 @@ class AsyncDispatch:
 
     # The project's permissions and throttles are plain functions: DRF's own checks, not
     # adrf's (which start a second event loop for async ones, and cannot on this one).
-    def check_permissions(self, request: Request) -> None:
-        drf_views.APIView.check_permissions(self, request)  # type: ignore[arg-type]
+    def check_permissions(self: Any, request: Request) -> None:
+        drf_views.APIView.check_permissions(self, request)
 
-    def check_throttles(self, request: Request) -> None:
-        drf_views.APIView.check_throttles(self, request)  # type: ignore[arg-type]
+    def check_throttles(self: Any, request: Request) -> None:
+        drf_views.APIView.check_throttles(self, request)
 
 
 class AsyncAPIView(AsyncDispatch, adrf_views.APIView):

@@ -67,12 +67,12 @@ class ASGIHandler(asgi.ASGIHandler):
         finally:
             settings.MIDDLEWARE = named
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async with ThreadSensitiveContext() as context:
             await self._handle(scope, receive, send, context)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, context: ThreadSensitiveContext
+        self, scope: Any, receive: Any, send: Any, context: ThreadSensitiveContext
     ) -> None:
         # Django's ASGIHandler.handle (5.2), but for the signals and the close.
         try:
@@ -83,6 +83,7 @@ class ASGIHandler(asgi.ASGIHandler):
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
+            assert error_response is not None
             body_file.close()
             await self.send_response(error_response, send)
             await self._close(error_response, context)

@@ -93,7 +93,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
         check_model_allowed(api_key(request), model.pk, name)
         return Response(self.get_serializer(model).data)
 
-    @openapi.invocations
+    @openapi.invocations  # type: ignore[type-var]  # its stubs know no async view
     @raises(*CHAT_ERRORS)
     @action(detail=True, methods=["post"], url_path="invocations")
     async def invocations(self, request: Request, name: str) -> HttpResponseBase:
