@@ -178,3 +178,25 @@ def test_http2_cleartext_is_off_unless_asked(installation):
     # Not an HTTP/2 SETTINGS frame: an HTTP/1.1 error, or the connection closed.
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:100]
     sock.close()
+
+
+def test_idle_http2_connections_hold_no_threads_when_http2_is_on(installation):
+    url = installation.start_server("front-h2", workers=1, HTTP2="true")
+    (process,) = [p for p in installation.processes if p.name == "server on front-h2"]
+    (worker,) = psutil.Process(process.popen.pid).children()
+    parts = urlsplit(url)
+    baseline = worker.num_threads()
+    sockets = []
+    for _ in range(200):
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        sockets.append(sock)
+    first = sockets[0].recv(9)
+    time.sleep(0.5)
+
+    during = worker.num_threads()
+    for sock in sockets:
+        sock.close()
+
+    assert first[3] == 0x04  # the server's SETTINGS frame: HTTP/2 spoken
+    assert during <= baseline + 2, (baseline, during)

@@ -37,9 +37,7 @@ class RequestLogMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+        self.async_mode = _serves_async(self, get_response)
 
     def __call__(self, request):
         if self.async_mode:
@@ -72,6 +70,14 @@ class RequestLogMiddleware:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+
+def _serves_async(middleware: Any, get_response: Callable[[Any], Any]) -> bool:
+    """Whether `middleware` sits in an async chain (then Django awaits it: marked so)."""
+    if iscoroutinefunction(get_response):
+        markcoroutinefunction(middleware)
+        return True
+    return False
 
 
 def _request_id(request) -> str:
@@ -143,9 +149,7 @@ class WhiteNoiseMiddleware(whitenoise.WhiteNoiseMiddleware):
 
     def __init__(self, get_response=None, settings=django_settings) -> None:
         super().__init__(get_response, settings)
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+        self.async_mode = _serves_async(self, get_response)
 
     def __call__(self, request):
         if self.async_mode:
