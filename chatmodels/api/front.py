@@ -91,8 +91,11 @@ class ASGIHandler(asgi.ASGIHandler):
 
         async def process_request() -> Any:
             response = await self.run_get_response(request)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.send_response(response, send)
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.send_response(response, send)
+            finally:
+                await _close_stream(response)
             return response
 
         tasks = [
@@ -127,6 +130,16 @@ class ASGIHandler(asgi.ASGIHandler):
             await signals.request_finished.asend(sender=self.__class__)
         else:
             signals.request_finished.send(sender=self.__class__)
+
+
+async def _close_stream(response: Any) -> None:
+    """Close a streamed response's async generator now, however its sending ended (to its end,
+    the client gone, the write timeout): a stream's model is stopped and its slot freed at once,
+    not when the generator is garbage-collected (Django closes only its own wrapper)."""
+    if getattr(response, "is_async", False):
+        aclose = getattr(response._iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _ran_synchronous_code(context: ThreadSensitiveContext) -> bool:
