@@ -86,10 +86,9 @@ def counts_tokens(key: ApiKeyInfo | None) -> bool:
 
 def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = None) -> None:
     """Count the prompt + completion tokens of a finished request against `key`'s limits."""
-    if key is None or tokens <= 0:
+    if tokens <= 0 or not counts_tokens(key):
         return
-    if key.tokens_per_minute is None and key.monthly_token_budget is None:
-        return
+    assert key is not None  # counts_tokens says so
     limits = _limits_of(key)
     now = time.time() if now is None else now
     held = _held_for(key.id)

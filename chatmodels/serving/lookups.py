@@ -9,8 +9,8 @@ Answers that something does not exist are remembered too, so that a client sendi
 or names costs the database no more than one that sends good ones. At most MAX_ENTRIES answers of
 each kind are kept (a flood of distinct unknown keys pushes out the oldest).
 
-The coroutines ask the database in a thread when they must; the plain functions are for
-synchronous callers (DRF's authentication in a synchronous view).
+The coroutines ask the database in a thread when they must (`in_thread`); the plain functions
+are for synchronous callers (DRF's authentication in a synchronous view).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 
 from chatmodels import selectors
 from chatmodels.exceptions import ChatModelsError
@@ -90,8 +91,26 @@ def _asked(recent: _Recent, key: Hashable, ask: Callable[[], T]) -> T:
 async def _asked_async(recent: _Recent, key: Hashable, ask: Callable[[], T]) -> T:
     value = recent.get(key)
     if value is _MISSING:
-        value = await sync_to_async(_asked)(recent, key, ask)
+        value = await in_thread(_asked, recent, key, ask)
     return value
+
+
+async def in_thread(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a thread, for work that may wait on the database or the limits
+    store. With a connection pool, that thread's connection goes back to the pool as soon as the
+    work is done, so a request that then waits on its model for minutes holds none."""
+    return await sync_to_async(_releasing_the_connection)(function, *args)
+
+
+def _releasing_the_connection(function: Callable[..., T], *args: Any) -> T:
+    try:
+        return function(*args)
+    finally:
+        # Without a pool (SQLite) each thread keeps its own connection, which costs nothing.
+        if connection.settings_dict.get("OPTIONS", {}).get("pool") and not (
+            connection.in_atomic_block
+        ):
+            connection.close()
 
 
 def api_key(raw_key: str) -> ApiKeyInfo | None:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 
 from chatmodels import limits, metrics, tracing, usage
@@ -21,6 +20,7 @@ from chatmodels.exceptions import (
     ChatModelsError,
 )
 from chatmodels.selectors import ApiKeyInfo, ResolvedVersion
+from chatmodels.serving import lookups
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ChatCall:
         if limits.counts_tokens(self.key):
             self._finished = True
             try:
-                await sync_to_async(self._report)(error, client_closed)
+                await lookups.in_thread(self._report, error, client_closed)
             except Exception:
                 logger.exception("recording a chat request failed")
             return

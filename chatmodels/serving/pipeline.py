@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -78,7 +77,11 @@ LOOKUP_ERRORS = (InvalidRequest, ModelNotAllowed, ModelNotFound, VersionNotFound
 def check_model_allowed(key: ApiKeyInfo | None, model_id: int, name: str) -> None:
     """403 unless `key` may call this model (no key: anonymous access or staff, allowed)."""
     if key is not None and not selectors.key_allows(key, model_id):
-        raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
+        raise _not_allowed(name)
+
+
+def _not_allowed(name: str) -> ModelNotAllowed:
+    return ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
 
 
 # Everything `read_json_object` and `answer_chat` can raise: the chat views declare these.
@@ -121,9 +124,9 @@ async def answer_chat(
         call.resolved(resolved)
         if key is not None:
             if not await lookups.key_allows(key, resolved.model_id):
-                raise ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
+                raise _not_allowed(name)
             if limits.has_limits(key):
-                await sync_to_async(limits.check)(key)
+                await lookups.in_thread(limits.check, key)
         parsed = dialect.parse(body)
         chat_request = parsed.request
         served_name = served_name or str(resolved)
