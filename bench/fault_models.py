@@ -19,25 +19,12 @@ import asyncio
 import os
 import time
 
+# The echo answer of bench/models.py (a sibling module: registration packages it with this one).
+from models import _echo, _last_text
+
 from chatmodels import ChatChunk, ChatModel, ChatResponse
 
 FAULT = "boom"  # the last message that makes a fault model misbehave
-
-
-def _last_text(messages) -> str:
-    content = messages[-1].content if messages else ""
-    if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(part.text for part in content if getattr(part, "type", "") == "text")
-    return content or ""
-
-
-def _echo(messages) -> ChatResponse:
-    text = _last_text(messages)
-    words = len(text.split())
-    return ChatResponse(
-        choices=[{"message": {"role": "assistant", "content": text}}],
-        usage={"prompt_tokens": words, "completion_tokens": words, "total_tokens": 2 * words},
-    )
 
 
 def _faulty(messages) -> bool:
