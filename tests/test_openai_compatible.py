@@ -419,3 +419,28 @@ def test_no_connection_leaks_after_a_thousand_requests(live):
         if c.raddr and c.raddr.port == upstream_port
     ]
     assert len(to_upstream) <= 16
+
+
+# ---------------------------------------------------------------------------------------------
+# The sync twin of the worker's client
+
+
+def test_a_sync_model_reuses_connections_of_context_http_sync(client, fresh_workers, upstream, key):
+    register(
+        name="sync-up",
+        model="tests/worker_models.py:SyncUpstreamModel",
+        model_config={"base_url": upstream.base_url},
+    )
+
+    answers = [post(client, COMPLETIONS, chat(f"n{n}", model="sync-up"), key=key) for n in range(5)]
+    events = stream_events(
+        post(client, COMPLETIONS, chat("a b", model="sync-up", stream=True), key=key)
+    )
+
+    assert [completion_text(a) for a in answers] == [f"sync heard: n{n}" for n in range(5)]
+    text = "".join(
+        e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"]
+    )
+    assert text == "sync heard: a b "
+    peers = {request["peer"] for request in upstream.requests[-6:]}
+    assert len(peers) == 1  # one pooled keep-alive connection served them all

@@ -55,7 +55,12 @@ class Upstream:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 upstream.requests.append(
-                    {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+                    {
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": body,
+                        "peer": self.client_address,  # one per connection: shows reuse
+                    }
                 )
                 last = body["messages"][-1].get("content")
                 if upstream.refuse_with is not None:
