@@ -45,5 +45,23 @@ def test_only_failures_of_the_model_have_a_model_error_type() -> None:
         "InvalidModelOutput": "invalid_output",
         "ModelCrashed": "crashed",
         "ModelTimeout": "timeout",
+        "UpstreamFailed": "upstream",  # a 5xx of its upstream (per instance: a 4xx has none)
     }
     assert exceptions.ERROR_KINDS == (INVALID_REQUEST, REJECTED, MODEL_ERROR, TIMEOUT)
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 413, 422, 429, 500, 502, 503, 504])
+def test_an_upstream_error_is_counted_as_its_own_status_says(status: int) -> None:
+    error = exceptions.UpstreamFailed("upstream said no", status=status)
+
+    expected = (
+        REJECTED
+        if status in (429, 503)
+        else TIMEOUT
+        if status == 504
+        else MODEL_ERROR
+        if status >= 500
+        else INVALID_REQUEST
+    )
+    assert (error.status_code, error.usage_kind) == (status, expected)
+    assert error.model_error_type == (None if status < 500 else "upstream")
