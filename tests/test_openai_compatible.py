@@ -304,6 +304,12 @@ def live(tmp_path_factory):
         config = directory / "up.json"
         config.write_text(json.dumps({"base_url": upstream.base_url, "model": "up-model"}))
         installation.manage("register_model", "up", TARGET, "--model-config", str(config))
+        dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+        down = directory / "down.json"
+        down.write_text(
+            json.dumps({"base_url": dead, "model": "m", "fallback_base_urls": [upstream.base_url]})
+        )
+        installation.manage("register_model", "down", TARGET, "--model-config", str(down))
         installation.key = installation.create_api_key("sdk")
         installation.server = installation.start_server("server", workers=1, max_in_flight=64)
         installation.upstream = upstream
@@ -366,6 +372,15 @@ def test_an_upstream_429_reaches_the_sdk_with_its_retry_after(live):
 
     assert raised.value.response.headers["retry-after"] == "7"
     assert raised.value.message.endswith("slow down")
+
+
+@pytest.mark.slow
+def test_the_fallback_answers_when_the_upstream_is_down(live):
+    hi = [{"role": "user", "content": "hi"}]
+
+    answer = sdk(live).chat.completions.create(model="down", messages=hi)
+
+    assert answer.choices[0].message.content == "m heard: hi"
 
 
 @pytest.mark.slow
