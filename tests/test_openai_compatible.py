@@ -414,12 +414,13 @@ def test_no_connection_leaks_after_a_thousand_requests(live):
         body = {"model": "up", "messages": [{"role": "user", "content": f"n{n}"}]}
         return http("POST", live.server + COMPLETIONS, body=body, key=live.key).status
 
+    before = upstream.open_connections  # other models' pooled connections among them
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(ask, range(1000)))
 
     assert statuses == [200] * 1000
-    # Pooled keep-alive connections: at most one per request in flight at once.
-    assert upstream.open_connections <= 16
+    # Pooled keep-alive connections: at most one more per request in flight at once.
+    assert upstream.open_connections <= before + 16
     workers = [
         process
         for server in live.processes
@@ -433,7 +434,7 @@ def test_no_connection_leaks_after_a_thousand_requests(live):
         for c in w.net_connections("tcp")
         if c.raddr and c.raddr.port == upstream_port
     ]
-    assert len(to_upstream) <= 16
+    assert len(to_upstream) <= before + 16
 
 
 # ---------------------------------------------------------------------------------------------
