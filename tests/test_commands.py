@@ -728,7 +728,7 @@ def test_setup_demo_makes_what_is_missing_and_reuses_the_rest(tmp_path):
     first = run("setup_demo", *files).splitlines()
 
     assert first == [
-        "==> Applying database migrations",
+        "==> Database is up to date: no migrations to apply",
         "==> Registering the demo model echo (examples/echo.py)",
         f"==> Creating the admin user admin (password in {password_file})",
         f"==> Creating a demo API key for all models, kept in {key_file}",
@@ -742,7 +742,7 @@ def test_setup_demo_makes_what_is_missing_and_reuses_the_rest(tmp_path):
     second = run("setup_demo", *files).splitlines()
 
     assert second == [
-        "==> Applying database migrations",
+        "==> Database is up to date: no migrations to apply",
         "==> Demo model echo is registered",
         f"==> Admin user admin exists (password in {password_file})",
         f"==> Reusing the demo API key in {key_file}",
