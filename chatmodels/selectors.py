@@ -65,10 +65,17 @@ _ALIAS = re.compile(ALIAS_PATTERN)
 _VERSION_DIGITS = re.compile(VERSION_DIGITS)
 
 
-def parse_model_reference(reference: str) -> tuple[str, int | None, str | None]:
-    """Split `name`, `name/3` or `name@prod` into (name, version, alias)."""
+def parse_model_reference(
+    reference: str, *, not_a_reference_is_unknown: bool = False
+) -> tuple[str, int | None, str | None]:
+    """Split `name`, `name/3` or `name@prod` into (name, version, alias).
+
+    Text of no such form is a 400, or with `not_a_reference_is_unknown` a 404 (as OpenAI's
+    `GET /v1/models/{id}` answers any id it does not know)."""
     match = _REFERENCE.match(reference or "")
     if not match:
+        if not_a_reference_is_unknown:
+            raise _model_not_found(reference)
         raise InvalidRequest(
             f"model {short_repr(reference, 40)} must be 'name', 'name/VERSION' or 'name@ALIAS'",
             param="model",

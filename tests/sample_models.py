@@ -119,6 +119,15 @@ class ParamsReportModel(ChatModel):
         return _reply(json.dumps(report, sort_keys=True))
 
 
+class HistoryReportModel(ChatModel):
+    """Answers with the messages it received, as JSON (`to_dict` of each)."""
+
+    def predict(self, context, messages, params):
+        import json
+
+        return _reply(json.dumps([message.to_dict() for message in messages], sort_keys=True))
+
+
 class ToolCallingModel(ChatModel):
     """Calls the `get_weather` tool with the last message as the city."""
 
