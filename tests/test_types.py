@@ -407,7 +407,11 @@ def test_integers_are_accepted_where_numbers_are_expected():
             ["temperature", "expected number", "str"],
             "temperature",
         ),
-        ({"messages": [user()], "temperature": -0.5}, ["temperature", "between 0 and 2"], "temperature"),
+        (
+            {"messages": [user()], "temperature": -0.5},
+            ["temperature", "between 0 and 2"],
+            "temperature",
+        ),
         ({"messages": [user()], "n": 0}, ["n: expected int between 1 and 128"], "n"),
         ({"messages": [user()], "n": True}, ["n: expected int", "bool"], "n"),
         ({"messages": [user()], "max_tokens": "10"}, ["max_tokens: expected int", "str"], None),
