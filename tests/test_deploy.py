@@ -106,6 +106,21 @@ def test_runserver_and_scripts_server_exit_on_one_line_without_a_secret_key(comm
     assert "Listening" not in result.stdout + result.stderr  # granian never started
 
 
+@pytest.mark.parametrize(("debug", "expected"), [("true", "plain"), ("false", "json")])
+def test_logs_are_for_people_with_debug_and_json_lines_otherwise(debug, expected):
+    # stderr is a pipe here, as under a service manager or in a container.
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.LOG_FORMAT)"],
+        cwd=ROOT,
+        env=_production_env(DEBUG=debug, SECRET_KEY="x" * 50),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.stdout.strip() == expected, result.stderr
+
+
 def test_the_server_serves_admin_static_files_and_logs_one_json_line_per_request(tmp_path):
     # Static files, /health and the admin's login page need no migrated database.
     installation = Deployment(tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}")
