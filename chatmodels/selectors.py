@@ -308,6 +308,27 @@ def list_versions(*, name: str, model: RegisteredModel | None = None) -> QuerySe
     )
 
 
+def earlier_version_like(version: ModelVersion) -> int | None:
+    """The newest earlier version of the same model with the same code, configuration, artifacts
+    and input example (registering unchanged code again makes a new version: say which)."""
+    artifact_digests = {name: entry.get("sha256") for name, entry in version.artifacts.items()}
+    candidates = ModelVersion.objects.filter(
+        model_id=version.model_id,
+        version__lt=version.version,
+        class_path=version.class_path,
+        source_code=version.source_code,
+    ).order_by("-version")
+    for earlier in candidates.only("version", "model_config", "input_example", "artifacts"):
+        if (
+            earlier.model_config == version.model_config
+            and earlier.input_example == version.input_example
+            and {name: entry.get("sha256") for name, entry in earlier.artifacts.items()}
+            == artifact_digests
+        ):
+            return earlier.version
+    return None
+
+
 def list_api_keys() -> QuerySet[ApiKey]:
     """Every API key, active and revoked, with the models it is limited to: two queries."""
     return ApiKey.objects.prefetch_related(
