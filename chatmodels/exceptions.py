@@ -97,6 +97,18 @@ class ChatDataError(ChatModelsError, ValueError):
     code = "invalid_value"
 
 
+class MissingParameter(ChatDataError):
+    """A required field is missing (or null)."""
+
+    code = "missing_required_parameter"
+
+
+class EmptyArray(ChatDataError):
+    """A list that must hold at least one item is empty."""
+
+    code = "empty_array"
+
+
 class RequestTooLarge(InvalidRequest):
     """The request body is over CHATMODELS_MAX_REQUEST_BYTES."""
 
@@ -154,6 +166,10 @@ class ModelNotFound(NotFound):
     """No registered model has this name."""
 
     code = "model_not_found"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        # As OpenAI's: its model_not_found names no param, whatever field held the name.
+        super().__init__(message, param=None)
 
 
 class VersionNotFound(NotFound):

@@ -24,7 +24,7 @@ from typing import (
     get_type_hints,
 )
 
-from chatmodels.exceptions import ChatDataError, short_repr
+from chatmodels.exceptions import ChatDataError, EmptyArray, MissingParameter, short_repr
 
 if TYPE_CHECKING:
     from chatmodels.types import _ChatData
@@ -40,14 +40,16 @@ class Spec:
     """What a type hint cannot say about a field.
 
     `description` is for people (the signature); `minimum`/`maximum` bound a number;
-    `min_items` a list; `required` makes a dict key required although Python construction has a
-    default; `expected` replaces the generated words of error messages where they read badly.
+    `min_items`/`max_items` a list (the list option of a union too); `required` makes a dict
+    key required although Python construction has a default; `expected` replaces the generated
+    words of error messages where they read badly.
     """
 
     description: str | None = None
     minimum: float | None = None
     maximum: float | None = None
     min_items: int | None = None
+    max_items: int | None = None
     required: bool = False
     expected: str | None = None
 
@@ -222,8 +224,8 @@ class ClassKind(Kind):
 
 
 class ListKind(Kind):
-    def __init__(self, item: Kind, min_items: int | None = None):
-        self.item, self.min_items = item, min_items
+    def __init__(self, item: Kind, min_items: int | None = None, max_items: int | None = None):
+        self.item, self.min_items, self.max_items = item, min_items, max_items
         self.label = f"list of {item.label}"
         self.nested = item.nested
 
@@ -232,6 +234,8 @@ class ListKind(Kind):
             return False
         if self.min_items is not None and len(value) < self.min_items:
             return False
+        if self.max_items is not None and len(value) > self.max_items:
+            return False
         accepts = self.item.accepts
         return all(accepts(item) for item in value)
 
@@ -239,8 +243,14 @@ class ListKind(Kind):
         if not isinstance(value, list):
             raise fail(path, self.label, value)
         if self.min_items is not None and len(value) < self.min_items:
+            if not value:  # OpenAI's own code for it
+                raise EmptyArray(f"{path}: expected a non-empty {self.label}, got []", param=path)
             raise ChatDataError(
-                f"{path}: expected a non-empty {self.label}, got {value!r}", param=path
+                f"{path}: expected at least {self.min_items} items, got {len(value)}", param=path
+            )
+        if self.max_items is not None and len(value) > self.max_items:
+            raise ChatDataError(
+                f"{path}: expected at most {self.max_items} items, got {len(value)}", param=path
             )
         accepts, check = self.item.accepts, self.item.check
         for i, item in enumerate(value):
@@ -270,6 +280,8 @@ class ListKind(Kind):
         schema: dict[str, Any] = {"type": "array", "items": self.item.schema(stack)}
         if self.min_items is not None:
             schema["minItems"] = self.min_items
+        if self.max_items is not None:
+            schema["maxItems"] = self.max_items
         return schema
 
 
@@ -358,8 +370,8 @@ class UnionKind(Kind):
                 if deep and option.nested:
                     option.check(value, path, deep)
                 return
-        # Nothing fits. A list of chat types (content parts) says which item is wrong and why.
-        if isinstance(value, list) and self.list_option is not None and self.list_option.nested:
+        # Nothing fits. A list says which item is wrong and why (content parts), or its length.
+        if isinstance(value, list) and self.list_option is not None:
             self.list_option.check(value, path, deep)
         raise fail(path, self.label, value)
 
@@ -376,7 +388,9 @@ class UnionKind(Kind):
         several = len(self.classes) > 1
         if "type" not in data:
             if several:
-                raise ChatDataError(f"{join(path, 'type')}: is required", param=join(path, "type"))
+                raise MissingParameter(
+                    f"{join(path, 'type')}: is required", param=join(path, "type")
+                )
             return self.classes[0]
         given = data["type"]
         for kind, literals in self.discriminators:
@@ -445,14 +459,25 @@ def kind_of(hint: Any) -> tuple[Kind, bool, Spec]:
         if not isinstance(kind, Scalar):
             raise TypeError(f"minimum and maximum bound a number, not a {kind.label}")
         kind = kind.with_range(spec.minimum, spec.maximum)
-    if spec.min_items is not None:
-        if not isinstance(kind, ListKind):
-            raise TypeError(f"min_items bounds a list, not a {kind.label}")
-        kind = ListKind(kind.item, spec.min_items)
+    if spec.min_items is not None or spec.max_items is not None:
+        kind = _bounded_list(kind, spec.min_items, spec.max_items)
     if spec.expected is not None:
         kind = copy.copy(kind)  # scalars are shared
         kind.label = spec.expected
     return kind, nullable, spec
+
+
+def _bounded_list(kind: Kind, min_items: int | None, max_items: int | None) -> Kind:
+    """`kind` with its list (itself, or a union's list option: `stop`) bounded in length."""
+    if isinstance(kind, ListKind):
+        return ListKind(kind.item, min_items, max_items)
+    if isinstance(kind, UnionKind) and kind.list_option is not None:
+        options = [
+            _bounded_list(option, min_items, max_items) if option is kind.list_option else option
+            for option in kind.options
+        ]
+        return UnionKind(options, kind.label)
+    raise TypeError(f"min_items and max_items bound a list, not a {kind.label}")
 
 
 def _kind(hint: Any) -> Kind:
@@ -516,6 +541,12 @@ class Layout:
                 )
             )
         self.kinds = {f.name: f.kind for f in self.fields}
+        # Integer fields: JSON Schema counts 1.0 as an integer, so from_dict takes it as 1.
+        self.integers = tuple(
+            f.name
+            for f in self.fields
+            if isinstance(f.kind, Scalar) and f.kind.json_type == "integer"
+        )
         self.names = tuple(f.name for f in self.fields)
         self.unknown_keys = getattr(cls, "_unknown_keys", "ignore")
         self.ignored_keys: frozenset[str] = getattr(cls, "_server_keys", frozenset())

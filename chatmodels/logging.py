@@ -1,4 +1,5 @@
-"""One-line JSON log records, for log shippers."""
+"""Log records as one JSON line each (for log shippers), or as text for people (`plain`: the
+fields of a record after its message, a traceback on lines of its own)."""
 
 import json
 import logging
@@ -19,3 +20,18 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class PlainFormatter(logging.Formatter):
+    """`time LEVEL logger message key=value…`, for a terminal; multi-line text (a model's
+    traceback) and tracebacks keep their lines."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        fields = " ".join(
+            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD
+        )
+        return f"{line} {fields}" if fields else line

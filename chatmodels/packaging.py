@@ -114,6 +114,28 @@ def takes_context(method: Callable) -> bool:
     return len(positional) != 2 or any(p.kind is p.VAR_POSITIONAL for p in positional)
 
 
+def check_method_signatures(model: ChatModel) -> None:
+    """`predict` (and `predict_stream`, if the model has one) must take what the server passes:
+    `(context, messages, params)`, or `(messages, params)`; else RegistrationError showing the
+    expected form, before anything runs."""
+    methods = ["predict"] + (["predict_stream"] if type(model).supports_streaming() else [])
+    for name in methods:
+        method = getattr(model, name)
+        try:
+            signature = inspect.signature(method)
+        except (TypeError, ValueError):
+            continue  # a builtin or C callable: nothing to read, the call will tell
+        given = (None, None, None) if takes_context(method) else (None, None)
+        try:
+            signature.bind(*given)
+        except TypeError:
+            raise RegistrationError(
+                f"{type(model).__name__}.{name}{signature} cannot be called as the server calls"
+                f" it; define `def {name}(self, context, messages, params)` (or, without the"
+                f" context, `def {name}(self, messages, params)`)"
+            ) from None
+
+
 def _with_context(method: Callable, context: ModelContext) -> Callable:
     return functools.partial(method, context) if takes_context(method) else method
 
@@ -309,10 +331,28 @@ def _pickle_model(model: ChatModel, module) -> bytes:
                 _Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(model)
                 return buffer.getvalue()
         except Exception as error:
-            raise RegistrationError(f"the model cannot be serialized: {_one_line(error)}") from None
+            raise RegistrationError(
+                f"the model cannot be serialized: {_one_line(error)}{_unpicklable_attribute(model)}"
+            ) from None
         finally:
             for item in by_value:
                 cloudpickle.unregister_pickle_by_value(item)
+
+
+def _unpicklable_attribute(model: ChatModel) -> str:
+    """Which attribute of the model could not be pickled, and what to do, as the end of an
+    error message ("" when no single attribute is to blame)."""
+    for name, value in vars(model).items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return (
+                f"; its attribute self.{name} ({type(value).__module__}.{type(value).__qualname__})"
+                " cannot be saved with the version: create it in"
+                " `load_context(self, context)`, which runs when the model is loaded, instead of"
+                " in `__init__`"
+            )
+    return ""
 
 
 _CLOUDPICKLE_FILENAME = "<dynamic-code>"  # what cloudpickle writes as every code object's file
@@ -604,11 +644,19 @@ def _set_aside(target: Path, work_dir: Path) -> None:
 # Output checks
 
 
+_HOW_TO_ANSWER = {
+    dict: "; wrap it: `return ChatResponse.from_dict(answer)` (the OpenAI chat.completion form)",
+    str: '; wrap it: `return ChatResponse(choices=[{"message": {"role": "assistant",'
+    ' "content": text}}])`',
+}
+
+
 def check_response(value: Any, *, source: str = "predict") -> ChatResponse:
     """`value` must be a valid ChatResponse; else InvalidModelOutput saying what came back."""
     if not isinstance(value, ChatResponse):
         raise InvalidModelOutput(
             f"{source} returned {type(value).__name__}, not ChatResponse: {short_repr(value, 200)}"
+            + _HOW_TO_ANSWER.get(type(value), "")
         )
     try:
         value.validate()

@@ -65,10 +65,17 @@ _ALIAS = re.compile(ALIAS_PATTERN)
 _VERSION_DIGITS = re.compile(VERSION_DIGITS)
 
 
-def parse_model_reference(reference: str) -> tuple[str, int | None, str | None]:
-    """Split `name`, `name/3` or `name@prod` into (name, version, alias)."""
+def parse_model_reference(
+    reference: str, *, not_a_reference_is_unknown: bool = False
+) -> tuple[str, int | None, str | None]:
+    """Split `name`, `name/3` or `name@prod` into (name, version, alias).
+
+    Text of no such form is a 400, or with `not_a_reference_is_unknown` a 404 (as OpenAI's
+    `GET /v1/models/{id}` answers any id it does not know)."""
     match = _REFERENCE.match(reference or "")
     if not match:
+        if not_a_reference_is_unknown:
+            raise _model_not_found(reference)
         raise InvalidRequest(
             f"model {short_repr(reference, 40)} must be 'name', 'name/VERSION' or 'name@ALIAS'",
             param="model",
@@ -299,6 +306,27 @@ def list_versions(*, name: str, model: RegisteredModel | None = None) -> QuerySe
         .prefetch_related("aliases")
         .order_by("-version")
     )
+
+
+def earlier_version_like(version: ModelVersion) -> int | None:
+    """The newest earlier version of the same model with the same code, configuration, artifacts
+    and input example (registering unchanged code again makes a new version: say which)."""
+    artifact_digests = {name: entry.get("sha256") for name, entry in version.artifacts.items()}
+    candidates = ModelVersion.objects.filter(
+        model_id=version.model_id,
+        version__lt=version.version,
+        class_path=version.class_path,
+        source_code=version.source_code,
+    ).order_by("-version")
+    for earlier in candidates.only("version", "model_config", "input_example", "artifacts"):
+        if (
+            earlier.model_config == version.model_config
+            and earlier.input_example == version.input_example
+            and {name: entry.get("sha256") for name, entry in earlier.artifacts.items()}
+            == artifact_digests
+        ):
+            return earlier.version
+    return None
 
 
 def list_api_keys() -> QuerySet[ApiKey]:

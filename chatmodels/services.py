@@ -110,6 +110,7 @@ def register_model(
         raise RegistrationError(f"invalid input example: {error}") from None
 
     model = _instantiate(python_model_or_target)
+    packaging.check_method_signatures(model)
     built = packaging.build_package(
         model,
         artifacts=dict(artifacts or {}),
@@ -166,7 +167,7 @@ def _model_settings(**given: int | None) -> dict[str, int | None]:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             meaning = " (0: no limit)" if zero_is_no_limit else ""
             raise RegistrationError(
-                f"{name} must be a whole number >= {least}{meaning}, got {value!r}"
+                f"{name} must be a whole number >= {least}{meaning}, got {value!r}", param=name
             )
         fields[name] = (value or None) if zero_is_no_limit else value
     return fields

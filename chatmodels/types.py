@@ -17,7 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-from chatmodels.exceptions import ChatDataError
+from chatmodels import request_rules
+from chatmodels.exceptions import ChatDataError, MissingParameter
 from chatmodels.fields import Layout, Spec, fail, join
 
 __all__ = [
@@ -113,7 +114,7 @@ class _ChatData:
             if value is None:
                 if not nullable:
                     field_path = join(path, name)
-                    raise ChatDataError(f"{field_path}: is required", param=field_path)
+                    raise MissingParameter(f"{field_path}: is required", param=field_path)
                 continue
             if accepts(value) and not (deep and kind.nested):
                 continue
@@ -136,7 +137,7 @@ class _ChatData:
         for name in layout.required:
             if name not in data:
                 field_path = join(path, name)
-                raise ChatDataError(f"{field_path}: is required", param=field_path)
+                raise MissingParameter(f"{field_path}: is required", param=field_path)
         values = layout.defaults.copy()
         known = layout.known
         unknown = None
@@ -149,6 +150,10 @@ class _ChatData:
                 if unknown is None:
                     unknown = {}
                 unknown[key] = value
+        for name in layout.integers:
+            value = values[name]
+            if type(value) is float and value.is_integer():
+                values[name] = int(value)
         for name in layout.null_means_default:
             if values[name] is None:
                 values[name] = layout.defaults[name]
@@ -386,7 +391,7 @@ class ChatMessage(_ChatData):
             )
         if self.content is None and not self.tool_calls and not self.refusal:
             field_path = join(path, "content")
-            raise ChatDataError(
+            raise MissingParameter(
                 f"{field_path}: is required unless the message has tool_calls or a refusal",
                 param=field_path,
             )
@@ -417,17 +422,19 @@ class ChatMessage(_ChatData):
 class ChatParams(_ChatData):
     """Inference parameters: MLflow's, then the rest of the OpenAI chat-completions request."""
 
-    temperature: Annotated[float, Spec(minimum=0)] = 1.0
+    # The ranges are the OpenAI API's (its OpenAPI document), so a client gets the same 400.
+    temperature: Annotated[float, Spec(minimum=0, maximum=2)] = 1.0
     max_tokens: Annotated[int | None, Spec(minimum=1)] = None
     stop: Annotated[
-        str | list[str] | None, Spec(description="Sequences where generation stops.")
+        str | list[str] | None,
+        Spec(min_items=1, max_items=4, description="Up to 4 sequences where generation stops."),
     ] = None
-    n: Annotated[int, Spec(minimum=1)] = 1
+    n: Annotated[int, Spec(minimum=1, maximum=128)] = 1
     stream: bool = False
     top_p: Annotated[float | None, Spec(minimum=0, maximum=1)] = None
     top_k: int | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
+    frequency_penalty: Annotated[float | None, Spec(minimum=-2, maximum=2)] = None
+    presence_penalty: Annotated[float | None, Spec(minimum=-2, maximum=2)] = None
     custom_inputs: Annotated[
         dict[str, Any] | None, Spec(description="Free-form inputs for this model.")
     ] = None
@@ -436,11 +443,13 @@ class ChatParams(_ChatData):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    seed: int | None = None
+    seed: Annotated[int | None, Spec(minimum=-(2**63), maximum=2**63 - 1)] = None
     user: str | None = None
     metadata: dict[str, str] | None = None
     logprobs: bool | None = None
-    top_logprobs: Annotated[int | None, Spec(minimum=0)] = None
+    top_logprobs: Annotated[
+        int | None, Spec(minimum=0, maximum=20, description="Needs logprobs true.")
+    ] = None
     logit_bias: dict[str, float] | None = None
     reasoning_effort: str | None = None
     max_completion_tokens: Annotated[
@@ -475,6 +484,11 @@ class ChatRequest(ChatParams):
         list[ChatMessage],
         Spec(min_items=1, required=True, description="The conversation so far."),
     ] = field(default_factory=list)
+
+    def _check_extra(self, path: str) -> None:
+        # The OpenAI API's rules across fields of a request (a model's own code may build
+        # messages and params freely: these hold for what a client sends).
+        request_rules.check(self, path)
 
     def split(self) -> tuple[list[ChatMessage], ChatParams]:
         """The messages, and the parameters as a `ChatParams` (what `predict` receives)."""

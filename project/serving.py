@@ -16,3 +16,12 @@ def require_secret_key() -> None:
             "SECRET_KEY must be set when DEBUG is off: set it in the environment or in .env"
             " (see .env.example), or run with DEBUG=true for local development."
         )
+
+
+if __name__ == "__main__":
+    # scripts/server runs this before granian: a worker that exits at import is respawned over
+    # and over, so the check that can fail on one line runs once, in front of them.
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    require_secret_key()

@@ -1,6 +1,7 @@
 """Django settings for chatmodels: every value comes from the environment (django-environ)."""
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -283,13 +284,14 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+# For people where people read it (DEBUG, or a terminal); JSON lines for log shippers otherwise.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG or sys.stderr.isatty() else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "json": {"()": "chatmodels.logging.JsonFormatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "chatmodels.logging.PlainFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": "WARNING"},

@@ -119,6 +119,34 @@ class ParamsReportModel(ChatModel):
         return _reply(json.dumps(report, sort_keys=True))
 
 
+class WrongSignatureModel(ChatModel):
+    """`predict` without the params: the server could not call it."""
+
+    def predict(self, messages):
+        return _reply("never")
+
+
+class LockInInitModel(ChatModel):
+    """Keeps a lock made in `__init__`: it cannot be saved with the version."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    def predict(self, context, messages, params):
+        return _reply("locked")
+
+
+class HistoryReportModel(ChatModel):
+    """Answers with the messages it received, as JSON (`to_dict` of each)."""
+
+    def predict(self, context, messages, params):
+        import json
+
+        return _reply(json.dumps([message.to_dict() for message in messages], sort_keys=True))
+
+
 class ToolCallingModel(ChatModel):
     """Calls the `get_weather` tool with the last message as the city."""
 

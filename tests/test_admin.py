@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from chatmodels import services
+from chatmodels import services, usage
 from chatmodels.exceptions import ServerBusy
 from chatmodels.models import ApiKey, ModelAlias, ModelTag, ModelVersion, RegisteredModel
 from chatmodels.serving import capacity
@@ -692,6 +692,74 @@ def test_revoke_action_revokes_selected_keys(admin_client):
     kept.refresh_from_db()
     assert revoked.revoked_at is not None
     assert kept.revoked_at is None
+
+
+def _used_key(client, name: str) -> ApiKey:
+    """A key that has made one chat request, its usage written to the database."""
+    register(name="echo", model=TriggerModel())
+    key, raw = services.create_api_key(name=name)
+    usage.discard()
+    response = client.post(
+        "/api/models/echo/invocations",
+        {"messages": [{"role": "user", "content": "hi"}]},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert response.status_code == 200, response.content
+    usage.flush()
+    return key
+
+
+def test_a_used_key_page_offers_revoke_instead_of_delete(admin_client, client):
+    key = _used_key(client, "used")
+    page = reverse("admin:chatmodels_apikey_change", args=[key.pk])
+
+    html = html_of(admin_client.get(page))
+
+    assert "Revoke this key" in html
+    assert "A key that has been used cannot be deleted: revoke it" in html
+    assert reverse("admin:chatmodels_apikey_delete", args=[key.pk]) not in html
+    assert (
+        admin_client.get(reverse("admin:chatmodels_apikey_delete", args=[key.pk])).status_code
+        == 403
+    )
+
+    revoked = admin_client.post(
+        reverse("admin:chatmodels_apikey_revoke", args=[key.pk]), follow=True
+    )
+
+    assert "API key “used” revoked" in html_of(revoked)
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert "Revoke this key" not in html_of(revoked)
+    assert "Revoked: requests with this key are refused." in html_of(revoked)
+
+
+def test_deleting_used_keys_in_bulk_points_to_revoke_and_deletes_nothing(admin_client, client):
+    used = _used_key(client, "used")
+    unused, _ = services.create_api_key(name="unused")
+
+    response = admin_client.post(
+        KEY_LIST,
+        {"action": "delete_selected", "_selected_action": [str(used.pk), str(unused.pk)]},
+        follow=True,
+    )
+
+    html = html_of(response)
+    assert "Not deleted: “used” has recorded usage. Revoke a used key instead" in html
+    assert "permission" not in html
+    assert ApiKey.objects.filter(pk__in=[used.pk, unused.pk]).count() == 2
+
+
+def test_an_unused_key_is_deleted_after_django_s_confirmation(admin_client):
+    unused, _ = services.create_api_key(name="unused")
+    form = {"action": "delete_selected", "_selected_action": [str(unused.pk)]}
+
+    confirmation = admin_client.post(KEY_LIST, form)
+
+    assert "Are you sure" in html_of(confirmation)
+    admin_client.post(KEY_LIST, {**form, "post": "yes"}, follow=True)
+    assert not ApiKey.objects.filter(pk=unused.pk).exists()
 
 
 # --- playground ----------------------------------------------------------------------------

@@ -62,6 +62,9 @@ def test_register_model_prints_one_line_with_name_version_and_digest():
     assert run("register_model", "echo", TRIGGER, "--alias", "prod", "--alias", "canary") == (
         f"Registered echo version 2 (sha256 {ModelVersion.objects.get(version=2).digest})"
         ", aliases prod, canary\n"
+        # The same code again: said, with what to do instead.
+        "Note: the same code, configuration, artifacts and input example as version 1. To serve"
+        " that one, move an alias instead: `manage.py set_alias echo ALIAS 1`\n"
     )
     assert resolve_version(name="echo", alias="canary").version == 2
 
@@ -150,11 +153,12 @@ REFUSED = {
     ),
     "output not a ChatResponse": (
         ["echo", "tests.sample_models:DictOutputModel"],
-        r"^predict returned dict, not ChatResponse: \{'choices': \[\{'message'",
+        r"^predict returned dict, not ChatResponse: \{'choices': \[\{'message'.*; wrap it:"
+        r" `return ChatResponse.from_dict\(answer\)`",
     ),
     "output a string": (
         ["echo", "tests.sample_models:StringOutputModel"],
-        r"^predict returned str, not ChatResponse: 'hello'$",
+        r"^predict returned str, not ChatResponse: 'hello'; wrap it: `return ChatResponse\(",
     ),
     "unreadable artifact path": (
         ["echo", TRIGGER, "--artifact", "weights={tmp}/missing.bin"],
@@ -162,7 +166,7 @@ REFUSED = {
     ),
     "artifact option without a name": (
         ["echo", TRIGGER, "--artifact", "{tmp}/weights.bin"],
-        r"--artifact expects KEY=VALUE",
+        r"--artifact expects NAME=PATH",
     ),
     "tag option without a value": (["echo", TRIGGER, "--tag", "team"], r"--tag expects KEY=VALUE"),
     "missing model config file": (
@@ -194,11 +198,21 @@ REFUSED = {
         r"signatures are generated automatically; do not pass a signature",
     ),
     "reserved alias": (["echo", TRIGGER, "--alias", "latest"], r"alias 'latest' is reserved"),
+    "predict with a signature the server cannot call": (
+        ["echo", "tests.sample_models:WrongSignatureModel"],
+        r"^WrongSignatureModel.predict\(messages\) cannot be called as the server calls it;"
+        r" define `def predict\(self, context, messages, params\)`",
+    ),
+    "state that cannot be pickled": (
+        ["echo", "tests.sample_models:LockInInitModel"],
+        r"cannot pickle '_thread.lock' object; its attribute self.lock \(_thread.lock\) cannot"
+        r" be saved with the version: create it in `load_context\(self, context\)`",
+    ),
 }
 # The worker settings out of range: the options given, and what is said.
 WORKER_SETTINGS_REFUSED = {
-    "--replicas 0": r"^worker_replicas must be a whole number >= 1, got 0$",
-    "--memory-limit-mb -5": r"worker_memory_mb must be a whole number >= 0 \(0: no limit\), got -5",
+    "--replicas 0": r"^--replicas must be a whole number >= 1, got 0$",
+    "--memory-limit-mb -5": r"--memory-limit-mb must be a whole number >= 0 \(0: no limit\)",
     "--memory-limit-mb lots": r"argument --memory-limit-mb: invalid int value: 'lots'",
 }
 REFUSED.update(
@@ -285,9 +299,11 @@ def test_concurrent_registrations_from_processes_get_versions_1_to_n():
     printed = []
     for code, out, err in results:
         assert code == 0, err
-        assert len(out.splitlines()) == 1, out
+        # One line each, and for all but the first a note that the code is unchanged.
+        registered, *notes = out.splitlines()
+        assert all(note.startswith("Note: the same code") for note in notes), out
         printed.append(
-            int(re.fullmatch(r"Registered shared version (\d+) \(sha256 \w{64}\)\n", out)[1])
+            int(re.fullmatch(r"Registered shared version (\d+) \(sha256 \w{64}\)", registered)[1])
         )
     assert sorted(printed) == list(range(1, count + 1))
     versions = ModelVersion.objects.filter(model__name="shared")
@@ -516,6 +532,62 @@ def test_an_archived_version_is_not_chosen_as_latest_but_still_served_by_number_
     assert resolve_version(name="echo").version == 3
 
 
+def test_archiving_twice_says_the_second_time_changed_nothing():
+    run("register_model", "echo", TRIGGER)
+    run("archive_version", "echo", "1")
+
+    assert run("archive_version", "echo", "1") == "echo/1 is already archived: nothing changed\n"
+    run("archive_version", "echo", "1", "--restore")
+    assert run("archive_version", "echo", "1", "--restore") == (
+        "echo/1 is already ready: nothing changed\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["set_alias", "archive_version"])
+def test_version_is_also_an_option_not_django_s_version(command):
+    run("register_model", "echo", TRIGGER)
+    args = ["echo", "prod"] if command == "set_alias" else ["echo"]
+
+    output = run(command, *args, "--version", "1")
+
+    assert output in (
+        "echo@prod -> version 1\n",
+        "Archived echo/1: no longer chosen as the latest; still served as echo/1\n",
+    )
+    with pytest.raises(CommandError, match=r"^give the version once: VERSION 1 or --version 2$"):
+        run(command, *args, "1", "--version", "2")
+
+
+def test_help_says_what_each_argument_is_and_which_options_repeat():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "register_model", "--help"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings_test"},
+    )
+    help_text = " ".join(result.stdout.split())
+
+    assert "name model name" in help_text and "target the ChatModel class" in help_text
+    for option in ("--alias ALIAS", "--tag KEY=VALUE", "--artifact NAME=PATH"):
+        described = help_text.rsplit(option, 1)[1].split(" --", 1)[0]  # after the usage line
+        assert "repeat for more" in described, option
+    assert "--signature" not in help_text  # refused when given; not offered
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        ("create_api_key", ["ci", "--rpm", "-1"], r"^--rpm must be a whole number"),
+        ("create_api_key", ["ci", "--tpm", "-3"], r"^--tpm must be a whole number"),
+        ("prune_usage", ["--older-than", "-1"], r"^--older-than must be a whole number of days"),
+    ],
+)
+def test_errors_name_the_option_the_user_typed(command, args, message):
+    with pytest.raises(CommandError, match=message):
+        run(command, *args)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -729,7 +801,7 @@ def test_setup_demo_makes_what_is_missing_and_reuses_the_rest(tmp_path):
     first = run("setup_demo", *files).splitlines()
 
     assert first == [
-        "==> Applying database migrations",
+        "==> Database is up to date: no migrations to apply",
         "==> Registering the demo model echo (examples/echo.py)",
         f"==> Creating the admin user admin (password in {password_file})",
         f"==> Creating a demo API key for all models, kept in {key_file}",
@@ -743,7 +815,7 @@ def test_setup_demo_makes_what_is_missing_and_reuses_the_rest(tmp_path):
     second = run("setup_demo", *files).splitlines()
 
     assert second == [
-        "==> Applying database migrations",
+        "==> Database is up to date: no migrations to apply",
         "==> Demo model echo is registered",
         f"==> Admin user admin exists (password in {password_file})",
         f"==> Reusing the demo API key in {key_file}",

@@ -79,6 +79,48 @@ def test_the_server_refuses_to_start_without_a_secret_key_in_one_line(entry_poin
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "manage.py", "runserver", "127.0.0.1:0"],  # with its autoreloader
+        ["bash", "scripts/server"],
+    ],
+    ids=["runserver", "scripts/server"],
+)
+def test_runserver_and_scripts_server_exit_on_one_line_without_a_secret_key(command):
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=_production_env(DEBUG="false", PORT=str(free_port()), WORKERS="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "SECRET_KEY must be set when DEBUG is off: set it in the environment or in .env"
+        " (see .env.example), or run with DEBUG=true for local development."
+    ]
+    assert "Listening" not in result.stdout + result.stderr  # granian never started
+
+
+@pytest.mark.parametrize(("debug", "expected"), [("true", "plain"), ("false", "json")])
+def test_logs_are_for_people_with_debug_and_json_lines_otherwise(debug, expected):
+    # stderr is a pipe here, as under a service manager or in a container.
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.LOG_FORMAT)"],
+        cwd=ROOT,
+        env=_production_env(DEBUG=debug, SECRET_KEY="x" * 50),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.stdout.strip() == expected, result.stderr
+
+
 def test_the_server_serves_admin_static_files_and_logs_one_json_line_per_request(tmp_path):
     # Static files, /health and the admin's login page need no migrated database.
     installation = Deployment(tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}")
@@ -303,6 +345,7 @@ def test_serve_says_each_step_skips_what_is_done_and_reuses_its_demo_key(tmp_pat
     first, _ = _serve(clone, tmp_path / "first.log")
 
     assert "==> Writing .env: a fresh SECRET_KEY" in first
+    assert re.search(r"^==> Applying \d+ database migrations$", first, re.MULTILINE), first
     assert "==> Collecting static files" in first
     assert "==> Registering the demo model echo" in first
     assert "==> Creating a demo API key for all models, kept in var/demo-api-key" in first
@@ -316,7 +359,7 @@ def test_serve_says_each_step_skips_what_is_done_and_reuses_its_demo_key(tmp_pat
     assert steps[:3] == [
         "==> Requirements unchanged since the last install: skipping pip",
         "==> Using the settings in .env",
-        "==> Applying database migrations",
+        "==> Database is up to date: no migrations to apply",
     ]
     assert "==> Static files unchanged: skipping collectstatic" in steps
     assert "==> Demo model echo is registered" in steps

@@ -21,10 +21,13 @@ from chatmodels.fields import Spec, object_schema
 
 ALIASES = {"ChatCompletionRequest", "ChatCompletionResponse", "ChatCompletionChunk"}
 ALL_TYPES = [getattr(chat_types, name) for name in chat_types.__all__ if name not in ALIASES]
-# Rules across fields the full sample must respect: a message has content *or* a refusal.
+# Rules across fields the full sample must respect: a message has content *or* a refusal; a
+# request's tool_choice names one of its tools, its response_format has a known type and its
+# top_logprobs needs logprobs (each sampled as a ChatParams field, which has no such rule).
 LEFT_OUT_OF_SAMPLES = {
     chat_types.ChatMessage: {"refusal"},
     chat_types.ChatChoiceDelta: {"refusal"},
+    chat_types.ChatRequest: {"tool_choice", "response_format", "top_logprobs"},
 }
 
 
@@ -113,6 +116,7 @@ def nested_sample(cls: type) -> dict[str, Any]:
     sample = {name: valid_value(hints[name]) for name in sorted(required_keys(cls))}
     if cls is chat_types.ChatMessage:
         sample["content"] = "text"
+        sample["role"] = "user"  # a request's roles are the API's
     return sample
 
 

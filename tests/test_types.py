@@ -407,14 +407,18 @@ def test_integers_are_accepted_where_numbers_are_expected():
             ["temperature", "expected number", "str"],
             "temperature",
         ),
-        ({"messages": [user()], "temperature": -0.5}, ["temperature", ">= 0"], "temperature"),
-        ({"messages": [user()], "n": 0}, ["n: expected int >= 1"], "n"),
+        (
+            {"messages": [user()], "temperature": -0.5},
+            ["temperature", "between 0 and 2"],
+            "temperature",
+        ),
+        ({"messages": [user()], "n": 0}, ["n: expected int between 1 and 128"], "n"),
         ({"messages": [user()], "n": True}, ["n: expected int", "bool"], "n"),
         ({"messages": [user()], "max_tokens": "10"}, ["max_tokens: expected int", "str"], None),
         ({"messages": [user()], "max_tokens": 2.5}, ["max_tokens: expected int", "float"], None),
         ({"messages": [user()], "max_tokens": 0}, ["max_tokens: expected int >= 1"], None),
         ({"messages": [user()], "stop": 3}, ["stop: expected str or list of str", "int"], "stop"),
-        ({"messages": [user()], "stop": ["ok", 3]}, ["stop: expected str or list of str"], None),
+        ({"messages": [user()], "stop": ["ok", 3]}, ["stop[1]: expected str", "int"], "stop[1]"),
         ({"messages": [user()], "stream": "yes"}, ["stream: expected bool", "str"], "stream"),
         ({"messages": [user()], "top_p": 1.5}, ["top_p", "between 0 and 1"], "top_p"),
         ({"messages": [user()], "top_k": "5"}, ["top_k: expected int"], "top_k"),
@@ -726,8 +730,15 @@ OPENAI_PARAMS = {
 
 
 def test_every_openai_request_parameter_reaches_the_params():
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]  # tool_choice names it
     request = ChatRequest.from_dict(
-        {"messages": [user()], **OPENAI_PARAMS, "min_p": 0.05, "repetition_penalty": 1.1}
+        {
+            "messages": [user()],
+            "tools": tools,
+            **OPENAI_PARAMS,
+            "min_p": 0.05,
+            "repetition_penalty": 1.1,
+        }
     )
 
     _messages, params = request.split()

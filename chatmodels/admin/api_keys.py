@@ -1,18 +1,24 @@
 """The API-key admin: create a key (its raw value shown once), list keys, revoke them.
 
-Keys are made and revoked through `services`; only a key's hash is stored.
+Keys are made and revoked through `services`; only a key's hash is stored. A key that has been
+used is revoked, not deleted: its usage stays counted against it on the usage pages.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from chatmodels import services
 from chatmodels.admin import display
-from chatmodels.models import ApiKey, RegisteredModel
+from chatmodels.models import ApiKey, RegisteredModel, UsageBucket
 
 NEW_KEY_ELEMENT_ID = "cm-new-api-key"
 
@@ -54,7 +60,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = (KeyStateFilter, "created_at")
     search_fields = ("name", "prefix")
     filter_horizontal = ("allowed_models",)
-    actions = ("revoke_selected",)
+    actions = ("revoke_selected", "delete_selected")
 
     class Media:
         css = {"all": ("chatmodels/admin.css",)}
@@ -68,6 +74,38 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 Prefetch("allowed_models", queryset=RegisteredModel.objects.only("name"))
             )
         )
+
+    def has_delete_permission(self, request, obj=None):
+        # A used key is revoked instead: deleting it would take its usage history with it.
+        if obj is not None and _has_usage(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_urls(self):
+        revoke = path(
+            "<path:object_id>/revoke/",
+            self.admin_site.admin_view(self.revoke_view),
+            name="chatmodels_apikey_revoke",
+        )
+        return [revoke, *super().get_urls()]
+
+    def revoke_view(self, request, object_id):
+        """The Revoke button of a key's page (a POST): the key stops working on the next request."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        key = get_object_or_404(ApiKey, pk=object_id)
+        if not self.has_change_permission(request, key):
+            raise PermissionDenied
+        if key.is_active:
+            services.revoke_api_key(key=key)
+            messages.success(request, f"API key “{key.name}” revoked: it is refused from now on.")
+        return HttpResponseRedirect(reverse("admin:chatmodels_apikey_change", args=[key.pk]))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["used"] = _has_usage(obj)
+            context["can_revoke"] = obj.is_active and self.has_change_permission(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {"title": "API keys", **(extra_context or {})})
@@ -130,6 +168,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
             revoked += 1
         messages.success(request, f"Revoked {revoked} key{'s' if revoked != 1 else ''}.")
 
+    # Django's own action by its name (its confirmation page posts it back), for unused keys only.
+    @admin.action(description="Delete selected keys that were never used", permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        used = list(
+            queryset.filter(pk__in=UsageBucket.objects.values("api_key")).values_list(
+                "name", flat=True
+            )
+        )
+        if used:
+            names = ", ".join(f"“{name}”" for name in used)
+            messages.error(
+                request,
+                f"Not deleted: {names} {'has' if len(used) == 1 else 'have'} recorded usage."
+                " Revoke a used key instead (“Revoke selected keys”, or Revoke on its page):"
+                " it stops working and its usage stays on the usage page.",
+            )
+            return None
+        return admin_actions.delete_selected(self, request, queryset)  # Django's confirmation
+
     @admin.display(description="prefix", ordering="prefix")
     def prefix_display(self, key):
         return format_html("<code>{}…</code>", key.prefix)
@@ -155,3 +212,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return display.badge("active", "active")
         revoked = timezone.localtime(key.revoked_at).strftime("%Y-%m-%d %H:%M")
         return display.badge(f"revoked {revoked}", "revoked")
+
+
+def _has_usage(key: ApiKey) -> bool:
+    return UsageBucket.objects.filter(api_key=key).exists()

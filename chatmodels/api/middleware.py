@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -148,7 +149,16 @@ class WhiteNoiseMiddleware(whitenoise.WhiteNoiseMiddleware):
     async_capable = True
 
     def __init__(self, get_response=None, settings=django_settings) -> None:
-        super().__init__(get_response, settings)
+        with warnings.catch_warnings():
+            # WhiteNoise warns with a Python warning and its source line; say what to do instead.
+            warnings.filterwarnings("ignore", message="No directory at")
+            super().__init__(get_response, settings)
+        if settings.STATIC_ROOT and not os.path.isdir(settings.STATIC_ROOT) and not settings.DEBUG:
+            logging.getLogger("chatmodels").warning(
+                "No static files in %s: run `manage.py collectstatic` (./scripts/serve does);"
+                " until then the admin and the API docs have no styles",
+                settings.STATIC_ROOT,
+            )
         self.async_mode = _serves_async(self, get_response)
 
     def __call__(self, request):

@@ -229,7 +229,9 @@ class OpenAIModelView(APIView):
     @openapi.openai_model
     @raises(*LOOKUP_ERRORS)
     def get(self, request: Request, model: str) -> HttpResponse:
-        name, version, alias = selectors.parse_model_reference(model)
+        name, version, alias = selectors.parse_model_reference(
+            model, not_a_reference_is_unknown=True
+        )
         found = selectors.resolve_version(name=name, version=version, alias=alias)
         check_model_allowed(api_key(request), found.model_id, name)
         created = found.model_created_at if version is None and alias is None else found.created_at

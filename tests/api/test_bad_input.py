@@ -165,10 +165,16 @@ def test_a_name_or_alias_no_model_can_have_is_not_found(client, echo, key, refer
         "/api/models/ec%00ho/versions/1/",
         "/v1/models/ec%00ho",
         "/api/models/n%C3%B6/",
+        # Not a reference at all: OpenAI answers any id it does not know with a 404.
+        "/v1/models/%40x",
+        "/v1/models/@",
     ],
 )
 def test_a_url_with_a_name_no_model_can_have_is_a_404(client, echo, key, path):
-    assert error_of(get(client, path, key=key), 404)["code"] == "model_not_found"
+    error = error_of(get(client, path, key=key), 404)
+
+    assert error["code"] == "model_not_found"
+    assert error["param"] is None  # as OpenAI's
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -231,7 +237,8 @@ def test_the_responses_api_reads_strict_json_too(client, echo, key, raw, param, 
 
 
 def test_large_but_finite_numbers_still_pass(client, echo, key):
-    raw = b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 1.5e2}'
+    # temperature is bounded (0 to 2, as OpenAI's); a vendor key is not.
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 1.5e0, "scale": 1e308}'
 
     assert completion_text(post(client, INVOCATIONS, key=key, raw=raw)) == "v2:hi"
 

@@ -10,7 +10,13 @@ import pytest
 from chatmodels import services
 from tests.api.calls import COMPLETIONS, INVOCATIONS, completion_text, error_of, post
 from tests.helpers import chat, register
-from tests.sample_models import LogprobsModel, ParamsReportModel, ToolCallingModel, TriggerModel
+from tests.sample_models import (
+    HistoryReportModel,
+    LogprobsModel,
+    ParamsReportModel,
+    ToolCallingModel,
+    TriggerModel,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -246,38 +252,101 @@ def test_a_body_that_is_not_a_json_object_is_a_400(client, key, path, raw, messa
     assert error["param"] is None
 
 
+def _bad(body, param, *, id, code="invalid_value"):
+    return pytest.param(body, param, code, id=id)
+
+
+def chat_with(**message):
+    """A request of one user message, with some of its keys replaced."""
+    return {"messages": [{"role": "user", "content": "hi", **message}]}
+
+
 BAD_FIELDS = [
-    pytest.param({"temperature": 1}, "messages", id="missing-messages"),
-    pytest.param({"messages": []}, "messages", id="empty-messages"),
-    pytest.param({"messages": "hi"}, "messages", id="messages-not-a-list"),
-    pytest.param({"messages": ["hi"]}, "messages[0]", id="message-not-an-object"),
-    pytest.param({"messages": [{"content": "hi"}]}, "messages[0].role", id="message-without-role"),
-    pytest.param({"messages": [{"role": 3, "content": "hi"}]}, "messages[0].role", id="role-int"),
-    pytest.param(
-        {"messages": [{"role": "user", "content": 5}]}, "messages[0].content", id="content-int"
+    _bad({"temperature": 1}, "messages", id="missing-messages", code="missing_required_parameter"),
+    _bad({"messages": []}, "messages", id="empty-messages", code="empty_array"),
+    _bad({"messages": "hi"}, "messages", id="messages-not-a-list"),
+    _bad({"messages": ["hi"]}, "messages[0]", id="message-not-an-object"),
+    _bad(
+        {"messages": [{"content": "hi"}]},
+        "messages[0].role",
+        id="message-without-role",
+        code="missing_required_parameter",
     ),
-    pytest.param(chat(temperature="hot"), "temperature", id="temperature-string"),
-    pytest.param(chat(temperature=True), "temperature", id="temperature-bool"),
-    pytest.param(chat(temperature=-1), "temperature", id="temperature-negative"),
-    pytest.param(chat(n="2"), "n", id="n-string"),
-    pytest.param(chat(n=1.5), "n", id="n-float"),
-    pytest.param(chat(n=0), "n", id="n-zero"),
-    pytest.param(chat(max_tokens="10"), "max_tokens", id="max-tokens-string"),
-    pytest.param(chat(max_tokens=2.5), "max_tokens", id="max-tokens-float"),
-    pytest.param(chat(stop=5), "stop", id="stop-int"),
-    pytest.param(chat(stop=["a", 1]), "stop", id="stop-list-with-int"),
-    pytest.param(chat(tools="get_weather"), "tools", id="tools-string"),
-    pytest.param(chat(tools=[{"type": "function"}]), "tools[0].function", id="tool-no-function"),
-    pytest.param(chat(tools=[{"function": {"name": 3}}]), "tools[0].function.name", id="tool-name"),
-    pytest.param(chat(stream="yes"), "stream", id="stream-string"),
-    pytest.param(chat(top_p=2), "top_p", id="top-p-out-of-range"),
+    _bad({"messages": [{"role": 3, "content": "hi"}]}, "messages[0].role", id="role-int"),
+    _bad({"messages": [{"role": "user", "content": 5}]}, "messages[0].content", id="content-int"),
+    _bad(chat(temperature="hot"), "temperature", id="temperature-string"),
+    _bad(chat(temperature=True), "temperature", id="temperature-bool"),
+    _bad(chat(temperature=-1), "temperature", id="temperature-negative"),
+    _bad(chat(n="2"), "n", id="n-string"),
+    _bad(chat(n=1.5), "n", id="n-float"),
+    _bad(chat(n=0), "n", id="n-zero"),
+    _bad(chat(max_tokens="10"), "max_tokens", id="max-tokens-string"),
+    _bad(chat(max_tokens=2.5), "max_tokens", id="max-tokens-float"),
+    _bad(chat(stop=5), "stop", id="stop-int"),
+    _bad(chat(stop=["a", 1]), "stop[1]", id="stop-list-with-int"),
+    _bad(chat(tools="get_weather"), "tools", id="tools-string"),
+    _bad(
+        chat(tools=[{"type": "function"}]),
+        "tools[0].function",
+        id="tool-no-function",
+        code="missing_required_parameter",
+    ),
+    _bad(chat(tools=[{"function": {"name": 3}}]), "tools[0].function.name", id="tool-name"),
+    _bad(chat(stream="yes"), "stream", id="stream-string"),
+    _bad(chat(top_p=2), "top_p", id="top-p-out-of-range"),
+    # The OpenAI API's own limits and rules (its OpenAPI document), as OpenAI answers them.
+    _bad(chat_with(role="robot"), "messages[0].role", id="role-unknown"),
+    _bad(chat_with(role=""), "messages[0].role", id="role-empty"),
+    _bad(chat_with(role="root"), "messages[0].role", id="role-root"),
+    _bad(
+        {"messages": [*chat("hi")["messages"], {"role": "tool", "content": "42"}]},
+        "messages[1].tool_call_id",
+        id="tool-message-without-tool-call-id",
+        code="missing_required_parameter",
+    ),
+    _bad(chat_with(content=[]), "messages[0].content", id="content-empty", code="empty_array"),
+    _bad(chat(n=10**20), "n", id="n-huge"),
+    _bad(chat(n=129), "n", id="n-past-128"),
+    _bad(chat(temperature=1e308), "temperature", id="temperature-huge"),
+    _bad(chat(temperature=3), "temperature", id="temperature-past-2"),
+    _bad(chat(frequency_penalty=5), "frequency_penalty", id="frequency-penalty-past-2"),
+    _bad(chat(presence_penalty=-2.5), "presence_penalty", id="presence-penalty-below-minus-2"),
+    _bad(chat(stop=["a", "b", "c", "d", "e"]), "stop", id="stop-five-entries"),
+    _bad(chat(stop=[]), "stop", id="stop-empty", code="empty_array"),
+    _bad(chat(top_logprobs=21, logprobs=True), "top_logprobs", id="top-logprobs-past-20"),
+    _bad(chat(top_logprobs=2), "top_logprobs", id="top-logprobs-without-logprobs"),
+    _bad(chat(seed=2**63), "seed", id="seed-past-64-bits"),
+    _bad(
+        chat(tool_choice={"type": "function", "function": {"name": "nowhere"}}),
+        "tool_choice",
+        id="tool-choice-naming-a-missing-tool",
+    ),
+    _bad(chat(tool_choice="sometimes"), "tool_choice", id="tool-choice-unknown-mode"),
+    _bad(chat(response_format={"type": "yaml"}), "response_format.type", id="format-yaml"),
+    _bad(
+        chat(response_format={"type": "json_schema"}),
+        "response_format.json_schema",
+        id="format-json-schema-without-json-schema",
+        code="missing_required_parameter",
+    ),
+    _bad(
+        chat(response_format={"type": "json_schema", "json_schema": {"schema": {}}}),
+        "response_format.json_schema.name",
+        id="format-json-schema-without-name",
+        code="missing_required_parameter",
+    ),
+    _bad(
+        chat(stream_options={"include_usage": True}),
+        "stream_options",
+        id="stream-options-without-stream",
+    ),
 ]
 
 
 @pytest.mark.parametrize("path", [INVOCATIONS, COMPLETIONS])
-@pytest.mark.parametrize(("body", "param"), BAD_FIELDS)
+@pytest.mark.parametrize(("body", "param", "code"), BAD_FIELDS)
 def test_a_request_that_breaks_the_signature_is_a_400_naming_the_field(
-    client, key, path, body, param
+    client, key, path, body, param, code
 ):
     register(name="echo", model=TriggerModel())
     if path == COMPLETIONS:
@@ -288,7 +357,101 @@ def test_a_request_that_breaks_the_signature_is_a_400_naming_the_field(
     assert error["param"] == param
     assert error["message"].startswith(param)
     assert error["type"] == "invalid_request_error"
-    assert error["code"] == "invalid_value"
+    assert error["code"] == code
+
+
+# --- what OpenAI's spec allows is accepted ------------------------------------------------------
+
+
+def test_whole_number_floats_are_integers_as_json_schema_counts_them(client, key):
+    register(name="report", model=ParamsReportModel())
+    body = chat("hi", n=1.0, seed=0.0, max_tokens=16.0, top_logprobs=2.0, logprobs=True)
+
+    params = json.loads(
+        completion_text(post(client, "/api/models/report/invocations", body, key=key))
+    )
+
+    assert params["params"]["n"] == 1 and params["params"]["seed"] == 0
+    assert params["params"]["max_tokens"] == 16 and params["params"]["top_logprobs"] == 2
+    assert all(
+        type(params["params"][name]) is int for name in ("n", "seed", "max_tokens", "top_logprobs")
+    )
+
+
+def test_unknown_top_level_keys_still_reach_the_model_in_extra(client, key):
+    register(name="report", model=ParamsReportModel())
+    body = chat("hi", vendor_knob={"depth": 3}, stream_options=None)
+
+    params = json.loads(
+        completion_text(post(client, "/api/models/report/invocations", body, key=key))
+    )
+
+    assert params["params"]["extra"] == {"vendor_knob": {"depth": 3}}
+
+
+def test_legacy_function_call_and_custom_tool_calls_in_the_history_are_accepted(client, key):
+    register(name="history", model=HistoryReportModel())
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "function_call": {"name": "get_weather", "arguments": "{}"}},
+        {"role": "function", "name": "get_weather", "content": "sunny"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "custom", "custom": {"name": "sql", "input": "SELECT 1"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "1"},
+    ]
+
+    response = post(client, COMPLETIONS, {"model": "history", "messages": messages}, key=key)
+
+    seen = json.loads(completion_text(response))
+    assert [message["role"] for message in seen] == [
+        "user",
+        "assistant",
+        "function",
+        "assistant",
+        "tool",
+    ]
+    (legacy,) = seen[1]["tool_calls"]
+    assert legacy["type"] == "function"
+    assert legacy["function"] == {"name": "get_weather", "arguments": "{}"}
+    (custom,) = seen[3]["tool_calls"]
+    assert custom == {
+        "id": "call_1",
+        "type": "custom",
+        "function": {"name": "sql", "arguments": "SELECT 1"},
+    }
+
+
+def test_a_custom_tool_call_without_its_input_is_a_400_naming_it(client, key):
+    register(name="history", model=HistoryReportModel())
+    call = {"id": "call_1", "type": "custom", "custom": {"name": "sql"}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [call]},
+    ]
+
+    error = error_of(
+        post(client, COMPLETIONS, {"model": "history", "messages": messages}, key=key), 400
+    )
+
+    assert error["param"] == "messages[1].tool_calls[0].custom.input"
+    assert error["code"] == "missing_required_parameter"
+
+
+def test_a_tool_choice_naming_a_given_tool_is_accepted(client, key):
+    register(name="weather", model=ToolCallingModel())
+    tool = {"type": "function", "function": {"name": "get_weather"}}
+    body = chat(
+        "Paris", tools=[tool], tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    )
+
+    response = post(client, "/api/models/weather/invocations", body, key=key)
+
+    assert response.status_code == 200, response.content
 
 
 @pytest.mark.parametrize(
@@ -332,13 +495,13 @@ def test_a_body_over_the_limit_is_a_413(client, echo, key, settings, path):
 @pytest.mark.parametrize(
     ("path", "body", "code", "param"),
     [
-        ("/api/models/nope/invocations", chat(), "model_not_found", "model"),
+        ("/api/models/nope/invocations", chat(), "model_not_found", None),  # as OpenAI: no param
         (INVOCATIONS + "?version=9", chat(), "version_not_found", "version"),
         (INVOCATIONS + "?alias=nope", chat(), "alias_not_found", "alias"),
-        (COMPLETIONS, chat(model="nope"), "model_not_found", "model"),
+        (COMPLETIONS, chat(model="nope"), "model_not_found", None),  # as OpenAI: no param
         (COMPLETIONS, chat(model="echo/9"), "version_not_found", "version"),
         (COMPLETIONS, chat(model="echo@nope"), "alias_not_found", "alias"),
-        (COMPLETIONS, chat(model="nope@prod"), "model_not_found", "model"),
+        (COMPLETIONS, chat(model="nope@prod"), "model_not_found", None),  # as OpenAI: no param
     ],
 )
 def test_unknown_model_version_or_alias_is_a_404(client, echo, key, path, body, code, param):

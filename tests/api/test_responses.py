@@ -47,6 +47,27 @@ WEATHER_TOOL = {
     "strict": True,
 }
 
+# Seventeen words: one more than the smallest max_output_tokens the Responses API allows.
+WORDS = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+]
+
 
 def response_events(response) -> list[dict[str, Any]]:
     """The events of a Responses stream; each `event:` line names its data's `type`."""
@@ -115,7 +136,7 @@ def test_the_response_repeats_the_settings_it_was_asked_for(client, key, assert_
         "input": "one two three",
         "temperature": 0.5,
         "top_p": 0.9,
-        "max_output_tokens": 10,
+        "max_output_tokens": 20,
         "metadata": {"ticket": "42"},
         "user": "u-1",
         "parallel_tool_calls": False,
@@ -181,14 +202,14 @@ def test_a_length_cut_answer_is_incomplete(client, key, assert_matches):
     body = post(
         client,
         RESPONSES,
-        {"model": "tools", "input": "one two three four", "max_output_tokens": 2},
+        {"model": "tools", "input": " ".join(WORDS), "max_output_tokens": 16},
         key=key,
     ).json()
 
     assert_matches(body, "Response")
     assert body["status"] == "incomplete"
     assert body["incomplete_details"] == {"reason": "max_output_tokens"}
-    assert _text(body) == "one two"
+    assert _text(body) == " ".join(WORDS[:16])
 
 
 def test_a_refusal_is_a_refusal_content_part_and_no_usage_is_made_up(client, key, assert_matches):
@@ -241,7 +262,7 @@ def test_instructions_input_items_and_params_reach_the_model_as_chat_ones(client
         "input": items,
         "temperature": 0.2,
         "top_p": 0.5,
-        "max_output_tokens": 7,
+        "max_output_tokens": 17,
         "tools": [WEATHER_TOOL, {"type": "web_search"}],
         "tool_choice": {"type": "function", "name": "get_weather"},
         "text": {"format": {"type": "json_schema", "name": "answer", "schema": schema}},
@@ -292,7 +313,7 @@ def test_instructions_input_items_and_params_reach_the_model_as_chat_ones(client
     assert report["params"] == {
         "temperature": 0.2,
         "top_p": 0.5,
-        "max_tokens": 7,
+        "max_tokens": 17,
         "n": 1,
         "stream": False,
         "custom_inputs": {"session": "s1"},
@@ -336,7 +357,7 @@ def test_every_responses_param_becomes_its_chat_completions_param():
             "format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True},
             "verbosity": "low",
         },
-        "max_output_tokens": 5,
+        "max_output_tokens": 18,
         "temperature": 0.3,
         "top_p": 0.8,
         "user": "u-1",
@@ -376,7 +397,7 @@ def test_every_responses_param_becomes_its_chat_completions_param():
             "json_schema": {"name": "answer", "schema": schema, "strict": True},
         },
         "verbosity": "low",
-        "max_tokens": 5,
+        "max_tokens": 18,
         "temperature": 0.3,
         "top_p": 0.8,
         "user": "u-1",
@@ -509,7 +530,8 @@ def test_a_streamed_refusal_without_usage(client, key, assert_matches):
 def test_a_length_cut_stream_ends_incomplete(client, key, assert_matches):
     register(name="tools", model=ToolRoundTripModel())
 
-    events = _stream(client, key, {"model": "tools", "input": "a b c", "max_output_tokens": 1})
+    request = {"model": "tools", "input": " ".join(WORDS), "max_output_tokens": 16}
+    events = _stream(client, key, request)
 
     _check_stream(events, assert_matches)
     assert events[-1]["type"] == "response.incomplete"
@@ -613,6 +635,8 @@ def test_a_client_that_goes_away_stops_the_model(client, key, tmp_path, settings
             "input[0].content",
         ),
         ({"model": "echo", "input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
+        # The Responses API's minimum is 16 (OpenAI's document), not chat's 1.
+        ({"model": "echo", "input": "hi", "max_output_tokens": 15}, "max_output_tokens"),
         ({"model": "echo", "input": "hi", "max_output_tokens": "ten"}, "max_output_tokens"),
         ({"model": "echo", "input": "hi", "temperature": "hot"}, "temperature"),
         ({"model": "echo", "input": "hi", "tools": [{"type": "function"}]}, "tools[0].name"),

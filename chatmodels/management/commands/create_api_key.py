@@ -14,7 +14,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="who or what the key is for")
-        parser.add_argument("--model", action="append", default=[], help="limit to this model")
+        parser.add_argument(
+            "--model",
+            action="append",
+            default=[],
+            metavar="MODEL",
+            help="limit the key to this model; repeat for more (default: all models)",
+        )
         parser.add_argument("--rpm", type=int, metavar="N", help="most requests per minute")
         parser.add_argument(
             "--tpm", type=int, metavar="N", help="most prompt + completion tokens per minute"
@@ -32,7 +38,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        with one_line_errors():
+        flags = {
+            "requests_per_minute": "--rpm",
+            "tokens_per_minute": "--tpm",
+            "monthly_token_budget": "--monthly-budget",
+        }
+        with one_line_errors(flags):
             key, raw_key = services.create_api_key(
                 name=options["name"],
                 models=options["model"],

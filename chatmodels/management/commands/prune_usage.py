@@ -28,7 +28,7 @@ class Command(BaseCommand):
         days = options["older_than"]
         if days is None:
             days = settings.CHATMODELS_USAGE_RETENTION_DAYS
-        with one_line_errors():
+        with one_line_errors({"older_than_days": "--older-than"}):
             deleted = services.prune_usage(older_than_days=days)
         plural = "" if deleted == 1 else "s"
         self.stdout.write(f"Deleted {deleted} usage bucket{plural} older than {days} days")

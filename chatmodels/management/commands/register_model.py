@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chatmodels import services
+from chatmodels import selectors, services
 from chatmodels.management.commands._common import one_line_errors, parse_pairs, read_json_file
 from chatmodels.management.commands._signals import termination_as_exit
 
@@ -15,14 +16,46 @@ class Command(BaseCommand):
     help = "Register a ChatModel (package.module:Class or path/file.py:Class) as a new version."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("name", help="model name, e.g. my-model")
-        parser.add_argument("target", help="package.module:Class or path/file.py:Class")
-        parser.add_argument("--alias", action="append", default=[], help="alias to point here")
+        parser.add_argument("name", help="model name, e.g. my-model (letters, digits, . _ -)")
+        parser.add_argument(
+            "target",
+            help="the ChatModel class: package.module:Class or path/file.py:Class (looked up"
+            " from the current folder)",
+        )
+        parser.add_argument(
+            "--alias",
+            action="append",
+            default=[],
+            metavar="ALIAS",
+            help="point this alias at the new version; repeat for more",
+        )
         parser.add_argument("--description", default=None, help="the model's description")
-        parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-        parser.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH")
-        parser.add_argument("--model-config", metavar="FILE.json", help="JSON object")
-        parser.add_argument("--input-example", metavar="FILE.json", help="chat request JSON")
+        parser.add_argument(
+            "--tag",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a tag on the model; repeat for more",
+        )
+        parser.add_argument(
+            "--artifact",
+            action="append",
+            default=[],
+            metavar="NAME=PATH",
+            help="a file or folder stored with the version, in context.artifacts[NAME] when the"
+            " model loads; repeat for more",
+        )
+        parser.add_argument(
+            "--model-config",
+            metavar="FILE.json",
+            help="a JSON object, given to the model as context.model_config",
+        )
+        parser.add_argument(
+            "--input-example",
+            metavar="FILE.json",
+            help="a chat request predict is tried on at registration (default: one user"
+            " message, 'Hello!')",
+        )
         parser.add_argument(
             "--max-concurrency",
             type=int,
@@ -43,11 +76,8 @@ class Command(BaseCommand):
             help="a model worker whose memory (RSS) goes over N MiB is stopped and its requests"
             " fail (502 model_crashed). 0: no limit",
         )
-        parser.add_argument(
-            "--signature",
-            metavar="FILE.json",
-            help="refused: a ChatModel's signature is always generated (MLflow does the same)",
-        )
+        # Refused, with a message saying why (MLflow's log_model takes one): not listed.
+        parser.add_argument("--signature", metavar="FILE.json", help=argparse.SUPPRESS)
 
     def handle(self, *args, **options) -> None:
         model_config = None
@@ -61,14 +91,19 @@ class Command(BaseCommand):
         if options["input_example"]:
             input_example = read_json_file(options["input_example"], "input example")
         # SIGTERM/SIGHUP mid-way exit through the service's clean-up: no package left behind.
-        with one_line_errors(), termination_as_exit():
+        flags = {
+            "max_concurrency": "--max-concurrency",
+            "worker_replicas": "--replicas",
+            "worker_memory_mb": "--memory-limit-mb",
+        }
+        with one_line_errors(flags), termination_as_exit():
             version = services.register_model(
                 options["name"],
                 options["target"],
                 aliases=options["alias"],
                 description=options["description"],
                 tags=parse_pairs(options["tag"], "--tag"),
-                artifacts=parse_pairs(options["artifact"], "--artifact"),
+                artifacts=parse_pairs(options["artifact"], "--artifact", "NAME=PATH"),
                 model_config=model_config,
                 input_example=input_example,
                 signature=options["signature"],
@@ -82,6 +117,13 @@ class Command(BaseCommand):
             f"Registered {version.model.name} version {version.version} "
             f"(sha256 {version.digest}){aliases}"
         )
+        same = selectors.earlier_version_like(version)
+        if same is not None:
+            self.stdout.write(
+                f"Note: the same code, configuration, artifacts and input example as version"
+                f" {same}. To serve that one, move an alias instead: `manage.py set_alias"
+                f" {version.model.name} ALIAS {same}`"
+            )
 
 
 def _current_user() -> str:

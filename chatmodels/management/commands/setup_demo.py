@@ -17,6 +17,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from chatmodels import selectors, services
 from chatmodels.exceptions import ChatModelsError, ModelNotFound
@@ -42,8 +44,7 @@ class Command(BaseCommand):
         parser.add_argument("--key-file", type=Path, default=var / "demo-api-key")
 
     def handle(self, *args, **options) -> None:
-        self.step("Applying database migrations")
-        call_command("migrate", interactive=False, verbosity=0)
+        self.migrate()
         with one_line_errors():
             self.demo_model()
         self.upstream_model()
@@ -52,6 +53,15 @@ class Command(BaseCommand):
 
     def step(self, text: str) -> None:
         self.stdout.write(f"==> {text}")
+
+    def migrate(self) -> None:
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if not pending:
+            self.step("Database is up to date: no migrations to apply")
+            return
+        self.step(f"Applying {len(pending)} database migration{'s' if len(pending) != 1 else ''}")
+        call_command("migrate", interactive=False, verbosity=0)
 
     def demo_model(self) -> None:
         try:

@@ -72,8 +72,15 @@ class ChatTranslation:
         self._read_input(body.get("input"))
         chat = {key: value for key, value in body.items() if key not in _TRANSLATED}
         chat["messages"] = self.messages
-        if body.get("max_output_tokens") is not None:
-            chat["max_tokens"] = body["max_output_tokens"]
+        tokens = body.get("max_output_tokens")
+        if tokens is not None:
+            if isinstance(tokens, int | float) and not isinstance(tokens, bool) and tokens < 16:
+                raise InvalidRequest(
+                    f"max_output_tokens: expected an integer >= 16 (the Responses API's"
+                    f" minimum), got {describe(tokens)}",
+                    param="max_output_tokens",
+                )
+            chat["max_tokens"] = tokens
         if body.get("tools") is not None:
             chat["tools"] = _chat_tools(body["tools"])
         if body.get("tool_choice") is not None:
