@@ -184,6 +184,16 @@ CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", def
 # Per-key limits (chatmodels/limits.py): a worker gives back the leases of a key idle for this
 # many seconds, and pays the tokens it owes (0: only at the next request and when it stops).
 CHATMODELS_LIMITS_SETTLE_SECONDS = env.float("CHATMODELS_LIMITS_SETTLE_SECONDS", default=1.0)
+# A key's token limits reserve its request's max_tokens (this many when it sends none) before
+# the model runs, so concurrent requests overspend a limit by at most one reservation.
+CHATMODELS_TOKEN_RESERVATION = env.int("CHATMODELS_TOKEN_RESERVATION", default=1024)
+# The limits store must answer within CHATMODELS_LIMITS_TIMEOUT seconds; if it does not (or
+# failed within the last CHATMODELS_LIMITS_RETRY_SECONDS, when it is not asked at all), requests
+# of keys with limits get 503 limits_unavailable, or are let through uncounted with
+# CHATMODELS_LIMITS_FAIL_OPEN. Keys without limits never ask it.
+CHATMODELS_LIMITS_TIMEOUT = env.float("CHATMODELS_LIMITS_TIMEOUT", default=0.25)
+CHATMODELS_LIMITS_RETRY_SECONDS = env.float("CHATMODELS_LIMITS_RETRY_SECONDS", default=2.0)
+CHATMODELS_LIMITS_FAIL_OPEN = env.bool("CHATMODELS_LIMITS_FAIL_OPEN", default=False)
 
 # Model workers (chatmodels/serving/workers): each version's code runs in processes of its own.
 # Where the gateway writes each version's package for its workers, and their private folders

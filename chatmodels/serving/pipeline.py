@@ -24,8 +24,8 @@ from chatmodels.exceptions import (
     ChatModelsError,
     InvalidModelOutput,
     InvalidRequest,
+    LimitsUnavailable,
     ModelLoadError,
-    ModelNotAllowed,
     ModelNotFound,
     ModelRaised,
     ModelTimeout,
@@ -71,17 +71,19 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
 
 
 # What finding a model by name (or `name/VERSION`, `name@ALIAS`) and checking the key may raise.
-LOOKUP_ERRORS = (InvalidRequest, ModelNotAllowed, ModelNotFound, VersionNotFound, AliasNotFound)
+LOOKUP_ERRORS = (InvalidRequest, ModelNotFound, VersionNotFound, AliasNotFound)
 
 
-def check_model_allowed(key: ApiKeyInfo | None, model_id: int, name: str) -> None:
-    """403 unless `key` may call this model (no key: anonymous access or staff, allowed)."""
-    if key is not None and not selectors.key_allows(key, model_id):
-        raise _not_allowed(name)
+def check_model_allowed(key: ApiKeyInfo | None, name: str) -> None:
+    """404, as for a model that does not exist, unless `key` may call the model `name` (no key:
+    anonymous access or staff, allowed). Checked before its versions and aliases are looked up,
+    so a scoped key learns nothing of the models it may not call."""
+    if key is not None and not selectors.key_allows_model_named(key, name):
+        raise selectors.model_not_found(name)
 
 
-def _not_allowed(name: str) -> ModelNotAllowed:
-    return ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
+def _admit(key: ApiKeyInfo, reserve: int) -> limits.Reservation | None:
+    return limits.check(key, reserve=reserve)
 
 
 # Everything `read_json_object` and `answer_chat` can raise: the chat views declare these.
@@ -96,6 +98,7 @@ CHAT_ERRORS = (
     ModelTimeout,
     RateLimited,
     QuotaExhausted,
+    LimitsUnavailable,
 )
 
 
@@ -120,15 +123,16 @@ async def answer_chat(
     """
     call = observability.ChatCall(request=request, key=key, model=served_name or name, body=body)
     try:
+        if key is not None and not await lookups.key_allows_model_named(key, name):
+            raise selectors.model_not_found(name)
         resolved = await lookups.resolve_version(name=name, version=version, alias=alias)
         call.resolved(resolved)
-        if key is not None:
-            if not await lookups.key_allows(key, resolved.model_id):
-                raise _not_allowed(name)
-            if limits.has_limits(key):
-                await lookups.in_thread(limits.check, key)
         parsed = dialect.parse(body)
         chat_request = parsed.request
+        if limits.has_limits(key):
+            assert key is not None  # has_limits says so
+            reserve = limits.reservation_for(chat_request) if limits.counts_tokens(key) else 0
+            call.reservation = await lookups.in_thread(_admit, key, reserve)
         served_name = served_name or str(resolved)
         slot = await capacity.acquire(
             model_id=resolved.model_id,
