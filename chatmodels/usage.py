@@ -47,6 +47,9 @@ Counts: Any = make_dataclass("Counts", [(name, int, 0) for name in COUNTERS], sl
 _values_of = operator.attrgetter(*COUNTERS)  # a Counts' values, in the order of COUNTERS
 _COLUMNS = ("model_id", "version", "api_key_id", "hour", *COUNTERS)
 _BATCH = 500  # buckets per statement: 7,000 parameters, well under every backend's limit
+# What writing a bucket may raise: the database's errors, and the driver's for a value it cannot
+# send (SQLite: OverflowError past 64 bits).
+_WRITE_ERRORS = (DatabaseError, OverflowError, ValueError)
 STRIKES = 3  # failed writes of a bucket, alone while others were written, before it is dropped
 
 # (model id, version number, key id or None, hours since the epoch) -> counters
@@ -186,14 +189,14 @@ def _write(batch: dict[Bucket, Any]) -> tuple[int, dict[Bucket, Any]]:
     answered other writes). Raises when none could be written."""
     items = list(batch.items())
     written, failed = 0, {}
-    error: Exception | None = None
+    error: BaseException | None = None
     for start in range(0, len(items), _BATCH):
         chunk = items[start : start + _BATCH]
         try:
             _upsert([_row(bucket, counts) for bucket, counts in chunk])
             written += len(chunk)
             continue
-        except DatabaseError as chunk_error:
+        except _WRITE_ERRORS as chunk_error:
             error = chunk_error
         for bucket, counts in chunk:  # one by one: find the bucket that fails
             try:
@@ -203,7 +206,7 @@ def _write(batch: dict[Bucket, Any]) -> tuple[int, dict[Bucket, Any]]:
                 logger.warning(
                     "usage: dropped the counts of a bucket the database refused: %s", refused
                 )
-            except DatabaseError as row_error:
+            except _WRITE_ERRORS as row_error:
                 failed[bucket] = counts
                 error = row_error
     if failed and not written:
