@@ -226,6 +226,7 @@ def own_redis(tmp_path, settings):
         pytest.skip("no redis-server: scripts/with-redis installs it")
     server = RedisServer(tmp_path)
     server.start()
+    before = settings.CACHES
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -234,6 +235,7 @@ def own_redis(tmp_path, settings):
     }
     settings.CHATMODELS_LIMITS_RETRY_SECONDS = 0.2
     yield server
+    settings.CACHES = before  # the teardown of other fixtures clears the cache
     server.stop()
 
 
