@@ -314,7 +314,15 @@ def get_api_key(raw_key: str) -> ApiKeyInfo | None:
     brings its request/token limits and metrics permission."""
     if not raw_key:
         return None
-    row = _fetch_one(_KEY_SQL, [ApiKey.hash_key(raw_key)])
+    return _key_info(_fetch_one(_KEY_SQL, [ApiKey.hash_key(raw_key)]))
+
+
+def get_api_key_by_id(key_id: int) -> ApiKeyInfo | None:
+    """The active key with this id, or None (one query)."""
+    return _key_info(_fetch_one(_KEY_BY_ID_SQL, [key_id]))
+
+
+def _key_info(row: Any) -> ApiKeyInfo | None:
     if row is None:
         return None
     key_id, name, prefix, restricted, rpm, tpm, budget, can_read_metrics = row
@@ -361,6 +369,7 @@ _KEY_SQL = (
     f" k.monthly_token_budget, k.can_read_metrics FROM {ApiKey._meta.db_table} k"
     " WHERE k.key_hash = %s AND k.revoked_at IS NULL"
 )
+_KEY_BY_ID_SQL = _KEY_SQL.replace("k.key_hash = %s", "k.id = %s")
 _KEY_ALLOWS_SQL = f"SELECT 1 FROM {_ALLOWED_TABLE} WHERE apikey_id = %s AND registeredmodel_id = %s"
 _KEY_ALLOWS_NAME_SQL = (
     f"SELECT 1 FROM {_ALLOWED_TABLE} a JOIN {RegisteredModel._meta.db_table} m"

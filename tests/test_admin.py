@@ -7,6 +7,7 @@ import re
 from html import escape
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -878,6 +879,29 @@ def test_playground_is_staff_only_and_csrf_protected(admin_user, django_user_mod
         PLAYGROUND_INVOKE, body, content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
     assert stream_events(allowed)[-1] == "[DONE]"
+
+
+def test_invoking_from_the_playground_needs_the_invoke_model_permission(django_user_model):
+    register(name="echo", model=TriggerModel())
+    body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_registeredmodel"))
+    browser = Client()
+    browser.force_login(viewer)
+
+    assert browser.get(PLAYGROUND).status_code == 200  # viewing is enough to see the page
+    refused = browser.post(PLAYGROUND_INVOKE, body, content_type="application/json")
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["code"] == "permission_denied"
+    assert "Can invoke models" in error["message"]
+    assert not ApiKey.objects.filter(playground_user=viewer).exists()
+
+    viewer.user_permissions.add(Permission.objects.get(codename="invoke_model"))
+    browser.force_login(django_user_model.objects.get(pk=viewer.pk))  # permissions re-read
+    allowed = browser.post(PLAYGROUND_INVOKE, body, content_type="application/json")
+    assert stream_events(allowed)[-1] == "[DONE]"
+    assert ApiKey.objects.filter(playground_user=viewer).count() == 1
 
 
 # --- the landing page at / (the admin's "View site") -------------------------------------------
