@@ -153,6 +153,12 @@ CHATMODELS_MAX_REQUEST_BYTES = env.int("CHATMODELS_MAX_REQUEST_BYTES", default=1
 # `600/min`, counted in the limits store (chatmodels/limits.py) shared by every worker and host;
 # empty: none. Off by default: with the database store it would cost a write per request.
 CHATMODELS_THROTTLE_RATE = env.str("CHATMODELS_THROTTLE_RATE", default="") or None
+# Addresses or networks of the reverse proxies in front of the server: X-Forwarded-For is read
+# only from these (the client is the last address in it that is not a trusted proxy); every
+# other request's client is its peer address. Empty: X-Forwarded-For is never read.
+CHATMODELS_TRUSTED_PROXIES = env.list("CHATMODELS_TRUSTED_PROXIES", default=[])
+# Admin login attempts per minute from one client address, and for one username (0: no limit).
+CHATMODELS_LOGIN_ATTEMPTS_PER_MINUTE = env.int("CHATMODELS_LOGIN_ATTEMPTS_PER_MINUTE", default=10)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHATMODELS_MAX_REQUEST_BYTES
 # Seconds a client has to send its request body once its headers are in (else 408), and to take
 # each write of the answer (else the connection is closed: a stream nobody reads ends); 0: none.

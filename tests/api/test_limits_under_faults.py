@@ -131,10 +131,8 @@ def test_an_impossible_token_count_is_a_502_naming_the_field_and_usage_keeps_cou
         client, COMPLETIONS, chat(json.dumps(told), model="reported", stream=stream), key=key
     )
 
-    if stream:  # the status line had gone out: the error is the last event
-        error = stream_events(response)[-1]["error"]
-    else:
-        error = error_of(response, 502)
+    # Streamed, the status line had gone out: the error is the last event.
+    error = stream_events(response)[-1]["error"] if stream else error_of(response, 502)
     assert error["code"] == "invalid_model_output"
     assert f"usage.{field}" in error["message"]
     assert "between 0 and 9007199254740991" in error["message"]
