@@ -178,6 +178,9 @@ CHATMODELS_RESERVED_SLOTS = env.int(
 # limit). A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
 CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=600.0) or None
 CHATMODELS_STREAM_KEEPALIVE = env.float("CHATMODELS_STREAM_KEEPALIVE", default=15.0)
+# The seconds in-flight requests get after SIGTERM (scripts/server passes it to the server):
+# streams still running a little before it ends are cut with an error event, and counted.
+CHATMODELS_GRACEFUL_TIMEOUT = env.float("GRACEFUL_TIMEOUT", default=30.0)
 # How long each server process may serve a key, a model's versions and aliases as it last read
 # them: a revoked key, a changed limit or an alias move is seen everywhere within this time.
 CHATMODELS_LOOKUP_CACHE_SECONDS = env.float("CHATMODELS_LOOKUP_CACHE_SECONDS", default=1.0)

@@ -29,6 +29,7 @@ from chatmodels.exceptions import (
     ModelNotFound,
     ModelRaised,
     ModelTimeout,
+    ModelUnavailable,
     QuotaExhausted,
     RateLimited,
     RequestTooLarge,
@@ -36,7 +37,7 @@ from chatmodels.exceptions import (
     VersionNotFound,
 )
 from chatmodels.selectors import ApiKeyInfo
-from chatmodels.serving import capacity, lookups, observability, runtime, strict_json
+from chatmodels.serving import capacity, lookups, observability, runtime, shutdown, strict_json
 from chatmodels.serving.dialects.base import ChatDialect
 from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
 
@@ -180,7 +181,9 @@ async def _server_sent_events(
     comment through silences. The model is stopped and its slot freed before the last events,
     so a client that has read to the end of a stream finds the capacity free again; a client
     that goes away (the server cancels or closes this) stops the model too."""
-    failure = None
+    failure: ChatModelsError | None = None
+    cut = False
+    task = shutdown.streaming()
     try:
         opening = b"".join(dialect.begin())
         if opening:
@@ -189,7 +192,20 @@ async def _server_sent_events(
             if call.first_chunk_at is None and any(c is not runtime.KEEP_ALIVE for c in batch):
                 call.first_chunk()  # time to first token
             yield b"".join([event for chunk in batch for event in dialect.event(chunk)])
-    except (GeneratorExit, asyncio.CancelledError):
+    except asyncio.CancelledError:
+        if not shutdown.being_cut(task):
+            call.finish(client_closed=True)
+            raise
+        # The server is stopping and its graceful timeout nearly over: end the stream here.
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: its later awaits go on
+        if uncancel is not None:
+            uncancel()
+        cut = True
+        failure = ModelUnavailable(
+            "the server is shutting down: this stream was cut at the end of its graceful"
+            " timeout; retry the request"
+        )
+    except GeneratorExit:
         call.finish(client_closed=True)
         raise
     except ChatModelsError as error:
@@ -200,11 +216,12 @@ async def _server_sent_events(
         logger.exception("stream failed")
         failure = ChatModelsError("the stream failed; see the server log")
     finally:
+        shutdown.done(task)
         slot.release()
         await chunks.aclose()
     if failure is not None:
         await call.afinish(error=failure)
-        yield b"".join(dialect.failed(failure))
+        yield b"".join(dialect.cut(failure) if cut else dialect.failed(failure))
         return
     await call.afinish()
     yield b"".join(dialect.end())
