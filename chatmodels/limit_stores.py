@@ -9,7 +9,7 @@ the counts read.
 
 A store has `CHATMODELS_LIMITS_TIMEOUT` seconds to answer (Redis: its socket timeouts; SQLite:
 its busy timeout; PostgreSQL: the lock and statement timeouts of the transaction). One that does
-not, or fails, makes `apply` answer None, and is not asked again for
+not, or fails, makes `apply` answer None; after 3 such failures in a row it is not asked again for
 `CHATMODELS_LIMITS_RETRY_SECONDS` (a circuit breaker: a dead store costs a request microseconds,
 not a timeout); then one caller tries it again while the others still get None. The first
 failure and the recovery are logged, not every request.
@@ -213,13 +213,17 @@ def _durable(subject: str) -> bool:
 
 
 class _Breaker:
-    """Whether a store failed within the last CHATMODELS_LIMITS_RETRY_SECONDS."""
+    """Whether a store failed within the last CHATMODELS_LIMITS_RETRY_SECONDS (`OPEN_AFTER`
+    times in a row: one slow answer under load does not refuse every request for seconds)."""
+
+    OPEN_AFTER = 3
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.open_until = 0.0  # time.monotonic() until which the store is not asked
         self.trying = False  # one caller is trying the store again
         self.failing = False
+        self.failures = 0  # in a row
 
     def allows(self) -> bool:
         if not self.failing:
@@ -234,6 +238,10 @@ class _Breaker:
     def failed(self, name: str, error: BaseException) -> None:
         with self.lock:
             self.trying = False
+            self.failures += 1
+            if self.failures < self.OPEN_AFTER:
+                logger.warning("the limits store (%s) did not answer once: %s", name, error)
+                return
             self.open_until = time.monotonic() + settings.CHATMODELS_LIMITS_RETRY_SECONDS
             if not self.failing:
                 self.failing = True
@@ -247,10 +255,16 @@ class _Breaker:
                 )
 
     def succeeded(self, name: str) -> None:
-        if self.failing:
+        if self.failures:
             with self.lock:
-                self.failing = self.trying = False
-            logger.warning("the limits store (%s) answers again", name)
+                was_failing, self.failing, self.trying, self.failures = (
+                    self.failing,
+                    False,
+                    False,
+                    0,
+                )
+            if was_failing:
+                logger.warning("the limits store (%s) answers again", name)
 
 
 _breakers: dict[int, _Breaker] = {}

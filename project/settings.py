@@ -197,10 +197,10 @@ CHATMODELS_LIMITS_SETTLE_SECONDS = env.float("CHATMODELS_LIMITS_SETTLE_SECONDS",
 # the model runs, so concurrent requests overspend a limit by at most one reservation.
 CHATMODELS_TOKEN_RESERVATION = env.int("CHATMODELS_TOKEN_RESERVATION", default=1024)
 # The limits store must answer within CHATMODELS_LIMITS_TIMEOUT seconds; if it does not (or
-# failed within the last CHATMODELS_LIMITS_RETRY_SECONDS, when it is not asked at all), requests
+# failed 3 times in a row within the last CHATMODELS_LIMITS_RETRY_SECONDS: not asked), requests
 # of keys with limits get 503 limits_unavailable, or are let through uncounted with
 # CHATMODELS_LIMITS_FAIL_OPEN. Keys without limits never ask it.
-CHATMODELS_LIMITS_TIMEOUT = env.float("CHATMODELS_LIMITS_TIMEOUT", default=0.25)
+CHATMODELS_LIMITS_TIMEOUT = env.float("CHATMODELS_LIMITS_TIMEOUT", default=0.5)
 CHATMODELS_LIMITS_RETRY_SECONDS = env.float("CHATMODELS_LIMITS_RETRY_SECONDS", default=2.0)
 CHATMODELS_LIMITS_FAIL_OPEN = env.bool("CHATMODELS_LIMITS_FAIL_OPEN", default=False)
 
