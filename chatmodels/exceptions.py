@@ -333,6 +333,24 @@ class ServerBusy(ChatModelsError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class LimitsUnavailable(ChatModelsError):
+    """The API key has limits and the store that counts them did not answer within
+    CHATMODELS_LIMITS_TIMEOUT (or failed recently); retry after `Retry-After` seconds. Keys
+    without limits are not affected."""
+
+    status_code = 503
+    usage_kind = REJECTED
+    code = "limits_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class ModelTimeout(ChatModelsError):
     """The model gave no answer (streams: no next chunk) within CHATMODELS_MODEL_TIMEOUT."""
 

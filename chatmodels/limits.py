@@ -1,17 +1,27 @@
 """Per-key limits, counted in a store shared by every worker process and every host.
 
 A key may have requests per minute, tokens per minute and a monthly token budget (`ApiKey`).
-`check(key)` runs before a chat request starts: it counts the request and refuses it (429,
-`RateLimited` / `QuotaExhausted`, with `retry_after`) when the key is over a limit. Tokens are
-known only when the answer is done: `record_tokens(key, n)` counts them then, so a request that
-starts under the token limit may take the key past it (the next one waits).
-`count_request(subject, limit=, period=)` is the same request count for any subject and period
-(the global `CHATMODELS_THROTTLE_RATE`, `api/throttling.py`).
+`check(key, reserve=N)` runs before a chat request starts: it counts the request, reserves `N`
+tokens against the key's token limits, and refuses it (429, `RateLimited` / `QuotaExhausted`,
+with `retry_after`) when the key is over a limit. A token limit lets a request in while it has
+room left, and the request's reservation is counted at once, so however many requests arrive
+together, what they reserve goes past the limit by at most one reservation. When the answer is
+done, `record_tokens(key, n, reservation=...)` settles the reservation with the real count
+(what was not used is given back; what was used beyond it is counted then). `reservation_for`
+sizes a request's reservation: its `max_tokens` (else `CHATMODELS_TOKEN_RESERVATION`) for each
+choice, plus an estimate of its prompt. `count_request(subject, limit=, period=)` is the same
+request count for any subject and period (the global `CHATMODELS_THROTTLE_RATE`,
+`api/throttling.py`).
 
 Minute limits use a sliding window (Cloudflare's "sliding window counter"): a count per fixed
 window, and the estimate `previous x (share of the previous window still inside the last
 minute) + current`, so a burst across a window edge is not let through twice. The budget is
-per calendar month (UTC). The counts live in `limit_stores` (Redis or the database).
+per calendar month (UTC), and always counted in the database (`limit_stores.apply`), so that a
+restart of a cache forgets nothing. The counts live in `limit_stores` (Redis or the database).
+
+When the store does not answer within `CHATMODELS_LIMITS_TIMEOUT`, a request of a key with
+limits is refused with 503 `LimitsUnavailable` (`Retry-After`), unless
+`CHATMODELS_LIMITS_FAIL_OPEN` lets it through uncounted; keys without limits never ask the store.
 
 Leases. A round trip to the store for every request would cost as much as a fast model's whole
 answer, so a process takes its part of a key's limits a little ahead: when a limit has plenty
@@ -19,12 +29,14 @@ left, the round trip that counts a request also counts a lease (a few more reque
 for this process), and the next requests use it up here without asking the store. A lease is at
 most 1/`LEASE_SHARE` of what the limit had left and about `LEASE_REQUESTS` requests' worth, so
 near a limit it is 0 and every request is counted in the store as it comes, as exactly as
-without leases. Tokens a request uses beyond its process's lease are owed to the store: paid at
-once when they are more than 1/`LEASE_SHARE` of what is left, else with the next round trip. What
-is leased and not used, and what is owed, is settled with the store when its window ends, when
-the key has been idle for `CHATMODELS_LIMITS_SETTLE_SECONDS`, and when the process stops; a lease
-counts as used meanwhile, so a busy key may be refused a little early (by the leases other
-processes hold), never let past its limit by them.
+without leases. A reservation comes out of the lease when the lease holds it all, and what a
+request did not use of it goes back to the lease (near a limit: back to the store at once).
+Tokens a request uses beyond its reservation are owed to the store: paid at once when they are
+more than 1/`LEASE_SHARE` of what is left, else with the next round trip. What is leased and not
+used, and what is owed, is settled with the store when its window ends, when the key has been
+idle for `CHATMODELS_LIMITS_SETTLE_SECONDS`, and when the process stops; a lease counts as used
+meanwhile, so a busy key may be refused a little early (by the leases other processes hold),
+never let past its limit by them.
 """
 
 from __future__ import annotations
@@ -41,9 +53,10 @@ from django.conf import settings
 from django.db import connection
 
 from chatmodels.background import PerProcess
-from chatmodels.exceptions import ChatModelsError, QuotaExhausted, RateLimited
-from chatmodels.limit_stores import Increment, store
+from chatmodels.exceptions import ChatModelsError, LimitsUnavailable, QuotaExhausted, RateLimited
+from chatmodels.limit_stores import Increment, apply
 from chatmodels.selectors import ApiKeyInfo
+from chatmodels.types import ChatRequest
 
 logger = logging.getLogger(__name__)
 
@@ -59,17 +72,52 @@ LEASE_REQUESTS = 512  # and at most this many requests (or their tokens)
 # What the pipeline calls
 
 
-def check(key: ApiKeyInfo, *, now: float | None = None) -> None:
-    """Count one request of `key` and raise if it is over a limit (nothing to do without any)."""
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Tokens reserved for one request: `amount` in each token limit's window (by kind)."""
+
+    amount: int
+    windows: tuple[tuple[str, int], ...]
+
+
+def check(key: ApiKeyInfo, *, reserve: int = 0, now: float | None = None) -> Reservation | None:
+    """Count one request of `key`, reserve `reserve` tokens against its token limits, and raise
+    if it is over a limit (nothing to do without any). Returns what was reserved, which
+    `record_tokens` settles."""
     limits = _limits_of(key)
     if not limits:
-        return
+        return None
+    reserve = reserve if counts_tokens(key) else 0
     now = time.time() if now is None else now
     held = _held_for(key.id)
     with held.lock:
-        if held.covers_a_request(held.parts_of(key.id, limits, now)):
-            return
-        _exchange(key, held, limits, now, request=True)
+        parts = held.parts_of(key.id, limits, now)
+        if held.covers_a_request(parts, reserve):
+            return _reservation(parts, reserve)
+        return _exchange(key, held, limits, now, request=True, reserve=reserve)
+
+
+def reservation_for(request: ChatRequest) -> int:
+    """The tokens to reserve for `request`: its `max_tokens` (else CHATMODELS_TOKEN_RESERVATION)
+    for each of its `n` choices, plus its prompt estimated at a token per 4 characters."""
+    completion = request.max_tokens or settings.CHATMODELS_TOKEN_RESERVATION
+    characters = 0
+    for message in request.messages:
+        content = message.content
+        if isinstance(content, str):
+            characters += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = getattr(part, "text", None)
+                characters += len(text) if isinstance(text, str) else 0
+    return completion * max(1, request.n) + (characters + 3) // 4
+
+
+def _reservation(parts: tuple[_Part, ...], reserve: int) -> Reservation | None:
+    if not reserve:
+        return None
+    windows = tuple((part.kind, part.window) for part in parts if part.kind != "rpm")
+    return Reservation(reserve, windows) if windows else None
 
 
 def has_limits(key: ApiKeyInfo | None) -> bool:
@@ -84,14 +132,24 @@ def counts_tokens(key: ApiKeyInfo | None) -> bool:
     )
 
 
-def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = None) -> None:
-    """Count the prompt + completion tokens of a finished request against `key`'s limits."""
-    if tokens <= 0 or not counts_tokens(key):
+def record_tokens(
+    key: ApiKeyInfo | None,
+    tokens: int,
+    *,
+    reservation: Reservation | None = None,
+    now: float | None = None,
+) -> None:
+    """Count the prompt + completion tokens of a finished request against `key`'s limits,
+    settling what `check` reserved for it."""
+    if not counts_tokens(key) or (tokens <= 0 and reservation is None):
         return
     assert key is not None  # counts_tokens says so
+    tokens = max(0, tokens)
     limits = _limits_of(key)
     now = time.time() if now is None else now
     held = _held_for(key.id)
+    reserved_in = dict(reservation.windows) if reservation is not None else {}
+    reserved = reservation.amount if reservation is not None else 0
     with held.lock:
         held.tokens_per_request = (
             tokens if not held.tokens_per_request else 0.8 * held.tokens_per_request + 0.2 * tokens
@@ -100,16 +158,36 @@ def record_tokens(key: ApiKeyInfo | None, tokens: int, *, now: float | None = No
         for part in held.parts_of(key.id, limits, now):
             if part.kind == "rpm":
                 continue
-            if part.lease >= tokens:  # the usual case, far from the limit
-                part.lease -= tokens
+            window = reserved_in.get(part.kind)
+            if window is not None and window != part.window:
+                # Reserved in a window that has ended: the request counts in that one.
+                if tokens != reserved and _expiry(part.kind, window) > now:
+                    held.unsettled.append(
+                        Increment(
+                            part.subject, window, tokens - reserved, _expiry(part.kind, window)
+                        )
+                    )
                 continue
-            owed = tokens - part.lease
+            beyond = tokens - (reserved if window is not None else 0)
+            if beyond <= 0:  # the unused part of the reservation, counted in the store
+                if held.lease_size(part):
+                    part.lease -= beyond  # far from the limit: this process uses it later
+                else:
+                    part.owed += beyond  # near it: given back now, for every process
+                    part.room -= beyond
+                    pay_now |= beyond < 0
+                continue
+            if part.lease >= beyond:  # the usual case, far from the limit
+                part.lease -= beyond
+                continue
+            owed = beyond - part.lease
             part.lease = 0
             part.owed += owed
             part.room -= owed
             # Owing much of what is left would let other processes past the limit: pay now.
             pay_now |= part.owed * LEASE_SHARE > max(part.room, 0)
         if pay_now:
+            # (A store that does not answer keeps it owed, for the next round trip.)
             _exchange(key, held, _token_limits_of(key), now, request=False)
 
 
@@ -125,8 +203,8 @@ def settle(*, idle_for: float = 0.0) -> int:
             increments = held.take_settlement(time.time())
             if not increments:
                 continue
-            if store().apply(increments, []) is None:
-                held.unsettled = increments + held.unsettled  # Redis is down: keep for later
+            if apply(increments, []) is None:
+                held.unsettled = increments + held.unsettled  # the store is down: keep for later
             else:
                 changed += len(increments)
     return changed
@@ -139,16 +217,14 @@ def count_request(subject: str, *, limit: int, period: int, now: float | None = 
     """
     now = time.time() if now is None else now
     start = _window_start(now, period)
-    counts = store().apply(
-        [Increment(subject, start, 1, start + 2 * period)], [(subject, start - period)]
-    )
-    if counts is None:
+    counts = apply([Increment(subject, start, 1, start + 2 * period)], [(subject, start - period)])
+    if counts is None:  # the store does not answer: the global rate is no key's limit
         return 0.0
     (current,), (previous,) = counts
     elapsed = now - start
     if _estimate(previous, current, elapsed, period) <= limit:
         return 0.0
-    store().apply([Increment(subject, start, -1, start + 2 * period)], [])
+    apply([Increment(subject, start, -1, start + 2 * period)], [])
     return max(_wait(previous, current - 1, limit, elapsed, period), 1.0)
 
 
@@ -188,6 +264,7 @@ class _Held:
     unsettled: list[Increment] = field(default_factory=list)  # ended windows' leases and debts
     touched: float = 0.0  # time.monotonic() of the last request
     tokens_per_request: float = 0.0  # a moving average: sizes token leases
+    reserve_per_request: float = 0.0  # likewise, of the reservations
     # The parts of the limits last asked for, in their order, all in their windows from
     # `current_from` until `current_until` (found once, not on every request).
     current: tuple[_Part, ...] = ()
@@ -224,14 +301,14 @@ class _Held:
         return parts
 
     @staticmethod
-    def covers_a_request(parts: tuple[_Part, ...]) -> bool:
-        """True, and the request taken from the request lease, when this process's leases (of
-        the current windows) let one more request in without asking the store."""
+    def covers_a_request(parts: tuple[_Part, ...], reserve: int) -> bool:
+        """True, and the request and its reservation taken from the leases, when this process's
+        leases (of the current windows) let one more request in without asking the store."""
         for part in parts:
-            if part.lease < 1:
+            if part.lease < _taken(part, reserve, need=True):
                 return False
-        if parts[0].kind == "rpm":
-            parts[0].lease -= 1
+        for part in parts:
+            part.lease -= _taken(part, reserve)
         return True
 
     def lease_size(self, part: _Part) -> int:
@@ -240,6 +317,9 @@ class _Held:
         # Tokens: what about LEASE_REQUESTS requests use (at least a token each, so a model
         # that reports no usage is not asked about on every request).
         per_request = 1.0 if part.kind == "rpm" else max(1.0, self.tokens_per_request)
+        if part.kind != "rpm" and self.reserve_per_request:
+            # A lease that cannot hold a reservation is of no use: size it in reservations.
+            per_request = max(per_request, self.reserve_per_request)
         most = LEASE_REQUESTS * per_request
         return int(min(most, part.room // LEASE_SHARE))
 
@@ -260,48 +340,97 @@ class _Ask:
 
     part: _Part
     limit: int
-    this_request: int  # 1: the request is counted now (no lease covered it)
-    from_lease: bool  # the request came out of the lease held before
+    this_request: int  # the request (1) or its reservation, counted now (no lease covered it)
+    from_lease: int  # what the request took out of the lease held before
     top_up: int  # asked for the lease
     paid: int  # owed tokens paid
     count_at: tuple[str, int]  # where its count is in the answer: ("added" | "read", index)
+    covered: bool = False  # the lease held before covered the request
+    released: int = 0  # lease given back in this trip
     granted: int = 0
 
 
+def _taken(part: _Part, reserve: int, *, need: bool = False) -> int:
+    """What one request takes of `part` (`need`: what a lease must hold to cover it)."""
+    if part.kind == "rpm":
+        return 1
+    return max(1, reserve) if need else reserve
+
+
 def _exchange(
-    key: ApiKeyInfo, held: _Held, limits: tuple[tuple[str, int], ...], now: float, *, request: bool
-) -> None:
+    key: ApiKeyInfo,
+    held: _Held,
+    limits: tuple[tuple[str, int], ...],
+    now: float,
+    *,
+    request: bool,
+    reserve: int = 0,
+) -> Reservation | None:
     """One round trip for `key` (its lock held): settle ended windows, pay what is owed, count
-    this request (`request`) and top up the leases; raise if the request is over a limit."""
+    this request (`request`) and its reservation, and top up the leases; raise if the request
+    is over a limit, or if the store does not answer (unless CHATMODELS_LIMITS_FAIL_OPEN)."""
     reads: list[tuple[str, int]]  # (subject, window)
     asks, increments, reads = [], [], []
     parts = [
         (part, limit)
         for part, (_, limit) in zip(held.parts_of(key.id, limits, now), limits, strict=True)
     ]
+    if request and reserve:
+        held.reserve_per_request = (
+            reserve
+            if not held.reserve_per_request
+            else 0.8 * held.reserve_per_request + 0.2 * reserve
+        )
     settled = held.unsettled
     increments += settled
     held.unsettled = []
     for part, limit in parts:
-        from_lease = request and part.kind == "rpm" and part.lease >= 1
-        this_request = int(request and part.kind == "rpm" and not from_lease)
-        if from_lease:
-            part.lease -= 1
-        top_up = max(0, held.lease_size(part) - part.lease)
-        amount = part.owed + this_request + top_up
+        wanted = _taken(part, reserve) if request else 0
+        covered = request and part.lease >= _taken(part, reserve, need=True)
+        from_lease = wanted if covered else 0
+        this_request = 0 if covered else wanted
+        part.lease -= from_lease
+        lease_size = held.lease_size(part)
+        # Near the limit a lease this request cannot use is given back, for every process.
+        released = part.lease if request and not covered and not lease_size else 0
+        part.lease -= released
+        top_up = max(0, lease_size - part.lease)
+        amount = part.owed + this_request + top_up - released
         if amount:
             count_at = ("added", len(increments))
             increments.append(part.increment(amount))
         else:
             count_at = ("read", len(reads))
             reads.append((part.subject, part.window))
-        asks.append(_Ask(part, limit, this_request, from_lease, top_up, part.owed, count_at))
+        asks.append(
+            _Ask(
+                part,
+                limit,
+                this_request,
+                from_lease,
+                top_up,
+                part.owed,
+                count_at,
+                covered,
+                released,
+            )
+        )
         if part.kind != "month":
             reads.append((part.subject, part.window - MINUTE))
-    counts = store().apply(increments, reads)
-    if counts is None:  # the store did not answer (logged): let the request through
+    counts = apply(increments, reads)
+    if counts is None:  # the store did not answer (logged)
         held.unsettled = settled + held.unsettled
-        return
+        for ask in asks:
+            ask.part.lease += ask.from_lease + ask.released
+        if not request:
+            return None
+        if settings.CHATMODELS_LIMITS_FAIL_OPEN:
+            return None  # let through, uncounted: what it uses is owed when it ends
+        raise LimitsUnavailable(
+            "the limits store does not answer, so requests of keys with limits are refused;"
+            " retry shortly",
+            retry_after=max(1, math.ceil(settings.CHATMODELS_LIMITS_RETRY_SECONDS)),
+        )
     added, read = counts
     found = {"added": added, "read": read}
     previous_of = dict(zip(reads, read, strict=True))
@@ -314,12 +443,10 @@ def _exchange(
         previous = previous_of.get((part.subject, part.window - MINUTE), 0)
         elapsed = now - part.window
         room = ask.limit - _estimate_of(part.kind, previous, before, elapsed)
-        if part.kind == "rpm":
-            fits = ask.from_lease or room >= 1
-            ask.granted = min(ask.top_up, max(0, math.floor(room) - ask.this_request))
-        else:
-            fits = part.lease >= 1 or room > 0
-            ask.granted = min(ask.top_up, max(0, math.floor(room)))
+        # A request (and its reservation) gets in while there is room: what concurrent
+        # requests reserve goes past a limit by at most one reservation.
+        fits = ask.covered or (room >= 1 if part.kind == "rpm" else room > 0)
+        ask.granted = min(ask.top_up, max(0, math.floor(room) - ask.this_request))
         part.room = room - ask.this_request - ask.granted
         if request and not fits and refusal is None:
             refusal = _refusal(key, part.kind, ask.limit, previous, before, now)
@@ -327,13 +454,14 @@ def _exchange(
         part = ask.part
         kept = 0 if refusal else ask.granted
         returned = ask.top_up - kept + (ask.this_request if refusal else 0)
-        part.lease += kept + (1 if refusal and ask.from_lease else 0)
+        part.lease += kept + (ask.from_lease if refusal else 0)
         if returned:
             give_back.append(part.increment(-returned))
     if give_back:
-        store().apply(give_back, [])
+        apply(give_back, [])
     if refusal is not None:
         raise refusal
+    return _reservation(tuple(ask.part for ask in asks), reserve) if request else None
 
 
 def _refusal(

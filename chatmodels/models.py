@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from django.conf import settings
 from django.core.files.storage import storages
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -81,6 +82,9 @@ class RegisteredModel(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "registered model"
+        # Staff invoke models from the admin playground with this permission (viewing a model
+        # is not enough); their usage is counted against their own playground key.
+        permissions = [("invoke_model", "Can invoke models (the admin playground)")]
 
     def __str__(self) -> str:
         return self.name
@@ -280,6 +284,16 @@ class ApiKey(models.Model):
     )
     can_read_metrics = models.BooleanField(
         default=False, help_text="May read GET /metrics from other hosts than the server itself."
+    )
+    playground_user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.CASCADE,
+        related_name="playground_key",
+        help_text="The staff user whose admin playground requests this key counts (its raw"
+        " value is never shown: it is used by the playground only).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -342,7 +342,15 @@ def get_api_key(raw_key: str) -> ApiKeyInfo | None:
     brings its request/token limits and metrics permission."""
     if not raw_key:
         return None
-    row = _fetch_one(_KEY_SQL, [ApiKey.hash_key(raw_key)])
+    return _key_info(_fetch_one(_KEY_SQL, [ApiKey.hash_key(raw_key)]))
+
+
+def get_api_key_by_id(key_id: int) -> ApiKeyInfo | None:
+    """The active key with this id, or None (one query)."""
+    return _key_info(_fetch_one(_KEY_BY_ID_SQL, [key_id]))
+
+
+def _key_info(row: Any) -> ApiKeyInfo | None:
     if row is None:
         return None
     key_id, name, prefix, restricted, rpm, tpm, budget, can_read_metrics = row
@@ -366,6 +374,22 @@ def key_allows(key: ApiKeyInfo, model: RegisteredModel | int) -> bool:
     return _fetch_one(_KEY_ALLOWS_SQL, [key.id, model_id]) is not None
 
 
+def key_allows_model_named(key: ApiKeyInfo, name: str) -> bool:
+    """Whether `key` may call the model named `name` (False when there is none): no query for
+    unrestricted keys, else one. A scoped key learns nothing of the models it may not call."""
+    if not key.restricted:
+        return True
+    if not _NAME.match(name):
+        return False
+    return _fetch_one(_KEY_ALLOWS_NAME_SQL, [key.id, name]) is not None
+
+
+def model_not_found(name: str) -> ModelNotFound:
+    """The 404 for a model that does not exist, or that the request's key may not call (the
+    same answer, so a scoped key cannot tell them apart)."""
+    return _model_not_found(name)
+
+
 _ALLOWED_TABLE = ApiKey.allowed_models.through._meta.db_table
 _KEY_SQL = (
     f"SELECT k.id, k.name, k.prefix, EXISTS(SELECT 1 FROM {_ALLOWED_TABLE} a"
@@ -373,7 +397,12 @@ _KEY_SQL = (
     f" k.monthly_token_budget, k.can_read_metrics FROM {ApiKey._meta.db_table} k"
     " WHERE k.key_hash = %s AND k.revoked_at IS NULL"
 )
+_KEY_BY_ID_SQL = _KEY_SQL.replace("k.key_hash = %s", "k.id = %s")
 _KEY_ALLOWS_SQL = f"SELECT 1 FROM {_ALLOWED_TABLE} WHERE apikey_id = %s AND registeredmodel_id = %s"
+_KEY_ALLOWS_NAME_SQL = (
+    f"SELECT 1 FROM {_ALLOWED_TABLE} a JOIN {RegisteredModel._meta.db_table} m"
+    " ON m.id = a.registeredmodel_id WHERE a.apikey_id = %s AND m.name = %s"
+)
 
 
 # --- Usage ---------------------------------------------------------------------------------------

@@ -411,6 +411,22 @@ def create_api_key(
     return key, raw_key
 
 
+def playground_key(*, user: Any) -> ApiKey:
+    """The key the admin playground counts `user`'s requests against (made on first use, no
+    limits; an admin may set some on its page). Its raw value is never known to anyone."""
+    key = ApiKey.objects.filter(playground_user=user).first()
+    if key is not None:
+        return key
+    try:
+        with transaction.atomic():
+            key, _ = create_api_key(name=f"playground: {user.get_username()}"[:100])
+            ApiKey.objects.filter(pk=key.pk).update(playground_user=user)
+    except IntegrityError:  # made meanwhile by another request of the same user
+        return ApiKey.objects.get(playground_user=user)
+    key.playground_user = user
+    return key
+
+
 @transaction.atomic
 def revoke_api_key(*, key: ApiKey | str) -> ApiKey:
     """Revoke a key, given as an ApiKey, as the raw key, or by a unique prefix of it (as printed,

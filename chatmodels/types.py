@@ -530,11 +530,16 @@ class ChatChoice(_ChatData):
     logprobs: ChatChoiceLogProbs | None = None
 
 
+# A token count is a non-negative integer below 2**53 (exact in every JSON reader, and in the
+# database's counters): anything else a model reports is invalid output, never a counter.
+TokenCount = Annotated[int | None, Spec(minimum=0, maximum=2**53 - 1)]
+
+
 @dataclass
 class TokenUsageStats(_ChatData):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
+    prompt_tokens: TokenCount = None
+    completion_tokens: TokenCount = None
+    total_tokens: TokenCount = None
 
 
 def _now() -> int:

@@ -7,7 +7,13 @@ per process adds the queue up into counters per bucket and writes them every
 UPDATE SET requests = requests + excluded.requests …`), so any number of worker processes and
 hosts add into the same `UsageBucket` rows, and there is never a row per request. What is left
 when the process stops (SIGTERM, SIGINT, a normal exit) is written at exit
-(`background.run_in_background`).
+(`background.run_in_background`); a process killed outright (SIGKILL, a crash of the machine)
+loses at most what it counted since its last write: `CHATMODELS_USAGE_FLUSH_SECONDS`.
+
+One bucket cannot stop the others being written: when a batch fails while the database answers,
+its buckets are written one by one, and a bucket that fails alone is kept for the next write,
+then dropped after `STRIKES` failed writes, with a log line saying what was lost. When no bucket
+can be written (the database is down), every count is kept for the next write.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from chatmodels.background import Accumulator
 from chatmodels.exceptions import ErrorKind
@@ -41,6 +47,10 @@ Counts: Any = make_dataclass("Counts", [(name, int, 0) for name in COUNTERS], sl
 _values_of = operator.attrgetter(*COUNTERS)  # a Counts' values, in the order of COUNTERS
 _COLUMNS = ("model_id", "version", "api_key_id", "hour", *COUNTERS)
 _BATCH = 500  # buckets per statement: 7,000 parameters, well under every backend's limit
+# What writing a bucket may raise: the database's errors, and the driver's for a value it cannot
+# send (SQLite: OverflowError past 64 bits).
+_WRITE_ERRORS = (DatabaseError, OverflowError, ValueError)
+STRIKES = 3  # failed writes of a bucket, alone while others were written, before it is dropped
 
 # (model id, version number, key id or None, hours since the epoch) -> counters
 Bucket = tuple[int, int, "int | None", int]
@@ -126,13 +136,15 @@ def flush() -> int:
         if not batch:
             return 0
         try:
-            written = _write(batch)
+            written, failed = _write(batch)
         except Exception:
             _merge_back(accumulator, batch)
             raise
         finally:
             if not connection.in_atomic_block:
                 connection.close()  # back to the pool, or closed: nothing held until next time
+        if failed:
+            _merge_back(accumulator, _struck(failed))
         return written
 
 
@@ -172,28 +184,65 @@ def _merge_back(accumulator: Accumulator, batch: dict[Bucket, Any]) -> None:
             current.latency_ms_max = max(current.latency_ms_max, counts.latency_ms_max)
 
 
-def _write(batch: dict[Bucket, Any]) -> int:
-    rows = [_row(bucket, counts) for bucket, counts in batch.items()]
-    written = 0
-    for start in range(0, len(rows), _BATCH):
-        chunk = rows[start : start + _BATCH]
+def _write(batch: dict[Bucket, Any]) -> tuple[int, dict[Bucket, Any]]:
+    """Write `batch`; returns the buckets written and those that failed alone (the database
+    answered other writes). Raises when none could be written."""
+    items = list(batch.items())
+    written, failed = 0, {}
+    error: BaseException | None = None
+    for start in range(0, len(items), _BATCH):
+        chunk = items[start : start + _BATCH]
         try:
-            _upsert(chunk)
+            _upsert([_row(bucket, counts) for bucket, counts in chunk])
             written += len(chunk)
-        except IntegrityError:
-            written += _upsert_one_by_one(chunk)
-    return written
+            continue
+        except _WRITE_ERRORS as chunk_error:
+            error = chunk_error
+        for bucket, counts in chunk:  # one by one: find the bucket that fails
+            try:
+                _upsert([_row(bucket, counts)])
+                written += 1
+            except IntegrityError as refused:  # its key or model was deleted meanwhile
+                logger.warning(
+                    "usage: dropped the counts of a bucket the database refused: %s", refused
+                )
+            except _WRITE_ERRORS as row_error:
+                failed[bucket] = counts
+                error = row_error
+    if failed and not written:
+        assert error is not None
+        raise error  # nothing could be written: the database itself is failing
+    return written, failed
 
 
-def _upsert_one_by_one(rows: list[tuple]) -> int:
-    written = 0
-    for row in rows:
-        try:
-            _upsert([row])
-            written += 1
-        except IntegrityError as error:
-            logger.warning("usage: dropped the counts of a bucket the database refused: %s", error)
-    return written
+def _struck(failed: dict[Bucket, Any]) -> dict[Bucket, Any]:
+    """The failed buckets to try again; those that failed STRIKES times are dropped (logged)."""
+    kept = {}
+    for bucket, counts in failed.items():
+        strikes = _strikes[bucket] = _strikes.get(bucket, 0) + 1
+        if strikes < STRIKES:
+            kept[bucket] = counts
+            continue
+        del _strikes[bucket]
+        model_id, version, key_id, hour = bucket
+        logger.error(
+            "usage: dropped a bucket the database failed to write %s times (model id %s,"
+            " version %s, key id %s, hour %s): %s requests, %s prompt and %s completion tokens"
+            " not counted",
+            STRIKES,
+            model_id,
+            version,
+            key_id,
+            datetime.fromtimestamp(hour * 3600, tz=timezone.utc).isoformat(),
+            counts.requests,
+            counts.prompt_tokens,
+            counts.completion_tokens,
+        )
+    return kept
+
+
+# Buckets that failed to be written alone, and how often (under the accumulator's write lock).
+_strikes: dict[Bucket, int] = {}
 
 
 def _row(bucket: Bucket, counts: Any) -> tuple:

@@ -154,6 +154,12 @@ CHATMODELS_MAX_REQUEST_BYTES = env.int("CHATMODELS_MAX_REQUEST_BYTES", default=1
 # `600/min`, counted in the limits store (chatmodels/limits.py) shared by every worker and host;
 # empty: none. Off by default: with the database store it would cost a write per request.
 CHATMODELS_THROTTLE_RATE = env.str("CHATMODELS_THROTTLE_RATE", default="") or None
+# Addresses or networks of the reverse proxies in front of the server: X-Forwarded-For is read
+# only from these (the client is the last address in it that is not a trusted proxy); every
+# other request's client is its peer address. Empty: X-Forwarded-For is never read.
+CHATMODELS_TRUSTED_PROXIES = env.list("CHATMODELS_TRUSTED_PROXIES", default=[])
+# Admin login attempts per minute from one client address, and for one username (0: no limit).
+CHATMODELS_LOGIN_ATTEMPTS_PER_MINUTE = env.int("CHATMODELS_LOGIN_ATTEMPTS_PER_MINUTE", default=10)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHATMODELS_MAX_REQUEST_BYTES
 # Seconds a client has to send its request body once its headers are in (else 408), and to take
 # each write of the answer (else the connection is closed: a stream nobody reads ends); 0: none.
@@ -173,6 +179,9 @@ CHATMODELS_RESERVED_SLOTS = env.int(
 # limit). A stream silent for CHATMODELS_STREAM_KEEPALIVE seconds gets an SSE comment.
 CHATMODELS_MODEL_TIMEOUT = env.float("CHATMODELS_MODEL_TIMEOUT", default=600.0) or None
 CHATMODELS_STREAM_KEEPALIVE = env.float("CHATMODELS_STREAM_KEEPALIVE", default=15.0)
+# The seconds in-flight requests get after SIGTERM (scripts/server passes it to the server):
+# streams still running a little before it ends are cut with an error event, and counted.
+CHATMODELS_GRACEFUL_TIMEOUT = env.float("GRACEFUL_TIMEOUT", default=30.0)
 # How long each server process may serve a key, a model's versions and aliases as it last read
 # them: a revoked key, a changed limit or an alias move is seen everywhere within this time.
 CHATMODELS_LOOKUP_CACHE_SECONDS = env.float("CHATMODELS_LOOKUP_CACHE_SECONDS", default=1.0)
@@ -185,6 +194,16 @@ CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", def
 # Per-key limits (chatmodels/limits.py): a worker gives back the leases of a key idle for this
 # many seconds, and pays the tokens it owes (0: only at the next request and when it stops).
 CHATMODELS_LIMITS_SETTLE_SECONDS = env.float("CHATMODELS_LIMITS_SETTLE_SECONDS", default=1.0)
+# A key's token limits reserve its request's max_tokens (this many when it sends none) before
+# the model runs, so concurrent requests overspend a limit by at most one reservation.
+CHATMODELS_TOKEN_RESERVATION = env.int("CHATMODELS_TOKEN_RESERVATION", default=1024)
+# The limits store must answer within CHATMODELS_LIMITS_TIMEOUT seconds; if it does not (or
+# failed 3 times in a row within the last CHATMODELS_LIMITS_RETRY_SECONDS: not asked), requests
+# of keys with limits get 503 limits_unavailable, or are let through uncounted with
+# CHATMODELS_LIMITS_FAIL_OPEN. Keys without limits never ask it.
+CHATMODELS_LIMITS_TIMEOUT = env.float("CHATMODELS_LIMITS_TIMEOUT", default=0.5)
+CHATMODELS_LIMITS_RETRY_SECONDS = env.float("CHATMODELS_LIMITS_RETRY_SECONDS", default=2.0)
+CHATMODELS_LIMITS_FAIL_OPEN = env.bool("CHATMODELS_LIMITS_FAIL_OPEN", default=False)
 
 # Model workers (chatmodels/serving/workers): each version's code runs in processes of its own.
 # Where the gateway writes each version's package for its workers, and their private folders

@@ -22,9 +22,10 @@ def _no_usage_carried_over():
 def _no_limit_leases_carried_over():
     """Leases one test took are never used by another test (key ids come back after a rollback)."""
     yield
-    from chatmodels import limits
+    from chatmodels import limit_stores, limits
 
     limits.forget()
+    limit_stores.reset_breakers()  # a store one test stopped is not skipped by the next
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import re
 from html import escape
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -946,6 +947,66 @@ def test_playground_is_staff_only_and_csrf_protected(admin_user, django_user_mod
         PLAYGROUND_INVOKE, body, content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
     assert stream_events(allowed)[-1] == "[DONE]"
+
+
+def test_invoking_from_the_playground_needs_the_invoke_model_permission(django_user_model):
+    register(name="echo", model=TriggerModel())
+    body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_registeredmodel"))
+    browser = Client()
+    browser.force_login(viewer)
+
+    assert browser.get(PLAYGROUND).status_code == 200  # viewing is enough to see the page
+    refused = browser.post(PLAYGROUND_INVOKE, body, content_type="application/json")
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["code"] == "permission_denied"
+    assert "Can invoke models" in error["message"]
+    assert not ApiKey.objects.filter(playground_user=viewer).exists()
+
+    viewer.user_permissions.add(Permission.objects.get(codename="invoke_model"))
+    browser.force_login(django_user_model.objects.get(pk=viewer.pk))  # permissions re-read
+    allowed = browser.post(PLAYGROUND_INVOKE, body, content_type="application/json")
+    assert stream_events(allowed)[-1] == "[DONE]"
+    assert ApiKey.objects.filter(playground_user=viewer).count() == 1
+
+
+def _log_in(browser: Client, username: str, password: str, address: str):
+    return browser.post(
+        reverse("admin:login"),
+        {"username": username, "password": password, "next": "/admin/"},
+        REMOTE_ADDR=address,
+    )
+
+
+def test_admin_logins_are_throttled_per_address_and_per_username(
+    admin_user, django_user_model, settings
+):
+    settings.CHATMODELS_LOGIN_ATTEMPTS_PER_MINUTE = 3
+    browser = Client()
+    django_user_model.objects.create_user("other", password="right", is_staff=True)
+
+    # From one address: three attempts are checked, the fourth is refused unchecked (even with
+    # the right password), with a message saying when to retry.
+    for _ in range(3):
+        assert _log_in(browser, "other", "wrong", "192.0.2.1").status_code == 200
+    refused = _log_in(browser, "other", "right", "192.0.2.1")
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) >= 1
+    assert "Too many login attempts from this address; try again in" in refused.content.decode()
+    assert "_auth_user_id" not in browser.session
+
+    # One username from many addresses (a botnet guessing one password): refused as well.
+    for n in range(3):
+        assert _log_in(browser, admin_user.username, "wrong", f"198.51.100.{n}").status_code == 200
+    refused = _log_in(browser, admin_user.username, "password", "198.51.100.9")
+    assert refused.status_code == 429
+    assert "Too many login attempts for this username" in refused.content.decode()
+
+    # Another user from another address is not held up.
+    django_user_model.objects.create_user("third", password="right", is_staff=True)
+    assert _log_in(browser, "third", "right", "203.0.113.5").status_code == 302
 
 
 # --- the landing page at / (the admin's "View site") -------------------------------------------

@@ -237,7 +237,7 @@ def test_a_flush_the_database_fails_is_written_with_the_next(client, tokens, mon
     assert usage.pending() == {}
 
 
-def test_the_playground_counts_without_a_key(admin_client, tokens):
+def test_the_playground_counts_against_the_user_s_own_key(admin_client, admin_user, tokens):
     response = admin_client.post(
         "/admin/chatmodels/registeredmodel/playground/invoke/",
         data=json.dumps({"model": "tokens", "messages": [{"role": "user", "content": "x y"}]}),
@@ -246,9 +246,12 @@ def test_the_playground_counts_without_a_key(admin_client, tokens):
     assert stream_events(response)[-1] == "[DONE]"
     usage.flush()
 
-    assert without_rows(totals(api_key=None)) == counted(
+    key = ApiKey.objects.get(playground_user=admin_user)
+    assert key.name == f"playground: {admin_user.get_username()}"
+    assert without_rows(totals(api_key=key)) == counted(
         requests=1, prompt_tokens=2, completion_tokens=2
     )
+    assert totals(api_key=None)["rows"] == 0
 
 
 def test_nothing_is_counted_when_usage_is_off(client, tokens, settings):

@@ -2,9 +2,9 @@
 
 One module per registered model (`registered_models.py`, `versions.py`, `api_keys.py`, `usage.py`
 for the usage buckets' charts), the display helpers they share (`display.py`), the version page's
-content (`version_page.py`), the playground views (`playground.py`) and the model workers page
-(`workers.py`). Writes go through `services`; a version is shown, never edited, except its
-`status`.
+content (`version_page.py`), the playground views (`playground.py`), the model workers page
+(`workers.py`) and the login throttle (`login.py`). Writes go through `services`; a version is
+shown, never edited, except its `status`.
 """
 
 from django.contrib import admin
@@ -12,6 +12,10 @@ from django.urls import reverse_lazy
 
 # Importing the modules registers their ModelAdmins with the admin site.
 from chatmodels.admin import api_keys, registered_models, usage, versions  # noqa: F401
+from chatmodels.admin.login import throttled
+
+# Logins are throttled per client address and per username (`login.py`).
+admin.site.login = throttled(admin.site.login, admin.site)  # type: ignore[method-assign]
 
 admin.site.site_header = "chatmodels"
 admin.site.site_title = "chatmodels"

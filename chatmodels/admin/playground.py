@@ -1,8 +1,11 @@
 """The admin playground: a chat page for staff and the JSON view it posts to.
 
 Both are routed by `RegisteredModelAdmin.get_urls()` behind `admin_site.admin_view` (staff
-session, CSRF). The invoke view answers through the API's chat pipeline (`answer_chat`: resolve
-→ parse → admit → invoke → stream), without an API key.
+session, CSRF). The page needs the view permission on registered models; invoking needs
+`chatmodels.invoke_model`. The invoke view answers through the API's chat pipeline
+(`answer_chat`: resolve → parse → admit → invoke → stream) with the user's own playground key
+(`services.playground_key`): their usage is counted against it, and its limits, if an admin set
+some, apply.
 """
 
 from __future__ import annotations
@@ -18,22 +21,40 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from chatmodels import selectors
+from chatmodels import selectors, services
 from chatmodels.admin import display
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidRequest,
 )
+from chatmodels.exceptions import PermissionDenied as ChatPermissionDenied
 from chatmodels.models import ModelAlias, ModelVersion, RegisteredModel
+from chatmodels.selectors import ApiKeyInfo
 from chatmodels.serving import errors
 from chatmodels.serving.pipeline import answer_chat, read_json_object
 
 logger = logging.getLogger(__name__)
 
 
+INVOKE_PERMISSION = "chatmodels.invoke_model"
+
+
 def _check_permission(request: HttpRequest, model_admin) -> None:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
+
+
+def _playground_key(request: HttpRequest) -> ApiKeyInfo:
+    """The user's playground key; 403 without the permission to invoke models."""
+    if not request.user.has_perm(INVOKE_PERMISSION):
+        raise ChatPermissionDenied(
+            "you may not invoke models: ask an administrator for the 'Can invoke models'"
+            " permission"
+        )
+    key = selectors.get_api_key_by_id(services.playground_key(user=request.user).pk)
+    if key is None:
+        raise ChatPermissionDenied("your playground key is revoked; ask an administrator")
+    return key
 
 
 def playground_models(*, site: str = "admin") -> list[dict]:
@@ -106,13 +127,16 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponseBase:
     """Body: {"model", "version" | "alias", "messages", "temperature"?, "max_tokens"?, ...}.
 
     Always answered as a stream (`text/event-stream` of `chat.completion.chunk` events, then
-    `data: [DONE]`) by the API's own pipeline, without an API key. Each chunk's `model` is
-    `name/N`: the version that answered, whatever the page asked for (an alias, the latest).
+    `data: [DONE]`) by the API's own pipeline, with the user's playground key. Each chunk's
+    `model` is `name/N`: the version that answered, whatever the page asked for (an alias, the
+    latest).
+    403 (an OpenAI error object) without the `chatmodels.invoke_model` permission.
     An error before the stream starts is an OpenAI error object with the API's status.
     """
     _check_permission(request, model_admin)
     name = None
     try:
+        key = _playground_key(request)
         payload = read_json_object(request)
         name = payload.pop("model", None)
         alias = payload.pop("alias", None) or None
@@ -130,7 +154,7 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponseBase:
         return async_to_sync(answer_chat)(
             payload,
             request=request,
-            key=None,
+            key=key,
             name=name,
             version=number,
             alias=alias,

@@ -30,7 +30,7 @@ from django.urls import set_script_prefix
 
 from chatmodels.api import middleware
 from chatmodels.exceptions import ChatModelsError, RequestTimeout, RequestTooLarge
-from chatmodels.serving import eventloop, strict_json
+from chatmodels.serving import eventloop, shutdown, strict_json
 from chatmodels.serving.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -275,6 +275,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             eventloop.adopt(asyncio.get_running_loop())
+            shutdown.install(asyncio.get_running_loop())  # streams cut cleanly at SIGTERM
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})

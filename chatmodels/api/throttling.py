@@ -1,6 +1,7 @@
 """The global request rate, `CHATMODELS_THROTTLE_RATE` (e.g. `600/min`; empty: none).
 
-It applies to every API request of each key (of each client address for anonymous calls) and
+It applies to every API request of each key (of each client address for anonymous calls:
+`clients.client_address`, which trusts X-Forwarded-For only from CHATMODELS_TRUSTED_PROXIES) and
 is counted in the limits store that every worker process and host share (`chatmodels.limits`),
 so that two workers do not each let the whole rate through. A key's own limits (requests and
 tokens per minute, monthly budget) are checked by the chat pipeline on top of it.
@@ -8,12 +9,10 @@ tokens per minute, monthly budget) are checked by the chat pipeline on top of it
 
 from __future__ import annotations
 
-import hashlib
-
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from chatmodels import limits
+from chatmodels import clients, limits
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -45,9 +44,8 @@ class ApiKeyRateThrottle(BaseThrottle):
         if key is not None:
             subject = f"rate:key:{key.id}"
         else:
-            # The address (or X-Forwarded-For chain) is hashed: a fixed length for the store.
-            address = self.get_ident(request) or ""
-            subject = f"rate:ip:{hashlib.sha256(address.encode()).hexdigest()[:32]}"
+            # X-Forwarded-For only from CHATMODELS_TRUSTED_PROXIES: a client cannot pick its own.
+            subject = clients.subject("rate:ip", clients.client_address(request.META))
         self._wait = limits.count_request(subject, limit=limit, period=period)
         return self._wait == 0
 

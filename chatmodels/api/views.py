@@ -40,7 +40,6 @@ from chatmodels.api.serializers import (
 from chatmodels.exceptions import (
     InvalidRequest,
     MetricsNotAllowed,
-    ModelNotAllowed,
     ModelNotFound,
     NotFound,
     PermissionDenied,
@@ -85,12 +84,12 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
         return _visible_models(self.request)
 
     @openapi.model_retrieve
-    @raises(ModelNotFound, ModelNotAllowed)
+    @raises(ModelNotFound)
     def retrieve(self, request: Request, name: str) -> Response:
         model = selectors.is_model_name(name) and selectors.list_models().filter(name=name).first()
         if not model:
             raise ModelNotFound(f"model '{name}' not found", param="model")
-        check_model_allowed(api_key(request), model.pk, name)
+        check_model_allowed(api_key(request), name)
         return Response(self.get_serializer(model).data)
 
     @openapi.invocations  # type: ignore[type-var]  # its stubs know no async view
@@ -117,7 +116,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
 
 
 @openapi.model_versions
-@raises(ModelNotFound, ModelNotAllowed)
+@raises(ModelNotFound)
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """The versions of one model, newest first."""
 
@@ -128,8 +127,8 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular's schema generation
             return ModelVersion.objects.none()
         name = self.kwargs["name"]
+        check_model_allowed(api_key(self.request), name)
         model = selectors.get_model(name=name)
-        check_model_allowed(api_key(self.request), model.pk, name)
         return selectors.list_versions(name=name, model=model)
 
     @raises(InvalidRequest, VersionNotFound)
@@ -232,8 +231,8 @@ class OpenAIModelView(APIView):
         name, version, alias = selectors.parse_model_reference(
             model, not_a_reference_is_unknown=True
         )
+        check_model_allowed(api_key(request), name)
         found = selectors.resolve_version(name=name, version=version, alias=alias)
-        check_model_allowed(api_key(request), found.model_id, name)
         created = found.model_created_at if version is None and alias is None else found.created_at
         return HttpResponse(
             json.dumps(_openai_model(model, created)), content_type="application/json"

@@ -136,10 +136,10 @@ async def resolve_version(
     )
 
 
-async def key_allows(key: ApiKeyInfo, model_id: int) -> bool:
-    """`selectors.key_allows`: no lookup for a key that may call every model."""
+async def key_allows_model_named(key: ApiKeyInfo, name: str) -> bool:
+    """`selectors.key_allows_model_named`: no lookup for a key that may call every model."""
     if not key.restricted:
         return True
     return await _asked_async(
-        _allowed, (key.id, model_id), lambda: selectors.key_allows(key, model_id)
+        _allowed, (key.id, name), lambda: selectors.key_allows_model_named(key, name)
     )

@@ -39,6 +39,7 @@ class ChatCall:
         "_started",
         "first_chunk_at",
         "key",
+        "reservation",
         "route",
         "usage",
         "version",
@@ -59,6 +60,7 @@ class ChatCall:
         self.version: ResolvedVersion | None = None
         self.first_chunk_at: float | None = None
         self.usage: Mapping[str, Any] | None = None
+        self.reservation: limits.Reservation | None = None  # tokens the limits reserved
         self._finished = False
         self._in_flight = False  # counted by metrics.request_started
         self._metrics = metrics.enabled()
@@ -138,7 +140,7 @@ class ChatCall:
                 error_type=(kind.code or type(error).__name__) if kind is not None else None,
                 error_message=str(error) if error is not None else None,
             )
-        limits.record_tokens(self.key, prompt + completion)
+        limits.record_tokens(self.key, prompt + completion, reservation=self.reservation)
         if version is not None:  # usage is kept per version: requests that reached one
             usage.record(
                 version,

@@ -24,11 +24,12 @@ from chatmodels.exceptions import (
     ChatModelsError,
     InvalidModelOutput,
     InvalidRequest,
+    LimitsUnavailable,
     ModelLoadError,
-    ModelNotAllowed,
     ModelNotFound,
     ModelRaised,
     ModelTimeout,
+    ModelUnavailable,
     QuotaExhausted,
     RateLimited,
     RequestTooLarge,
@@ -37,7 +38,7 @@ from chatmodels.exceptions import (
     VersionNotFound,
 )
 from chatmodels.selectors import ApiKeyInfo
-from chatmodels.serving import capacity, lookups, observability, runtime, strict_json
+from chatmodels.serving import capacity, lookups, observability, runtime, shutdown, strict_json
 from chatmodels.serving.dialects.base import ChatDialect
 from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
 
@@ -72,17 +73,19 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
 
 
 # What finding a model by name (or `name/VERSION`, `name@ALIAS`) and checking the key may raise.
-LOOKUP_ERRORS = (InvalidRequest, ModelNotAllowed, ModelNotFound, VersionNotFound, AliasNotFound)
+LOOKUP_ERRORS = (InvalidRequest, ModelNotFound, VersionNotFound, AliasNotFound)
 
 
-def check_model_allowed(key: ApiKeyInfo | None, model_id: int, name: str) -> None:
-    """403 unless `key` may call this model (no key: anonymous access or staff, allowed)."""
-    if key is not None and not selectors.key_allows(key, model_id):
-        raise _not_allowed(name)
+def check_model_allowed(key: ApiKeyInfo | None, name: str) -> None:
+    """404, as for a model that does not exist, unless `key` may call the model `name` (no key:
+    anonymous access or staff, allowed). Checked before its versions and aliases are looked up,
+    so a scoped key learns nothing of the models it may not call."""
+    if key is not None and not selectors.key_allows_model_named(key, name):
+        raise selectors.model_not_found(name)
 
 
-def _not_allowed(name: str) -> ModelNotAllowed:
-    return ModelNotAllowed(f"this API key may not call model '{name}'", param="model")
+def _admit(key: ApiKeyInfo, reserve: int) -> limits.Reservation | None:
+    return limits.check(key, reserve=reserve)
 
 
 # Everything `read_json_object` and `answer_chat` can raise: the chat views declare these.
@@ -98,6 +101,7 @@ CHAT_ERRORS = (
     RateLimited,
     QuotaExhausted,
     UpstreamFailed,
+    LimitsUnavailable,
 )
 
 
@@ -122,15 +126,16 @@ async def answer_chat(
     """
     call = observability.ChatCall(request=request, key=key, model=served_name or name, body=body)
     try:
+        if key is not None and not await lookups.key_allows_model_named(key, name):
+            raise selectors.model_not_found(name)
         resolved = await lookups.resolve_version(name=name, version=version, alias=alias)
         call.resolved(resolved)
-        if key is not None:
-            if not await lookups.key_allows(key, resolved.model_id):
-                raise _not_allowed(name)
-            if limits.has_limits(key):
-                await lookups.in_thread(limits.check, key)
         parsed = dialect.parse(body)
         chat_request = parsed.request
+        if limits.has_limits(key):
+            assert key is not None  # has_limits says so
+            reserve = limits.reservation_for(chat_request) if limits.counts_tokens(key) else 0
+            call.reservation = await lookups.in_thread(_admit, key, reserve)
         served_name = served_name or str(resolved)
         slot = await capacity.acquire(
             model_id=resolved.model_id,
@@ -178,7 +183,9 @@ async def _server_sent_events(
     comment through silences. The model is stopped and its slot freed before the last events,
     so a client that has read to the end of a stream finds the capacity free again; a client
     that goes away (the server cancels or closes this) stops the model too."""
-    failure = None
+    failure: ChatModelsError | None = None
+    cut = False
+    task = shutdown.streaming()
     try:
         opening = b"".join(dialect.begin())
         if opening:
@@ -187,7 +194,20 @@ async def _server_sent_events(
             if call.first_chunk_at is None and any(c is not runtime.KEEP_ALIVE for c in batch):
                 call.first_chunk()  # time to first token
             yield b"".join([event for chunk in batch for event in dialect.event(chunk)])
-    except (GeneratorExit, asyncio.CancelledError):
+    except asyncio.CancelledError:
+        if not shutdown.being_cut(task):
+            call.finish(client_closed=True)
+            raise
+        # The server is stopping and its graceful timeout nearly over: end the stream here.
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: its later awaits go on
+        if uncancel is not None:
+            uncancel()
+        cut = True
+        failure = ModelUnavailable(
+            "the server is shutting down: this stream was cut at the end of its graceful"
+            " timeout; retry the request"
+        )
+    except GeneratorExit:
         call.finish(client_closed=True)
         raise
     except ChatModelsError as error:
@@ -198,11 +218,12 @@ async def _server_sent_events(
         logger.exception("stream failed")
         failure = ChatModelsError("the stream failed; see the server log")
     finally:
+        shutdown.done(task)
         slot.release()
         await chunks.aclose()
     if failure is not None:
         await call.afinish(error=failure)
-        yield b"".join(dialect.failed(failure))
+        yield b"".join(dialect.cut(failure) if cut else dialect.failed(failure))
         return
     await call.afinish()
     yield b"".join(dialect.end())

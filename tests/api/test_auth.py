@@ -66,22 +66,41 @@ def test_a_revoked_key_stops_working_on_the_next_request(client, echo):
     assert error_of(post(client, INVOCATIONS, key=raw), 401)["code"] == "invalid_api_key"
 
 
-def test_a_key_limited_to_another_model_is_a_403(client, echo):
+def test_a_key_limited_to_another_model_gets_the_same_404_as_for_a_missing_model(client, echo):
     register(name="other", model=TriggerModel(), aliases=["prod"])
     raw = make_key(name="other-only", models=["other"])[1]
+    missing = [
+        post(client, "/api/models/nothing/invocations", key=raw),
+        post(client, COMPLETIONS, chat(model="nothing"), key=raw),
+        get(client, "/api/models/nothing/", key=raw),
+        get(client, "/api/models/nothing/versions/", key=raw),
+        get(client, "/api/models/nothing/versions/1/", key=raw),
+        get(client, "/v1/models/nothing", key=raw),
+    ]
 
-    for response in (
+    # Whatever version or alias is asked for, existing or not: no hint that `echo` exists.
+    forbidden = [
         post(client, INVOCATIONS, key=raw),
+        post(client, INVOCATIONS + "?version=9", key=raw),
         post(client, COMPLETIONS, chat(model="echo@prod"), key=raw),
+        post(client, COMPLETIONS, chat(model="echo@nope"), key=raw),
+        post(client, COMPLETIONS, chat(model="echo/9"), key=raw),
         get(client, "/api/models/echo/", key=raw),
         get(client, "/api/models/echo/versions/", key=raw),
         get(client, "/api/models/echo/versions/1/", key=raw),
+        get(client, "/api/models/echo/versions/9/", key=raw),
         get(client, "/v1/models/echo", key=raw),
-    ):
-        error = error_of(response, 403)
-        assert error["type"] == "permission_error"
-        assert error["code"] == "model_not_allowed"
+        get(client, "/v1/models/echo/9", key=raw),
+        get(client, "/v1/models/echo@nope", key=raw),
+    ]
 
+    expected = error_of(missing[0], 404)
+    assert expected["code"] == "model_not_found"
+    for response in missing:
+        assert error_of(response, 404) == expected
+    body = {**expected, "message": expected["message"].replace("'nothing'", "'echo'")}
+    for response in forbidden:
+        assert error_of(response, 404) == body
     assert completion_text(post(client, COMPLETIONS, chat("hi", model="other"), key=raw)) == "hi"
 
 

@@ -288,7 +288,7 @@ def test_tokens_leased_and_owed_settle_to_exactly_what_was_used(store, counter):
         limits.record_tokens(key, 10, now=start + request)
 
     def counted() -> list[int]:
-        answer = limit_stores.store().apply(
+        answer = limit_stores.apply(
             [], [(f"key:{key.id}:tpm", start), (f"key:{key.id}:month", limits._month_start(start))]
         )
         assert answer is not None

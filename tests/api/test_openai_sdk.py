@@ -270,14 +270,14 @@ def test_revoked_key_is_authentication_error(sdk, registry):
         sdk(raw).models.list()
 
 
-def test_key_limited_to_another_model_is_permission_denied(sdk, registry, trigger):
+def test_key_limited_to_another_model_is_not_found(sdk, registry, trigger):
     limited = sdk(make_key(name="trigger-only", models=["trigger"])[1])
 
-    with pytest.raises(openai.PermissionDeniedError) as raised:
+    with pytest.raises(openai.NotFoundError) as raised:
         limited.chat.completions.create(model="echo", messages=HELLO)
 
-    assert raised.value.status_code == 403
-    assert raised.value.code == "model_not_allowed"
+    assert raised.value.status_code == 404
+    assert raised.value.code == "model_not_found"
     assert [model.id for model in limited.models.list()] == ["trigger"]
     answer = limited.chat.completions.create(model="trigger", messages=HELLO)
     assert answer.choices[0].message.content == "hello"

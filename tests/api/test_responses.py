@@ -690,8 +690,8 @@ def test_keys_and_models_are_checked_as_on_chat_completions(client, key):
     request = {"model": "echo", "input": "hi"}
 
     assert error_of(post(client, RESPONSES, request), 401)["code"] == "invalid_api_key"
-    assert error_of(post(client, RESPONSES, request, key=other_only), 403)["code"] == (
-        "model_not_allowed"
+    assert error_of(post(client, RESPONSES, request, key=other_only), 404)["code"] == (
+        "model_not_found"
     )
     assert error_of(post(client, RESPONSES, {**request, "model": "echo/9"}, key=key), 404)[
         "code"

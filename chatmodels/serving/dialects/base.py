@@ -49,6 +49,10 @@ class ChatDialect(Protocol):
     def failed(self, error: ChatModelsError) -> Iterator[bytes]:
         """The SSE events that end a stream that failed after it started."""
 
+    def cut(self, error: ChatModelsError) -> Iterator[bytes]:
+        """The SSE events that end a stream the server cut (it is shutting down)."""
+        return self.failed(error)
+
 
 def sse(data: dict[str, Any], *, event: str | None = None) -> bytes:
     """One server-sent event carrying `data` as strict JSON (with an `event:` line if given);

@@ -41,6 +41,11 @@ class ChatCompletionsDialect:
         # No [DONE]: the OpenAI SDKs raise APIError on an `error` event.
         yield sse(errors.error_body(error))
 
+    def cut(self, error: ChatModelsError) -> Iterator[bytes]:
+        # The error, then [DONE]: a client reading to the end knows the stream is over.
+        yield sse(errors.error_body(error))
+        yield b"data: [DONE]\n\n"
+
 
 CHAT_COMPLETIONS = ChatCompletionsDialect()
 

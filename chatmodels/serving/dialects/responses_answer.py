@@ -187,6 +187,9 @@ class ResponsesDialect:
         stream = self._stream or _ResponseStream(self)
         yield from stream.fail(error)
 
+    def cut(self, error: ChatModelsError) -> Iterator[bytes]:
+        return self.failed(error)  # `response.failed` ends a Responses stream either way
+
 
 def _message_item(item_id: str, content: list[dict[str, Any]], status: str) -> dict[str, Any]:
     return {
