@@ -266,7 +266,7 @@ def test_stream_closed_early_closes_the_upstream_connection(client, fresh_worker
     forwarder(upstream)
     response = post(client, COMPLETIONS, chat("slow", model="up", stream=True), key=key)
     events = streamed(response)
-    first = next(events)
+    first = next(events).split(b"\n\n")[0]  # one write may carry several events
     assert json.loads(first.removeprefix(b"data: "))["choices"][0]["delta"]["content"] == "tick "
 
     events.close()  # the client goes away

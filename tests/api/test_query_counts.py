@@ -36,6 +36,13 @@ def grow_registry_and_keys(echo: ModelVersion) -> None:
     assert ModelVersion.objects.count() == 3 * EXTRA + 2
 
 
+@pytest.fixture(autouse=True)
+def long_lookup_window(settings):
+    """What is counted is the steady state: a window long enough that a slow machine (a model
+    worker starting) cannot let it lapse between two calls. Staleness: tests/api/test_lookups.py."""
+    settings.CHATMODELS_LOOKUP_CACHE_SECONDS = 60
+
+
 @pytest.fixture
 def limited_key(echo) -> str:
     return make_key(name="echo-only", models=["echo"])[1]
