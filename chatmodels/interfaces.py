@@ -20,10 +20,8 @@ from chatmodels.agents.base import ChatAgent, ResponsesAgent
 from chatmodels.agents.chat_agent_types import (
     CHAT_AGENT_INPUT_EXAMPLE,
     ChatAgentChunk,
-    ChatAgentMessage,
     ChatAgentRequest,
     ChatAgentResponse,
-    ChatContext,
 )
 from chatmodels.agents.responses import (
     RESPONSES_AGENT_INPUT_EXAMPLE,
@@ -103,6 +101,18 @@ class AgentInterface:
                 "input example: stream must be false (registration calls predict)", param="stream"
             )
         return dict(example)
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    """An agent's request as the gateway carries it to the worker: its dict, checked, in the
+    agent's own format, and whether the answer streams."""
+
+    data: dict[str, Any]
+    stream: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
 
 
 _SCHEMAS: dict[type, dict[str, Any]] = {}
@@ -189,8 +199,7 @@ __all__ = [
     "MODEL_BASES",
     "RESPONSES_AGENT",
     "AgentInterface",
-    "ChatAgentMessage",
-    "ChatContext",
+    "AgentRequest",
     "interface_name",
     "pydantic_error",
 ]

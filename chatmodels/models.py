@@ -152,6 +152,7 @@ class ModelVersion(models.Model):
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+
     class Interface(models.TextChoices):
         CHAT_MODEL = "chat_model", "ChatModel"
         RESPONSES_AGENT = "responses_agent", "ResponsesAgent"

@@ -50,7 +50,7 @@ from chatmodels.exceptions import (
 )
 from chatmodels.models import ModelVersion, package_storage
 from chatmodels.serving.dialects.base import ChatDialect
-from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
+from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS, INVOCATIONS
 from chatmodels.serving.dialects.responses_answer import ResponsesDialect
 from chatmodels.serving.pipeline import (
     CHAT_ERRORS,
@@ -113,6 +113,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
             version=version,
             alias=alias,
             served_name=name,
+            dialect=INVOCATIONS,
         )
 
 
