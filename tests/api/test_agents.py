@@ -194,10 +194,8 @@ def test_async_agent_with_reasoning(client, assert_matches):
     assert [item["type"] for item in answer["output"]] == ["reasoning", "message"]
     streamed = _streamed_response(client, assert_matches, body, key)
     assert _output_text(streamed) == "async: hey"
-    chat = post(
-        client, COMPLETIONS, {"model": "async-agent", "messages": [{"role": "user", "content": "x"}]},
-        key=key,
-    )  # fmt: skip
+    chat_body = {"model": "async-agent", "messages": [{"role": "user", "content": "x"}]}
+    chat = post(client, COMPLETIONS, chat_body, key=key)
     assert chat.json()["choices"][0]["message"]["content"] == "async: x"
 
 
@@ -278,7 +276,7 @@ def test_agent_calls_are_counted_as_chat_calls(client):
     post(client, RESPONSES, {"model": "echo-agent", "input": "a"}, key=key)
     response_events(
         post(client, RESPONSES, {"model": "echo-agent", "input": "a b", "stream": True}, key=key)
-    )  # noqa: E501
+    )
     usage.flush()
     (row,) = UsageBucket.objects.filter(api_key=api_key)
     assert (row.requests, row.prompt_tokens, row.completion_tokens) == (2, 6, 2 + 3)
