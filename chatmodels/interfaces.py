@@ -42,9 +42,10 @@ LABELS = {CHAT_MODEL: "ChatModel", RESPONSES_AGENT: "ResponsesAgent", CHAT_AGENT
 def pydantic_error(error: pydantic.ValidationError, prefix: str = "") -> ChatDataError:
     """A pydantic validation error as a ChatDataError naming the first field that is wrong."""
     first = error.errors()[0]
-    path = "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]
-    ).lstrip(".")
+    # Union branches and validators show in `loc` as "function-after[check_role(), Message]":
+    # not fields.
+    fields = [p for p in first["loc"] if isinstance(p, int) or not ("[" in p or "(" in p)]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in fields).lstrip(".")
     if prefix:
         path = f"{prefix}.{path}" if path and not path.startswith("[") else f"{prefix}{path}"
     message = first["msg"].removeprefix("Value error, ")
