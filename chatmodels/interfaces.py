@@ -31,6 +31,7 @@ from chatmodels.agents.responses import (
 )
 from chatmodels.base import ChatModel
 from chatmodels.exceptions import ChatDataError, InvalidModelOutput, short_repr
+from chatmodels.signature import chat_signature
 
 CHAT_MODEL = "chat_model"
 RESPONSES_AGENT = "responses_agent"
@@ -87,6 +88,7 @@ class AgentInterface:
         return _checked(self.chunk_type, value, source=source, verb="yielded")
 
     def signature(self) -> dict[str, Any]:
+        """`{"inputs": <JSON Schema of the request>, "outputs": <of the answer>}`."""
         return {
             "inputs": copy.deepcopy(_schema(self.request_type)),
             "outputs": copy.deepcopy(_schema(self.answer_type)),
@@ -120,12 +122,29 @@ _SCHEMAS: dict[type, dict[str, Any]] = {}
 
 
 def _schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """The type's JSON Schema (pydantic's), its `$defs` written in place, so that the stored
+    signature reads on its own, nested fields and all (none of these types is recursive)."""
     if model not in _SCHEMAS:
+        schema = model.model_json_schema()
+        definitions = schema.pop("$defs", {})
         _SCHEMAS[model] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            **model.model_json_schema(),
+            **_inlined(schema, definitions),
         }
     return _SCHEMAS[model]
+
+
+def _inlined(value: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        reference = value.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            rest = {key: item for key, item in value.items() if key != "$ref"}
+            target = _inlined(definitions[reference.removeprefix("#/$defs/")], definitions)
+            return {**target, **_inlined(rest, definitions)}
+        return {key: _inlined(item, definitions) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_inlined(item, definitions) for item in value]
+    return value
 
 
 def _checked(model: type[pydantic.BaseModel], value: Any, *, source: str, verb: str) -> dict:
@@ -181,6 +200,20 @@ BY_TYPE_NAME: dict[str, tuple[AgentInterface, bool]] = {
     **{i.chunk_type.__name__: (i, True) for i in AGENTS.values()},
 }
 MODEL_BASES = (ChatModel, ResponsesAgent, ChatAgent)
+
+
+def generated_signature(interface: str) -> dict[str, Any]:
+    """The signature every model of `interface` gets."""
+    agent = AGENTS.get(interface)
+    return chat_signature() if agent is None else agent.signature()
+
+
+# What the request and the answer of each interface are, for people.
+FORMATS = {
+    CHAT_MODEL: ("an OpenAI chat-completions request", "chat.completion"),
+    RESPONSES_AGENT: ("a ResponsesAgentRequest", "ResponsesAgentResponse"),
+    CHAT_AGENT: ("a ChatAgentRequest", "ChatAgentResponse"),
+}
 
 
 def interface_name(model: object) -> str:
