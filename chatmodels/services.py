@@ -199,9 +199,8 @@ def _instantiate(target: Any) -> Any:
             ) from error
     if not isinstance(target, interfaces.MODEL_BASES):
         raise RegistrationError(
-            f"expected a ChatModel, ResponsesAgent or ChatAgent instance, subclass or"
-            f" 'module:Class' target, "
-            f"got {type(target).__name__}"
+            "expected a ChatModel instance, subclass or 'module:Class' target, got"
+            f" {type(target).__name__} (a ResponsesAgent or a ChatAgent is fine too)"
         )
     return target
 
