@@ -71,6 +71,14 @@ def test_registration_detects_the_interface_and_generates_its_signature():
     assert chat_agent.input_example == {"messages": [{"role": "user", "content": "Hello!"}]}
 
 
+def test_the_registry_api_says_which_interface_a_version_has(client):
+    register(name="echo-agent", model=EchoAgent)
+    _, key = make_key()
+    response = client.get("/api/models/echo-agent/versions/1/", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 200, response.content
+    assert response.json()["interface"] == "responses_agent"
+
+
 def test_registration_refuses_an_agent_answer_mlflow_refuses():
     from chatmodels.exceptions import InvalidModelOutput
 
