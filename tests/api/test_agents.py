@@ -12,6 +12,7 @@ import pytest
 
 from chatmodels import usage
 from chatmodels.models import ModelVersion, UsageBucket
+from tests import test_tracing
 from tests.agent_models import (
     AsyncEchoAgent,
     BadOutputAgent,
@@ -21,6 +22,7 @@ from tests.agent_models import (
 )
 from tests.api import test_openai_spec
 from tests.api.calls import COMPLETIONS, error_of, post, stream_events
+from tests.api.test_metrics import increase, scrape
 from tests.api.test_responses import RESPONSES, WEATHER_TOOL, response_events
 from tests.helpers import make_key, register
 
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.django_db
 
 openai_spec = test_openai_spec.openai_spec
 assert_matches = test_openai_spec.assert_matches
+spans = test_tracing.spans
 
 
 def _output_text(response: dict[str, Any]) -> str:
@@ -288,3 +291,44 @@ def test_agent_calls_are_counted_as_chat_calls(client):
     usage.flush()
     (row,) = UsageBucket.objects.filter(api_key=api_key)
     assert (row.requests, row.prompt_tokens, row.completion_tokens) == (2, 6, 2 + 3)
+
+
+def test_agent_calls_are_measured_and_traced_as_chat_calls(client, spans):
+    register(name="chat-agent", model=EchoChatAgent)
+    _, key = make_key()
+    before = scrape(client)
+    post(client, RESPONSES, {"model": "chat-agent", "input": "hi"}, key=key)
+    stream_events(
+        post(
+            client,
+            COMPLETIONS,
+            {
+                "model": "chat-agent",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": True,
+            },
+            key=key,
+        )
+    )
+    after = scrape(client)
+    labels = {"model": "chat-agent", "version": "1"}
+    assert increase(before, after, "chatmodels_requests_total", **labels, route="responses",
+                    status="200") == 1  # fmt: skip
+    assert increase(before, after, "chatmodels_requests_total", **labels,
+                    route="chat-completions", status="200") == 1  # fmt: skip
+    # Each call reported 4 prompt and 3 completion tokens.
+    assert increase(before, after, "chatmodels_tokens_total", **labels, kind="prompt") == 8
+    assert increase(before, after, "chatmodels_tokens_total", **labels, kind="completion") == 6
+    traced = spans.get_finished_spans()
+    assert [span.name for span in traced] == ["chat chat-agent", "chat chat-agent"]
+    assert [span.attributes["gen_ai.usage.output_tokens"] for span in traced] == [3, 3]
+
+
+def test_a_key_over_its_token_limit_is_refused_for_agents_too(client):
+    from chatmodels import services
+
+    register(name="echo-agent", model=EchoAgent)
+    _, key = services.create_api_key(name="tight", tokens_per_minute=4)
+    body = {"model": "echo-agent", "input": "a"}
+    assert post(client, RESPONSES, body, key=key).status_code == 200  # 5 tokens: over now
+    assert error_of(post(client, RESPONSES, body, key=key), 429)["code"] == "rate_limit_exceeded"
