@@ -159,3 +159,28 @@ class EchoChatAgent(ChatAgent):
             finish_reason="stop",
             usage={"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
         )
+
+
+class PlainAgent(ResponsesAgent):
+    """No predict_stream: a stream is its one answer."""
+
+    def predict(self, request):
+        return {
+            "output": [
+                self.create_function_call_item("fc_p", "call_p", "lookup", "{}"),
+                self.create_function_call_output_item("call_p", "42"),
+                self.create_text_output_item("It is 42.", "msg_p"),
+            ],
+            "custom_outputs": {"plain": True},
+        }
+
+
+class BadEventAgent(ResponsesAgent):
+    """Streams one good delta, then an output item MLflow refuses."""
+
+    def predict(self, request):
+        return ResponsesAgentResponse(output=[self.create_text_output_item("ok", "msg_1")])
+
+    def predict_stream(self, request):
+        yield ResponsesAgentStreamEvent(**self.create_text_delta("ok", "msg_1"))
+        yield {"type": "response.output_item.done", "item": {"type": "message", "id": "m"}}

@@ -15,9 +15,11 @@ from chatmodels.models import ModelVersion, UsageBucket
 from tests import test_tracing
 from tests.agent_models import (
     AsyncEchoAgent,
+    BadEventAgent,
     BadOutputAgent,
     EchoAgent,
     EchoChatAgent,
+    PlainAgent,
     WeatherAgent,
 )
 from tests.api import test_openai_spec
@@ -332,3 +334,37 @@ def test_a_key_over_its_token_limit_is_refused_for_agents_too(client):
     body = {"model": "echo-agent", "input": "a"}
     assert post(client, RESPONSES, body, key=key).status_code == 200  # 5 tokens: over now
     assert error_of(post(client, RESPONSES, body, key=key), 429)["code"] == "rate_limit_exceeded"
+
+
+def test_an_agent_without_predict_stream_streams_its_one_answer(client, assert_matches):
+    register(name="plain", model=PlainAgent)
+    _, key = make_key()
+    streamed = _streamed_response(client, assert_matches, {"model": "plain", "input": "x"}, key)
+    assert [item["type"] for item in streamed["output"]] == [
+        "function_call",
+        "function_call_output",
+        "message",
+    ]
+    assert _output_text(streamed) == "It is 42."
+    assert streamed["custom_outputs"] == {"plain": True}
+    # On chat, the call it answered itself is not left to the client.
+    body = {"model": "plain", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    events = stream_events(post(client, COMPLETIONS, body, key=key))
+    assert _chunk_text(events[:-1]) == "It is 42."
+    assert events[-2]["choices"][0]["finish_reason"] == "stop"
+    assert events[-2]["custom_outputs"] == {"plain": True}
+
+
+def test_an_invalid_stream_event_ends_the_stream_with_an_error(client, assert_matches):
+    register(name="bad-events", model=BadEventAgent)
+    _, key = make_key()
+    events = response_events(
+        post(client, RESPONSES, {"model": "bad-events", "input": "x", "stream": True}, key=key)
+    )
+    for event in events:
+        assert_matches(event, "ResponseStreamEvent")
+    assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
+    assert events[-2]["code"] == "invalid_model_output"
+    assert "content" in events[-2]["message"]
+    # What was streamed before is kept, marked incomplete.
+    assert events[-1]["response"]["output"][0]["status"] == "incomplete"
