@@ -368,3 +368,20 @@ def test_an_invalid_stream_event_ends_the_stream_with_an_error(client, assert_ma
     assert "content" in events[-2]["message"]
     # What was streamed before is kept, marked incomplete.
     assert events[-1]["response"]["output"][0]["status"] == "incomplete"
+
+
+def test_the_readme_agent_registers_and_answers_both_routes(client, tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    source = re.search(r"```python\n(# my_agent\.py\n.*?)```", readme, re.S).group(1)
+    (tmp_path / "my_agent.py").write_text(source)
+    version = register(name="readme-agent", model=f"{tmp_path / 'my_agent.py'}:Echo")
+    assert version.interface == ModelVersion.Interface.RESPONSES_AGENT
+    _, key = make_key()
+    answer = post(client, RESPONSES, {"model": "readme-agent", "input": "hi there"}, key=key)
+    assert _output_text(answer.json()) == "hi there"
+    body = {"model": "readme-agent", "messages": [{"role": "user", "content": "hi there"}]}
+    events = stream_events(post(client, COMPLETIONS, {**body, "stream": True}, key=key))
+    assert _chunk_text(events[:-1]) == "hi there "
