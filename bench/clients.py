@@ -132,6 +132,8 @@ class Streams:
         """One stream: every stamped chunk's delay; complete with [DONE], or StreamFailed."""
         args = self.args
         body = {"messages": MESSAGES, "stream": True}
+        if args.model:
+            body["model"] = args.model
         headers = {"Authorization": f"Bearer {args.key}"}
         sent, stamps, done = time.time(), 0, False
         async with http.post(args.url, json=body, headers=headers) as response:
@@ -707,6 +709,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--chunks", type=int, default=20, help="stamped chunks per stream")
     p.add_argument("--server-pid", type=int, help="the server's main process (memory)")
     p.add_argument("--check", action="store_true", help="one stream, which must be complete")
+    p.add_argument("--model", help="the request's model (for /v1/chat/completions routes)")
     p = sub.choices["normal"]
     p.add_argument("--concurrency", type=int, default=1, help="callers at once")
     p.add_argument("--rate", type=float, default=0, help="requests a second in all (0: no wait)")

@@ -1,6 +1,7 @@
 """The physical limit of forwarding here: a bare aiohttp server that sends each request's body to
-the upstream with one pooled aiohttp client and answers with what came back. No framework, no
-auth, no accounting: what any gateway in Python adds is measured against this.
+the upstream with one pooled aiohttp client and answers with what came back (a stream passed on
+piece by piece as it arrives). No framework, no auth, no accounting: what any gateway in Python
+adds is measured against this.
 
     python bench/forwarder.py --port 9200 --upstream http://127.0.0.1:9100
 """
@@ -23,15 +24,25 @@ def app(upstream: str) -> web.Application:
     async def stop(application: web.Application) -> None:
         await application["session"].close()
 
-    async def forward(request: web.Request) -> web.Response:
+    async def forward(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         session: aiohttp.ClientSession = request.app["session"]
         async with session.post(
             target, data=body, headers={"Content-Type": "application/json"}
         ) as reply:
-            return web.Response(
-                body=await reply.read(), status=reply.status, content_type="application/json"
+            if reply.content_type != "text/event-stream":
+                return web.Response(
+                    body=await reply.read(), status=reply.status, content_type="application/json"
+                )
+            # A stream: each piece passed on as it arrives.
+            response = web.StreamResponse(
+                status=reply.status, headers={"Content-Type": "text/event-stream"}
             )
+            await response.prepare(request)
+            async for piece in reply.content.iter_any():
+                await response.write(piece)
+            await response.write_eof()
+            return response
 
     application = web.Application()
     application.on_startup.append(start)

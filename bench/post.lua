@@ -1,8 +1,9 @@
 -- wrk script: POST the benchmark's chat request; prints one JSON line of results at the end.
 -- Environment: BENCH_AUTH (an API key, sent as "Authorization: Bearer ..."; empty for none),
--- BENCH_CLOSE=1 (send "Connection: close": a new TCP connection per request).
+-- BENCH_CLOSE=1 (send "Connection: close": a new TCP connection per request), BENCH_BODY (the
+-- request body; default: one user message, no model).
 wrk.method = "POST"
-wrk.body = '{"messages":[{"role":"user","content":"Hello!"}]}'
+wrk.body = os.getenv("BENCH_BODY") or '{"messages":[{"role":"user","content":"Hello!"}]}'
 wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("BENCH_AUTH") or ""
 if key ~= "" then

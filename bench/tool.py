@@ -3,7 +3,7 @@
     python bench/tool.py port
     python bench/tool.py wait URL SECONDS PID
     python bench/tool.py wait-port PORT SECONDS PID
-    python bench/tool.py verify URL [KEY [EXPECTED]]
+    python bench/tool.py verify URL [KEY [EXPECTED [BODY]]]
     python bench/tool.py settle URL KEY FAST_SECONDS MAX_SECONDS
     python bench/tool.py cpu PID
     python bench/tool.py established PORT
@@ -53,10 +53,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def post(url: str, key: str = "", timeout: float = 10) -> httpx.Response:
-    """POST the benchmark's request (`{"messages": [user "Hello!"]}`)."""
+def post(url: str, key: str = "", timeout: float = 10, body: dict | None = None) -> httpx.Response:
+    """POST the benchmark's request (`{"messages": [user "Hello!"]}`), or `body`."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.post(url, json=BODY, headers=headers, timeout=timeout, **NO_PROXY)
+    return httpx.post(url, json=body or BODY, headers=headers, timeout=timeout, **NO_PROXY)
 
 
 def wait(url: str, seconds: float, pid: int) -> None:
@@ -89,11 +89,11 @@ def wait_port(port: int, seconds: float, pid: int) -> None:
     fail(f"nothing listens on port {port} after {seconds:.0f} s")
 
 
-def verify(url: str, key: str = "", expected: str = "Hello!") -> None:
-    """POST the benchmark's request once: a 200 chat.completion saying `expected` (the echo of
-    "Hello!" by default), or fail."""
+def verify(url: str, key: str = "", expected: str = "Hello!", body: str = "") -> None:
+    """POST the benchmark's request (or the JSON `body`) once: a 200 chat.completion saying
+    `expected` (the echo of "Hello!" by default), or fail."""
     try:
-        response = post(url, key, timeout=30)
+        response = post(url, key, timeout=30, body=json.loads(body) if body else None)
     except httpx.HTTPError as error:
         fail(f"POST {url}: {error!r}")
     try:

@@ -1,5 +1,7 @@
 """A stand-in for an upstream LLM: an OpenAI-compatible `POST /v1/chat/completions` (aiohttp) that
-answers after `--delay` seconds, or streams `--chunks` chunks `--interval` seconds apart.
+answers after `--delay` seconds, or streams `--chunks` chunks `--interval` seconds apart, each
+chunk's content the time it was sent (bench/clients.py streams subtracts it from its arrival),
+then a stop chunk, the usage chunk when `stream_options.include_usage` asks, and [DONE].
 
     python bench/upstream.py --port 9100 --delay 0.5
 """
@@ -27,6 +29,7 @@ ANSWER = {
     ],
     "usage": {"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6},
 }
+USAGE = ANSWER["usage"]
 
 
 def app(delay: float, chunks: int, interval: float) -> web.Application:
@@ -39,17 +42,22 @@ def app(delay: float, chunks: int, interval: float) -> web.Application:
             return web.Response(body=answer, content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        base = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "model": "upstream"}
         for index in range(chunks):
-            chunk = {
-                "id": "chatcmpl-upstream",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": "upstream",
-                "choices": [{"index": 0, "delta": {"content": f"{index} "}}],
-            }
+            if index:
+                await asyncio.sleep(interval)
+            now = time.time()
+            delta = {"role": "assistant", "content": f"{now:.6f} "}
+            chunk = {**base, "created": int(now), "choices": [{"index": 0, "delta": delta}]}
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            await asyncio.sleep(interval)
-        await response.write(b"data: [DONE]\n\n")
+        stop = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        last = [{**base, "created": int(time.time()), "choices": [stop]}]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            last.append({**base, "created": int(time.time()), "choices": [], "usage": USAGE})
+        await response.write(
+            b"".join(b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in last)
+            + b"data: [DONE]\n\n"
+        )
         return response
 
     application = web.Application()

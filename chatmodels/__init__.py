@@ -20,10 +20,12 @@ from chatmodels.agents.responses import (
 from chatmodels.base import ChatModel, ModelContext
 from chatmodels.types import *  # noqa: F403
 from chatmodels.types import __all__ as _type_names
+from chatmodels.upstream import UpstreamError
 
 __all__ = [
     "ChatModel",
     "ModelContext",
+    "UpstreamError",
     "ChatAgent",
     "ChatAgentChunk",
     "ChatAgentMessage",

@@ -8,15 +8,40 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import aiohttp
+    import urllib3
+
     from chatmodels.types import ChatChunk, ChatMessage, ChatParams, ChatResponse
 
 
 @dataclass
 class ModelContext:
-    """What a loaded model may use: local paths of its artifacts and its configuration."""
+    """What a loaded model may use: local paths of its artifacts, its configuration, and pooled
+    HTTP clients for calling an upstream (`chatmodels.upstream`)."""
 
     artifacts: dict[str, str] = field(default_factory=dict)
     model_config: dict[str, Any] = field(default_factory=dict)
+    _http: Any = field(default=None, init=False, repr=False, compare=False)
+    _http_sync: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The worker's pooled `aiohttp.ClientSession`, for async methods (made on the worker's
+        event loop at first use; `model_config` `timeout`/`connect_timeout` set its timeouts)."""
+        if self._http is None or self._http.closed:
+            from chatmodels.upstream import new_session
+
+            self._http = new_session(self.model_config)
+        return self._http
+
+    @property
+    def http_sync(self) -> urllib3.PoolManager:
+        """The pooled sync twin of `http` (a `urllib3.PoolManager`), for sync methods."""
+        if self._http_sync is None:
+            from chatmodels.upstream import new_pool
+
+            self._http_sync = new_pool(self.model_config)
+        return self._http_sync
 
 
 class ChatModel(abc.ABC):

@@ -326,6 +326,49 @@ class ModelTimeout(ChatModelsError):
     code = "model_timeout"
 
 
+class UpstreamFailed(ChatModelsError):
+    """The model's upstream answered an error (the model raised `UpstreamError`): passed on with
+    the upstream's status, type, code and `Retry-After`; 502 for a status that is not passed
+    on and for an upstream that did not answer, 504 when it timed out."""
+
+    status_code = 502
+    code = "upstream_error"
+    model_error_type = "upstream"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        # Per instance: what the upstream said (the class values are the schema's defaults).
+        self.status_code = status  # type: ignore[misc]
+        if type:
+            self.type = type  # type: ignore[misc]
+        elif status < 500:
+            self.type = "invalid_request_error"  # type: ignore[misc]
+        if code:
+            self.code = code  # type: ignore[misc]
+        self.retry_after = retry_after
+        if status == 429 or status == 503:
+            self.usage_kind = REJECTED  # type: ignore[misc]
+        elif status == 504:
+            self.usage_kind = TIMEOUT  # type: ignore[misc]
+        elif status < 500:
+            self.usage_kind = INVALID_REQUEST  # type: ignore[misc]
+        if status < 500:
+            self.model_error_type = None  # type: ignore[misc,assignment]  # the model did not fail
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
 # --- not HTTP errors: default 500 if one ever reaches a client ---------------------------------
 
 

@@ -31,6 +31,7 @@ from chatmodels.serving.workers.client import WorkerTraceback
 from chatmodels.types import ChatRequest
 from tests.live import poll
 from tests.test_services import stored_package_files
+from tests.upstream import Upstream
 
 pytestmark = pytest.mark.django_db
 
@@ -756,3 +757,21 @@ def test_setup_demo_makes_what_is_missing_and_reuses_the_rest(tmp_path):
     assert third[-1] == f"==> Creating a demo API key for all models, kept in {key_file}"
     assert key_file.read_text().strip() != key
     assert get_api_key(key_file.read_text().strip()) is not None
+
+
+def test_setup_demo_registers_the_upstream_it_is_given_once(tmp_path, monkeypatch):
+    files = ["--password-file", str(tmp_path / "p"), "--key-file", str(tmp_path / "k")]
+    with Upstream() as upstream:
+        monkeypatch.setenv("UPSTREAM_BASE_URL", upstream.base_url)
+        monkeypatch.setenv("UPSTREAM_MODEL", "llama")
+
+        first = run("setup_demo", *files).splitlines()
+        second = run("setup_demo", *files).splitlines()
+
+    assert f"==> Registering upstream: OpenAICompatibleModel forwarding to {upstream.base_url}" in (
+        first
+    )
+    assert f"==> Model upstream forwards to {upstream.base_url}" in second
+    version = resolve_version(name="upstream")
+    assert version.version == 1  # unchanged settings: no new version
+    assert upstream.requests[-1]["body"]["model"] == "llama"  # its save-time predict went there

@@ -22,19 +22,18 @@ def _all_errors(cls: type[ChatModelsError] = ChatModelsError) -> list[type[ChatM
     return found
 
 
+def _kind_of(status: int):
+    """The usage counter an answer of `status` belongs in."""
+    if status in (429, 503):
+        return REJECTED
+    if status == 504:
+        return TIMEOUT
+    return MODEL_ERROR if status >= 500 else INVALID_REQUEST
+
+
 @pytest.mark.parametrize("error_class", _all_errors(), ids=lambda cls: cls.__name__)
 def test_an_error_is_counted_as_its_status_says(error_class: type[ChatModelsError]) -> None:
-    status = error_class.status_code
-    expected = (
-        REJECTED
-        if status in (429, 503)
-        else TIMEOUT
-        if status == 504
-        else MODEL_ERROR
-        if status >= 500
-        else INVALID_REQUEST
-    )
-    assert error_class.usage_kind is expected
+    assert error_class.usage_kind is _kind_of(error_class.status_code)
 
 
 def test_only_failures_of_the_model_have_a_model_error_type() -> None:
@@ -45,5 +44,14 @@ def test_only_failures_of_the_model_have_a_model_error_type() -> None:
         "InvalidModelOutput": "invalid_output",
         "ModelCrashed": "crashed",
         "ModelTimeout": "timeout",
+        "UpstreamFailed": "upstream",  # a 5xx of its upstream (per instance: a 4xx has none)
     }
     assert exceptions.ERROR_KINDS == (INVALID_REQUEST, REJECTED, MODEL_ERROR, TIMEOUT)
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 413, 422, 429, 500, 502, 503, 504])
+def test_an_upstream_error_is_counted_as_its_own_status_says(status: int) -> None:
+    error = exceptions.UpstreamFailed("upstream said no", status=status)
+
+    assert (error.status_code, error.usage_kind) == (status, _kind_of(status))
+    assert error.model_error_type == (None if status < 500 else "upstream")

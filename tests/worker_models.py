@@ -167,3 +167,27 @@ class ProbeModel(ChatModel):
         except OSError as error:
             return _reply(type(error).__name__)
         return _reply("ok")
+
+
+class SyncUpstreamModel(ChatModel):
+    """A sync model on `context.http_sync`: asks `model_config["base_url"]`, streams its SSE."""
+
+    def load_context(self, context) -> None:
+        self.url = context.model_config["base_url"] + "/chat/completions"
+
+    def _post(self, context, messages, stream: bool):
+        body = {"model": "sync", "messages": [m.to_dict() for m in messages], "stream": stream}
+        return context.http_sync.request("POST", self.url, json=body, preload_content=not stream)
+
+    def predict(self, context, messages, params):
+        return ChatResponse.from_dict(self._post(context, messages, False).json())
+
+    def predict_stream(self, context, messages, params):
+        reply = self._post(context, messages, True)
+        try:
+            for line in reply.read_chunked() if reply.chunked else reply.stream():
+                for event in line.split(b"\n\n"):
+                    if event.startswith(b"data: {"):
+                        yield ChatChunk.from_dict(json.loads(event[6:]))
+        finally:
+            reply.release_conn()

@@ -33,6 +33,7 @@ from chatmodels.exceptions import (
     RateLimited,
     RequestTooLarge,
     ServerBusy,
+    UpstreamFailed,
     VersionNotFound,
 )
 from chatmodels.selectors import ApiKeyInfo
@@ -97,6 +98,7 @@ CHAT_ERRORS = (
     ModelTimeout,
     RateLimited,
     QuotaExhausted,
+    UpstreamFailed,
 )
 
 

@@ -1,6 +1,10 @@
 """`manage.py setup_demo`: what ./scripts/serve prepares before it serves, in one process (each
 Django start costs a second or more): migrations, the demo echo model, the admin user and the demo
 API key, each step on one line and skipped when already done.
+
+With UPSTREAM_BASE_URL (and UPSTREAM_MODEL, the upstream's model name) in the environment or
+.env, it also registers `upstream`: `chatmodels.contrib:OpenAICompatibleModel` forwarding there,
+its key read from UPSTREAM_API_KEY by the model's worker. A new version only when they change.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from chatmodels import selectors, services
-from chatmodels.exceptions import ModelNotFound
+from chatmodels.exceptions import ChatModelsError, ModelNotFound
 from chatmodels.management.commands._common import one_line_errors
 
+UPSTREAM_MODEL = "upstream"
+UPSTREAM_TARGET = "chatmodels.contrib:OpenAICompatibleModel"
 DEMO_MODEL = "echo"
 DEMO_TARGET = "examples/echo.py:EchoModel"
 ADMIN_USER = "admin"
@@ -40,6 +46,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         with one_line_errors():
             self.demo_model()
+        self.upstream_model()
         self.admin_user(options["password_file"])
         self.demo_key(options["key_file"])
 
@@ -62,6 +69,35 @@ class Command(BaseCommand):
             description="Echoes the last user message back (demo).",
             created_by="setup_demo",
         )
+
+    def upstream_model(self) -> None:
+        base_url = os.environ.get("UPSTREAM_BASE_URL", "")
+        if not base_url:
+            return
+        config = {"base_url": base_url, "model": os.environ.get("UPSTREAM_MODEL", "")}
+        if os.environ.get("UPSTREAM_API_KEY"):
+            config["api_key_env"] = "UPSTREAM_API_KEY"  # the key itself is never stored
+        try:
+            latest = selectors.list_versions(name=UPSTREAM_MODEL).first()
+        except ModelNotFound:
+            latest = None
+        if latest is not None and latest.model_config == config:
+            self.step(f"Model {UPSTREAM_MODEL} forwards to {base_url}")
+            return
+        self.step(f"Registering {UPSTREAM_MODEL}: OpenAICompatibleModel forwarding to {base_url}")
+        if not config["model"]:
+            self.stderr.write("    skipped: set UPSTREAM_MODEL to the upstream's model name")
+            return
+        try:
+            services.register_model(
+                UPSTREAM_MODEL,
+                UPSTREAM_TARGET,
+                model_config=config,
+                description=f"Forwards to {base_url} ({config['model']}).",
+                created_by="setup_demo",
+            )
+        except ChatModelsError as error:  # an upstream that is down must not stop the demo
+            self.stderr.write(f"    not registered: {error}")
 
     def admin_user(self, password_file: Path) -> None:
         shown = _shown(password_file)

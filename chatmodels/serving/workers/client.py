@@ -36,6 +36,7 @@ from chatmodels.exceptions import (
     InvalidRequest,
     ModelLoadError,
     ModelRaised,
+    UpstreamFailed,
 )
 from chatmodels.serving import eventloop
 from chatmodels.serving.workers import board, protocol
@@ -53,6 +54,7 @@ from chatmodels.serving.workers.supervisor import (
     write_package,
 )
 from chatmodels.types import ChatChunk, ChatResponse
+from chatmodels.upstream import PASSED_THROUGH
 
 __all__ = [
     "Board",
@@ -428,4 +430,29 @@ def _raise(message: dict[str, Any], *, served_name: str | None, streaming: bool)
         raise InvalidModelOutput(text)
     if error == protocol.BAD_REQUEST:
         raise InvalidRequest(text)
+    if error == protocol.UPSTREAM:
+        raise _upstream_failed(message.get("upstream"), text)
     raise ChatModelsError(f"the model's worker answered {error}: {text}")
+
+
+def _upstream_failed(detail: Any, text: str) -> UpstreamFailed:
+    """The error a model's UpstreamError stands for; a worker's detail is checked, not trusted."""
+    detail = detail if isinstance(detail, dict) else {}
+    status = detail.get("status")
+    if type(status) is not int or status not in PASSED_THROUGH:
+        status = 502
+    retry_after = detail.get("retry_after")
+    if type(retry_after) is not int or not 0 <= retry_after <= 86_400:
+        retry_after = None
+    return UpstreamFailed(
+        text if isinstance(text, str) else "the model's upstream failed",
+        status=status,
+        type=_text(detail.get("type")),
+        code=_text(detail.get("code")),
+        param=_text(detail.get("param")),
+        retry_after=retry_after,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value[:100] if isinstance(value, str) and value else None

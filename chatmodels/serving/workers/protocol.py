@@ -38,8 +38,10 @@ Worker -> gateway:
     result   id, type, value            `predict`'s answer (final)
     chunk    id, type, value            one chunk of a stream
     end      id                         the stream is over (final)
-    error    id, error, message, traceback
-                                        request `id` failed (final); `error` is one of ERRORS
+    error    id, error, message, traceback [, upstream]
+                                        request `id` failed (final); `error` is one of ERRORS;
+                                        `upstream` (with `error` "upstream"): the status, type,
+                                        code, param and retry_after of a model's UpstreamError
     stats    id, pid, rss, in_flight    the answer to `stats`
 
 `type` says what the model gave: "ChatResponse" or "ChatChunk" (`value` is its `to_dict()`,
@@ -88,7 +90,8 @@ INVALID_OUTPUT = "invalid_output"  # not a ChatResponse/ChatChunk/dict: `message
 TOO_LARGE = "too_large"  # the answer does not fit in a frame
 CANCELLED = "cancelled"  # stopped by a `cancel`
 BAD_REQUEST = "bad_request"  # the request dict is not a valid chat request
-ERRORS = frozenset({RAISED, INVALID_OUTPUT, TOO_LARGE, CANCELLED, BAD_REQUEST})
+UPSTREAM = "upstream"  # the model raised UpstreamError: answer its status
+ERRORS = frozenset({RAISED, INVALID_OUTPUT, TOO_LARGE, CANCELLED, BAD_REQUEST, UPSTREAM})
 # Output types
 CHAT_RESPONSE, CHAT_CHUNK, PLAIN_DICT = "ChatResponse", "ChatChunk", "dict"
 

@@ -36,6 +36,7 @@ from chatmodels.exceptions import ChatDataError, InvalidModelOutput
 from chatmodels.logging import JsonFormatter
 from chatmodels.serving import eventloop, strict_json
 from chatmodels.serving.workers import landlock, protocol
+from chatmodels.upstream import UpstreamError
 
 PR_SET_PDEATHSIG = 1
 _END = object()
@@ -179,6 +180,10 @@ class Worker:
             await self._fail(call_id, protocol.CANCELLED, "cancelled")
         except _Refused as refused:
             await self._fail(call_id, refused.error, refused.message)
+        except UpstreamError as error:
+            await self._fail(
+                call_id, protocol.UPSTREAM, str(error.message)[:2000], upstream=error.to_dict()
+            )
         except BaseException as error:  # SystemExit from a model too: its request fails
             await self._fail(
                 call_id,
@@ -290,9 +295,13 @@ class Worker:
                 protocol.TOO_LARGE, f"the answer of {source} is too large: {error}"
             ) from None
 
-    async def _fail(self, call_id: int, error: str, message: str, *, traceback: str = "") -> None:
+    async def _fail(
+        self, call_id: int, error: str, message: str, *, traceback: str = "", **extra: Any
+    ) -> None:
         await self._send(
-            protocol.message("error", id=call_id, error=error, message=message, traceback=traceback)
+            protocol.message(
+                "error", id=call_id, error=error, message=message, traceback=traceback, **extra
+            )
         )
 
     async def _send(self, message: dict[str, Any] | bytes) -> None:
