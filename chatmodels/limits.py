@@ -42,6 +42,7 @@ never let past its limit by them.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import threading
@@ -54,6 +55,7 @@ from django.db import connection
 
 from chatmodels.background import PerProcess
 from chatmodels.exceptions import ChatModelsError, LimitsUnavailable, QuotaExhausted, RateLimited
+from chatmodels.interfaces import AgentRequest
 from chatmodels.limit_stores import Increment, apply
 from chatmodels.selectors import ApiKeyInfo
 from chatmodels.types import ChatRequest
@@ -97,9 +99,16 @@ def check(key: ApiKeyInfo, *, reserve: int = 0, now: float | None = None) -> Res
         return _exchange(key, held, limits, now, request=True, reserve=reserve)
 
 
-def reservation_for(request: ChatRequest) -> int:
+def reservation_for(request: ChatRequest | AgentRequest) -> int:
     """The tokens to reserve for `request`: its `max_tokens` (else CHATMODELS_TOKEN_RESERVATION)
-    for each of its `n` choices, plus its prompt estimated at a token per 4 characters."""
+    for each of its `n` choices, plus its prompt estimated at a token per 4 characters. An
+    agent's request: its `max_output_tokens` (or the default) plus its JSON's length / 4."""
+    if isinstance(request, AgentRequest):
+        data = request.data
+        limit = data.get("max_output_tokens")
+        completion = limit if type(limit) is int and limit > 0 else 0
+        prompt = len(json.dumps(data.get("input") or data.get("messages") or "", default=str))
+        return (completion or settings.CHATMODELS_TOKEN_RESERVATION) + (prompt + 3) // 4
     completion = request.max_tokens or settings.CHATMODELS_TOKEN_RESERVATION
     characters = 0
     for message in request.messages:

@@ -156,7 +156,19 @@ class ModelVersion(models.Model):
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+
+    class Interface(models.TextChoices):
+        CHAT_MODEL = "chat_model", "ChatModel"
+        RESPONSES_AGENT = "responses_agent", "ResponsesAgent"
+        CHAT_AGENT = "chat_agent", "ChatAgent"
+
     class_path = models.CharField(max_length=512, help_text="module:Class the model was built from")
+    interface = models.CharField(
+        max_length=16,
+        choices=Interface.choices,
+        default=Interface.CHAT_MODEL,
+        help_text="the interface the model implements: its request and answer formats",
+    )
     signature = models.JSONField(help_text='{"inputs": JSON Schema, "outputs": JSON Schema}')
     input_example = models.JSONField()
     model_config = models.JSONField(default=dict, blank=True)

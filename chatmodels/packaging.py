@@ -37,6 +37,7 @@ from typing import Any
 
 import cloudpickle
 
+from chatmodels import interfaces
 from chatmodels.base import ChatModel, ModelContext
 from chatmodels.exceptions import (
     ChatDataError,
@@ -73,28 +74,55 @@ class BuiltPackage:
 
 @dataclass
 class LoadedModel:
-    model: ChatModel
+    model: Any  # a ChatModel, ResponsesAgent or ChatAgent
     context: ModelContext
     manifest: dict[str, Any]
     digest: str
+    interface: str = field(init=False)  # interfaces.CHAT_MODEL, RESPONSES_AGENT or CHAT_AGENT
     streams: bool = field(init=False)
     # Coroutine functions and async generators run on the process's event loop.
     predict_is_async: bool = field(init=False)
     stream_is_async: bool = field(init=False)
-    # `predict(messages, params)` / `predict_stream(messages, params)`: the model's methods with
-    # the context bound when they take one (MLflow >= 2.20 lets authors leave it out).
-    predict: Callable[[list, Any], Any] = field(init=False)
-    predict_stream: Callable[[list, Any], Any] | None = field(init=False)
+    # `predict(*arguments)` / `predict_stream(*arguments)`, the arguments being what
+    # `call_arguments` makes of a request dict: a ChatModel's methods take `(messages, params)`,
+    # with the context bound when they take one (MLflow >= 2.20 lets authors leave it out); an
+    # agent's take its request (ResponsesAgent) or `(messages, context, custom_inputs)`.
+    predict: Callable[..., Any] = field(init=False)
+    predict_stream: Callable[..., Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
         model_class = type(self.model)
+        self.interface = interfaces.interface_name(model_class)
         self.streams = model_class.supports_streaming()
         self.predict_is_async = inspect.iscoroutinefunction(model_class.predict)
         self.stream_is_async = inspect.isasyncgenfunction(model_class.predict_stream)
-        self.predict = _with_context(self.model.predict, self.context)
-        self.predict_stream = (
-            _with_context(self.model.predict_stream, self.context) if self.streams else None
-        )
+        if self.interface == interfaces.CHAT_MODEL:
+            self.predict = _with_context(self.model.predict, self.context)
+            self.predict_stream = (
+                _with_context(self.model.predict_stream, self.context) if self.streams else None
+            )
+        else:
+            self.predict = self.model.predict
+            self.predict_stream = self.model.predict_stream if self.streams else None
+
+    def call_arguments(self, request: dict[str, Any]) -> tuple:
+        """A request dict as `predict`'s arguments (ChatDataError naming a wrong field)."""
+        if self.interface == interfaces.CHAT_MODEL:
+            return ChatRequest.from_dict(request).split()
+        return interfaces.AGENTS[self.interface].call_arguments(request)
+
+    def output(self, value: Any, *, source: str) -> tuple[dict[str, Any], str]:
+        """What the model gave, checked, as a dict and the worker protocol's type name for it;
+        InvalidModelOutput when it is not the interface's answer (`source` "predict") or
+        stream item."""
+        if self.interface == interfaces.CHAT_MODEL:
+            if source == "predict":
+                return check_response(value, source=source).to_dict(), ChatResponse.__name__
+            return check_chunk(value, source=source).to_dict(), ChatChunk.__name__
+        agent = interfaces.AGENTS[self.interface]
+        if source == "predict":
+            return agent.check_answer(value, source=source), agent.answer_type.__name__
+        return agent.check_chunk(value, source=source), agent.chunk_type.__name__
 
 
 def takes_context(method: Callable) -> bool:
@@ -148,8 +176,9 @@ def sha256_bytes(data: bytes) -> str:
 # Targets
 
 
-def load_target(target: str) -> type[ChatModel]:
-    """Import `package.module:Class` or `path/to/file.py:Class` and check it is a ChatModel."""
+def load_target(target: str) -> type:
+    """Import `package.module:Class` or `path/to/file.py:Class` and check it is a ChatModel,
+    a ResponsesAgent or a ChatAgent."""
     module_part, sep, class_name = target.rpartition(":")
     if not sep or not module_part or not class_name:
         raise InvalidTarget(
@@ -164,8 +193,10 @@ def load_target(target: str) -> type[ChatModel]:
         raise InvalidTarget(f"class {class_name!r} not found in {module_part}")
     if not inspect.isclass(cls):
         raise InvalidTarget(f"{target} is a {type(cls).__name__}, not a class")
-    if not issubclass(cls, ChatModel):
-        raise InvalidTarget(f"{target} is not a subclass of chatmodels.ChatModel")
+    if not issubclass(cls, interfaces.MODEL_BASES):
+        raise InvalidTarget(
+            f"{target} is not a subclass of chatmodels.ChatModel, ResponsesAgent or ChatAgent"
+        )
     if inspect.isabstract(cls):
         raise InvalidTarget(f"{target} does not implement predict()")
     return cls
@@ -260,7 +291,7 @@ _LIBRARY_FOLDERS = tuple(
 
 
 def build_package(
-    model: ChatModel,
+    model: Any,
     *,
     artifacts: dict[str, str | Path] | None = None,
     model_config: dict[str, Any] | None = None,
@@ -291,6 +322,7 @@ def build_package(
     manifest = {
         "format_version": FORMAT_VERSION,
         "class_path": class_path,
+        "interface": interfaces.interface_name(model),
         "python_version": platform.python_version(),
         "package_versions": package_versions,
         "model_config": model_config,
@@ -320,7 +352,7 @@ def build_package(
     )
 
 
-def _pickle_model(model: ChatModel, module) -> bytes:
+def _pickle_model(model: Any, module) -> bytes:
     # The author's module goes in by value, so the version no longer needs the source file.
     by_value = _by_value_modules(module)
     with _PICKLE_LOCK:

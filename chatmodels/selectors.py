@@ -157,6 +157,7 @@ class ResolvedVersion:
     max_concurrency: int | None  # the model's; None: no limit
     worker_replicas: int = 1  # the model's worker processes per server process
     worker_memory_mb: int | None = None  # a worker over it is stopped; None: no limit
+    interface: str = "chat_model"  # interfaces.CHAT_MODEL, RESPONSES_AGENT or CHAT_AGENT
 
     def __str__(self) -> str:
         return f"{self.model_name}/{self.version}"
@@ -185,7 +186,8 @@ def _version_sql(where: str, *, alias_join: bool = False) -> str:
         join = f" JOIN {ModelAlias._meta.db_table} a ON a.version_id = v.id AND a.model_id = m.id"
     return (
         "SELECT v.id, v.model_id, m.name, v.version, v.status, v.digest, v.package,"
-        " v.created_at, m.created_at, m.max_concurrency, m.worker_replicas, m.worker_memory_mb"
+        " v.created_at, m.created_at, m.max_concurrency, m.worker_replicas, m.worker_memory_mb,"
+        " v.interface"
         f" FROM {version_table} v"
         f" JOIN {model_table} m ON m.id = v.model_id{join} WHERE m.name = %s AND {where}"
     )
@@ -224,7 +226,7 @@ def resolve_version(
     row = _fetch_one(sql, params)
     if row is None:
         raise _not_found(name=name, version=version, alias=alias)
-    *head, created_at, model_created_at, max_concurrency, replicas, memory_mb = row
+    *head, created_at, model_created_at, max_concurrency, replicas, memory_mb, interface = row
     # `head` is the row's first seven columns, which mypy cannot count.
     return ResolvedVersion(  # type: ignore[misc]
         *head,
@@ -233,6 +235,7 @@ def resolve_version(
         max_concurrency=max_concurrency,
         worker_replicas=replicas,
         worker_memory_mb=memory_mb,
+        interface=interface,
     )
 
 

@@ -23,7 +23,8 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from chatmodels import packaging
+from chatmodels import interfaces, packaging
+from chatmodels.agents.base import ChatAgent, ResponsesAgent
 from chatmodels.base import ChatModel
 from chatmodels.exceptions import (
     AliasNotFound,
@@ -63,7 +64,7 @@ REGISTRATION_ATTEMPTS = 8
 
 def register_model(
     name: str,
-    python_model_or_target: ChatModel | type[ChatModel] | str,
+    python_model_or_target: ChatModel | ResponsesAgent | ChatAgent | type | str,
     *,
     aliases: Iterable[str] = (),
     description: str | None = None,
@@ -77,7 +78,8 @@ def register_model(
     worker_replicas: int | None = None,
     worker_memory_mb: int | None = None,
 ) -> ModelVersion:
-    """Validate a ChatModel, freeze it and store it as the model's next version.
+    """Validate a ChatModel (or a ResponsesAgent, ChatAgent: the interface is read from the
+    class), freeze it and store it as the model's next version.
 
     `input_example` takes the forms MLflow's `save_model` takes: a chat request dict, a list of
     messages (`ChatMessage` or dicts), or `(messages or request, params)`; it is stored as a dict.
@@ -101,22 +103,30 @@ def register_model(
         worker_replicas=worker_replicas,
         worker_memory_mb=worker_memory_mb,
     )
+    model = _instantiate(python_model_or_target)
+    interface = interfaces.interface_name(model)
+    agent = interfaces.AGENTS.get(interface)
     try:
-        example = input_example_dict(
-            copy.deepcopy(DEFAULT_INPUT_EXAMPLE if input_example is None else input_example)
-        )
-        check_input_example(example)
+        if agent is not None:  # a ResponsesAgent or a ChatAgent: its own request format
+            example = agent.input_example(
+                agent.default_input_example if input_example is None else input_example
+            )
+        else:
+            example = input_example_dict(
+                copy.deepcopy(DEFAULT_INPUT_EXAMPLE if input_example is None else input_example)
+            )
+            check_input_example(example)
     except ChatDataError as error:
         raise RegistrationError(f"invalid input example: {error}") from None
 
-    model = _instantiate(python_model_or_target)
-    packaging.check_method_signatures(model)
+    if agent is None:  # an agent's methods take its own request: MLflow's forms
+        packaging.check_method_signatures(model)
     built = packaging.build_package(
         model,
         artifacts=dict(artifacts or {}),
         model_config=dict(model_config or {}),
         input_example=example,
-        signature=chat_signature(),
+        signature=chat_signature() if agent is None else agent.signature(),
     )
     # The model's save-time predict runs in a worker of its own, on the unpacked package: what
     # was validated is exactly what will be served, and the model's code runs as it will then.
@@ -173,22 +183,26 @@ def _model_settings(**given: int | None) -> dict[str, int | None]:
     return fields
 
 
-def _instantiate(target: ChatModel | type[ChatModel] | str) -> ChatModel:
+def _instantiate(target: Any) -> Any:
+    """A ChatModel, ResponsesAgent or ChatAgent instance, from itself, its class or a target."""
     if isinstance(target, str):
         target = packaging.load_target(target)
     if isinstance(target, type):
-        if not issubclass(target, ChatModel):
-            raise RegistrationError(f"{target.__name__} is not a subclass of chatmodels.ChatModel")
+        if not issubclass(target, interfaces.MODEL_BASES):
+            raise RegistrationError(
+                f"{target.__name__} is not a subclass of chatmodels.ChatModel, ResponsesAgent"
+                " or ChatAgent"
+            )
         try:
             return target()
         except Exception as error:
             raise RegistrationError(
                 f"creating {target.__name__}() raised {packaging.describe_error(error)}"
             ) from error
-    if not isinstance(target, ChatModel):
+    if not isinstance(target, interfaces.MODEL_BASES):
         raise RegistrationError(
-            f"expected a ChatModel instance, subclass or 'module:Class' target, "
-            f"got {type(target).__name__}"
+            "expected a ChatModel instance, subclass or 'module:Class' target, got"
+            f" {type(target).__name__} (a ResponsesAgent or a ChatAgent is fine too)"
         )
     return target
 
@@ -225,6 +239,7 @@ def _create_version_rows(
                     model=registered,
                     version=ModelVersion.objects.next_number(model=registered),
                     class_path=built.class_path,
+                    interface=built.manifest["interface"],
                     signature=built.manifest["signature"],
                     input_example=built.manifest["input_example"],
                     model_config=built.manifest["model_config"],

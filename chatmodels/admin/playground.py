@@ -48,8 +48,7 @@ def _playground_key(request: HttpRequest) -> ApiKeyInfo:
     """The user's playground key; 403 without the permission to invoke models."""
     if not request.user.has_perm(INVOKE_PERMISSION):
         raise ChatPermissionDenied(
-            "you may not invoke models: ask an administrator for the 'Can invoke models'"
-            " permission"
+            "you may not invoke models: ask an administrator for the 'Can invoke models' permission"
         )
     key = selectors.get_api_key_by_id(services.playground_key(user=request.user).pk)
     if key is None:

@@ -10,9 +10,10 @@ import shlex
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
+from chatmodels import interfaces
 from chatmodels.admin.display import playground_url
 from chatmodels.models import ModelVersion
-from chatmodels.signature import chat_signature, signature_rows
+from chatmodels.signature import signature_rows
 
 
 def _as_stored(value):
@@ -67,7 +68,7 @@ def _in_schema_order(value, schema):
 
 def version_page_context(request, version: ModelVersion) -> dict:
     """What the read-only version page shows beneath the fields."""
-    standard = chat_signature()
+    standard = interfaces.generated_signature(version.interface)
     signature = _ordered_like(version.signature or {}, standard)
     input_example = _in_schema_order(version.input_example, signature.get("inputs"))
     tables = []
@@ -113,6 +114,8 @@ def version_page_context(request, version: ModelVersion) -> dict:
         # Every ChatModel gets the same generated signature, so the page says so and folds it;
         # one registered by another release may differ, and is then shown open.
         "signature_is_standard": _as_stored(standard) == version.signature,
+        "interface_label": interfaces.LABELS.get(version.interface, version.interface),
+        "interface_formats": interfaces.FORMATS.get(version.interface, ("", "")),
         "input_example_json": _pretty_json(input_example),
         "model_config_json": (
             _pretty_json(version.model_config, sort_keys=True) if version.model_config else ""

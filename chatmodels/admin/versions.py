@@ -40,7 +40,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "created_by",
     )
     list_display_links = ("__str__",)
-    list_filter = ("status", "model", "created_at")
+    list_filter = ("status", "interface", "model", "created_at")
     list_select_related = ("model",)
     search_fields = ("model__name", "digest", "class_path", "created_by")
     fieldsets = (
@@ -50,7 +50,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 "fields": (
                     ("model_link", "version_display"),
                     ("status", "aliases_display"),
-                    "class_path",
+                    ("class_path", "interface"),
                     ("created_at", "created_by"),
                 )
             },
@@ -71,6 +71,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "version_display",
         "aliases_display",
         "class_path",
+        "interface",
         "created_at",
         "created_by",
         "digest",

@@ -323,7 +323,10 @@ registered_models = extend_schema(tags=["models"])
 model_retrieve = extend_schema(parameters=[MODEL_NAME])
 invocations = extend_schema(
     summary="Chat with a version of this model",
-    description="An OpenAI chat-completions request. The latest ready version by default.",
+    description="An OpenAI chat-completions request (a model registered from a ResponsesAgent "
+    "or a ChatAgent takes its own request format instead, a ResponsesAgentRequest or a "
+    "ChatAgentRequest, and answers with its own, as `mlflow models serve` does; its version's "
+    "`signature` has their schemas). The latest ready version by default.",
     parameters=[
         MODEL_NAME,
         OpenApiParameter(

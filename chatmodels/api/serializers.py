@@ -60,6 +60,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "digest",
             "size",
             "class_path",
+            "interface",
             "artifacts",
             "created_at",
             "created_by",

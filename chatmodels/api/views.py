@@ -49,7 +49,7 @@ from chatmodels.exceptions import (
 )
 from chatmodels.models import ModelVersion, package_storage
 from chatmodels.serving.dialects.base import ChatDialect
-from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
+from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS, INVOCATIONS
 from chatmodels.serving.dialects.responses_answer import ResponsesDialect
 from chatmodels.serving.pipeline import (
     CHAT_ERRORS,
@@ -112,6 +112,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
             version=version,
             alias=alias,
             served_name=name,
+            dialect=INVOCATIONS,
         )
 
 

@@ -39,6 +39,7 @@ from chatmodels.exceptions import (
 )
 from chatmodels.selectors import ApiKeyInfo
 from chatmodels.serving import capacity, lookups, observability, runtime, shutdown, strict_json
+from chatmodels.serving.dialects import agents as agent_dialects
 from chatmodels.serving.dialects.base import ChatDialect
 from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS
 
@@ -130,13 +131,15 @@ async def answer_chat(
             raise selectors.model_not_found(name)
         resolved = await lookups.resolve_version(name=name, version=version, alias=alias)
         call.resolved(resolved)
+        served_name = served_name or str(resolved)
+        # A ResponsesAgent or ChatAgent reads and answers each route through a translation.
+        dialect = agent_dialects.for_interface(resolved.interface, dialect, model=served_name)
         parsed = dialect.parse(body)
         chat_request = parsed.request
         if limits.has_limits(key):
             assert key is not None  # has_limits says so
             reserve = limits.reservation_for(chat_request) if limits.counts_tokens(key) else 0
             call.reservation = await lookups.in_thread(_admit, key, reserve)
-        served_name = served_name or str(resolved)
         slot = await capacity.acquire(
             model_id=resolved.model_id,
             model_name=name,
@@ -149,7 +152,7 @@ async def answer_chat(
                 slot.release()
             # Strict JSON, or a 502 naming what the model got wrong.
             answer = strict_json.dumps_model_output(dialect.completion(completion))
-            call.set_usage(completion.get("usage"))
+            call.set_usage(runtime.answer_usage(resolved, completion))
             await call.afinish()
             return HttpResponse(answer, content_type="application/json")
         try:
@@ -174,7 +177,7 @@ async def answer_chat(
 
 
 async def _server_sent_events(
-    chunks: runtime.ChunkStream,
+    chunks: runtime.ChunkStream | runtime.AgentStream,
     slot: capacity.Slot,
     call: observability.ChatCall,
     dialect: ChatDialect,

@@ -16,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
+from chatmodels.agents import translate
+from chatmodels.interfaces import CHAT_MODEL, AgentRequest
 from chatmodels.models import package_storage
 from chatmodels.selectors import ResolvedVersion
 from chatmodels.serving import eventloop
@@ -63,25 +65,37 @@ def stop_workers() -> None:
 
 
 async def invoke(
-    version: ResolvedVersion, request: ChatRequest, *, served_name: str
+    version: ResolvedVersion, request: ChatRequest | AgentRequest, *, served_name: str
 ) -> dict[str, Any]:
     """Run `predict` in the version's worker and return an OpenAI `chat.completion` dict (502 on
-    invalid output, 504 after CHATMODELS_MODEL_TIMEOUT)."""
+    invalid output, 504 after CHATMODELS_MODEL_TIMEOUT); for an agent, its checked answer
+    (a ResponsesAgentResponse or ChatAgentResponse dict)."""
     spec = worker_spec(version, served_name=served_name)
     predicted = client.predict(spec, request.to_dict(), timeout=settings.CHATMODELS_MODEL_TIMEOUT)
-    return completion_dict(await eventloop.call(predicted), served_name=served_name)
+    answer = await eventloop.call(predicted)
+    if version.interface != CHAT_MODEL:
+        return answer  # an agent's checked answer, in its own format: the dialect writes it
+    return completion_dict(answer, served_name=served_name)
+
+
+def answer_usage(version: ResolvedVersion, answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The usage `invoke`'s answer reports, in chat's shape (None: none reported)."""
+    if version.interface == CHAT_MODEL:
+        return answer.get("usage")
+    return usage_of(translate.answer_usage(version.interface, answer))
 
 
 async def invoke_stream(
     version: ResolvedVersion,
-    request: ChatRequest,
+    request: ChatRequest | AgentRequest,
     *,
     served_name: str,
     include_usage: bool = False,
     on_usage: Callable[[dict[str, Any] | None], None] | None = None,
-) -> ChunkStream:
+) -> ChunkStream | AgentStream:
     """A stream of OpenAI `chat.completion.chunk` dicts, from `predict_stream` or from one
-    `predict` answer: see ChunkStream.
+    `predict` answer: see ChunkStream. For an agent, its checked stream items, in its own
+    format: see AgentStream.
 
     The first chunk is awaited (for up to one keep-alive interval) before this returns, so a
     model that fails at once is answered with an ordinary error response; a later failure
@@ -94,9 +108,13 @@ async def invoke_stream(
         timeout=settings.CHATMODELS_MODEL_TIMEOUT,
         keepalive=settings.CHATMODELS_STREAM_KEEPALIVE,
     )
-    chunks = ChunkStream(
-        stream, served_name=served_name, include_usage=include_usage, on_usage=on_usage
-    )
+    chunks: ChunkStream | AgentStream
+    if version.interface != CHAT_MODEL:
+        chunks = AgentStream(stream, interface=version.interface, on_usage=on_usage)
+    else:
+        chunks = ChunkStream(
+            stream, served_name=served_name, include_usage=include_usage, on_usage=on_usage
+        )
     try:
         await chunks.start()
     except BaseException:
@@ -186,3 +204,65 @@ class ChunkStream:
 
 
 _SKIP = object()
+
+
+class AgentStream:
+    """An agent's stream, as ChunkStream is a ChatModel's: `batches()` yields lists of its
+    checked stream items in its own format (ResponsesAgentStreamEvent or ChatAgentChunk dicts;
+    an agent without `predict_stream` gives its one answer as such items), KEEP_ALIVE through
+    silences. `on_usage` gets the usage it reported, in chat's shape, at its end."""
+
+    def __init__(
+        self,
+        stream: WorkerStream,
+        *,
+        interface: str,
+        on_usage: Callable[[dict[str, Any] | None], None] | None,
+    ) -> None:
+        self._stream = stream
+        self._interface = interface
+        self._on_usage = on_usage
+        self._usage = translate.UsageTally(interface)
+        self._first: list[Any] = []
+        self._closed = False
+
+    async def start(self) -> None:
+        self._first = await self._take()
+
+    async def _take(self) -> list[Any]:
+        if self._closed:
+            return []
+        batch = await eventloop.call(self._stream.next_batch())
+        if not batch:
+            self._closed = True
+        return batch
+
+    async def batches(self) -> AsyncIterator[list[dict[str, Any] | None]]:
+        try:
+            batch, self._first = self._first, []
+            while batch:
+                items: list[dict[str, Any] | None] = []
+                for value in batch:
+                    if value is KEEP_ALIVE:
+                        items.append(KEEP_ALIVE)
+                        continue
+                    for item in (
+                        [value]
+                        if self._stream.streams
+                        else translate.answer_events(self._interface, value)
+                    ):
+                        self._usage.add(item)
+                        items.append(item)
+                if items:
+                    yield items
+                batch = await self._take()
+        finally:
+            await self.aclose()
+        if self._on_usage is not None:
+            self._on_usage(usage_of(self._usage.usage))
+
+    async def aclose(self) -> None:
+        """Stop the model in its worker. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await eventloop.call(self._stream.aclose())

@@ -2,11 +2,13 @@
 
     MLFLOW_PYTHON mlflow_side.py WORK_DIR < calls.json > answers.json
 
-Reads `{"calls": [[model, request, stream], ...], "refused": [[reason, request], ...]}`. Each
-model of models/ (importing `parity_types` from sides/mlflow) is saved with
+Reads `{"calls": [[model, request, stream], ...], "refused": [[reason, request], ...],
+"agent_refused": [[model, reason, request], ...]}` (ChatModels, ResponsesAgents, ChatAgents).
+Each model of models/ (importing `parity_types` from sides/mlflow) is saved with
 `mlflow.pyfunc.save_model` (with its INPUT_EXAMPLE) into WORK_DIR and loaded with
 `mlflow.pyfunc.load_model`, then called with `predict` / `predict_stream`. Writes
-`{"answers": [...], "refusals": [error or null, ...]}` (the refused requests go to basic_params).
+`{"answers": [...], "refusals": [error or null, ...], "agent_refusals": [...]}` (the refused
+requests go to basic_params, the agents' to their model).
 """
 
 import json
@@ -22,7 +24,9 @@ warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
 
 import mlflow  # noqa: E402
-from parity_types import ChatModel  # noqa: E402
+from parity_types import ChatAgent, ChatModel, ResponsesAgent  # noqa: E402
+
+MODEL_BASES = (ChatModel, ResponsesAgent, ChatAgent)
 
 
 def load(name: str):
@@ -30,7 +34,7 @@ def load(name: str):
     model_class = next(
         value
         for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, ChatModel) and value is not ChatModel
+        if isinstance(value, type) and issubclass(value, MODEL_BASES) and value not in MODEL_BASES
     )
     path = Path(tempfile.mkdtemp(dir=sys.argv[1])) / "model"
     mlflow.pyfunc.save_model(path, python_model=model_class(), input_example=module.INPUT_EXAMPLE)
@@ -39,7 +43,8 @@ def load(name: str):
 
 def main() -> None:
     job = json.load(sys.stdin)
-    loaded = {name: load(name) for name in sorted({call[0] for call in job["calls"]})}
+    names = {call[0] for call in job["calls"]} | {r[0] for r in job.get("agent_refused", [])}
+    loaded = {name: load(name) for name in sorted(names)}
 
     def run(name, request, stream):
         if stream:
@@ -54,7 +59,16 @@ def main() -> None:
             refusals.append(None)
         except Exception as error:
             refusals.append(f"{type(error).__name__}: {error}")
-    json.dump({"answers": answers, "refusals": refusals}, sys.stdout)
+    agent_refusals = []
+    for name, _reason, request in job.get("agent_refused", []):
+        try:
+            run(name, request, False)
+            agent_refusals.append(None)
+        except Exception as error:
+            agent_refusals.append(f"{type(error).__name__}: {error}")
+    json.dump(
+        {"answers": answers, "refusals": refusals, "agent_refusals": agent_refusals}, sys.stdout
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The same ChatModels under MLflow and under chatmodels, with only their imports changed: the
-answers must be the same.
+"""The same ChatModels, ResponsesAgents and ChatAgents under MLflow and under chatmodels, with
+only their imports changed: the answers must be the same.
 
 Each model of `models/` imports its types from `parity_types`, which each side provides:
 `sides/mlflow/` (from `mlflow.pyfunc` and `mlflow.types.llm`) and `sides/chatmodels/` (from
@@ -8,8 +8,9 @@ Each model of `models/` imports its types from `parity_types`, which each side p
 with `mlflow.pyfunc.save_model` (with its INPUT_EXAMPLE), loads it with
 `mlflow.pyfunc.load_model` and calls `predict` / `predict_stream`. chatmodels side: here, each
 model is registered with `services.register_model` (with the same input example) and invoked
-through `runtime.invoke` / `runtime.invoke_stream`, as the HTTP API does. Requests MLflow refuses
-must be refused by chatmodels too. Skipped when no MLflow Python is found.
+through `runtime.invoke` / `runtime.invoke_stream`, as the HTTP API does (an agent in its own
+request format, as `/api/models/<name>/invocations` takes it). Requests MLflow refuses must be
+refused by chatmodels too. Skipped when no MLflow Python is found.
 
 Ignored in the comparison: `id`, `created` and `model` (made per call or per server), `null`
 values (the OpenAI format spells out some that MLflow leaves out; `custom_outputs`, the model's
@@ -94,7 +95,46 @@ CALLS = [
     ("stream_custom_outputs", {"messages": user("Hi")}, True),
     ("stream_custom_outputs", {"messages": user("Hi")}, False),
     ("stream_tool_call", {"messages": user("Hi")}, True),
+    # ResponsesAgent with a tool-calling loop that streams
+    ("responses_tool_loop", {"input": user("What is 6 times 7?")}, False),
+    ("responses_tool_loop", {"input": user("What is 6 times 7?")}, True),
+    ("responses_tool_loop", {"input": user("Hi"), "custom_inputs": {"session": "s1"}}, False),
+    # ResponsesAgent wrapping a chat-completions call
+    ("responses_chat_completions", {"input": user("one two three")}, False),
+    ("responses_chat_completions", {"input": user("one two three")}, True),
+    (
+        "responses_chat_completions",
+        {
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+                {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+                {
+                    "type": "message",
+                    "id": "m0",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "It is sunny", "annotations": []}],
+                },
+                {"role": "user", "content": "and tomorrow"},
+            ],
+            "temperature": 0.2,
+            "custom_inputs": {"k": [1, None]},
+        },
+        False,
+    ),
+    # ChatAgent
+    (
+        "chat_agent",
+        {
+            "messages": [{"role": "system", "content": "Be kind."}, *user("Hi")],
+            "context": {"conversation_id": "c1", "user_id": "u1"},
+            "custom_inputs": {"x": 1},
+        },
+        False,
+    ),
+    ("chat_agent", {"messages": user("Hi there")}, True),
 ]
+AGENTS = {"responses_tool_loop", "responses_chat_completions", "chat_agent"}
 
 # Requests MLflow's types refuse (ChatMessage / ChatParams validation): both sides must refuse.
 REFUSED = [
@@ -107,6 +147,18 @@ REFUSED = [
     ("custom_inputs that is a list", {"messages": user("Hi"), "custom_inputs": ["a"]}),
     ("a stop that is a number", {"messages": user("Hi"), "stop": 3}),
 ]
+
+
+# Agent requests MLflow's types refuse: both sides must refuse (model, reason, request).
+AGENT_REFUSED = [
+    ("responses_tool_loop", "an input message of an unknown role", {"input": [
+        *user("x"), {"role": "robot", "content": "beep"}]}),
+    ("responses_tool_loop", "no input", {"custom_inputs": {}}),
+    ("chat_agent", "a tool message without a name", {"messages": [
+        {"role": "tool", "content": "x", "tool_call_id": "c1"}]}),
+    ("chat_agent", "a message with neither content nor tool calls",
+     {"messages": [{"role": "user"}]}),
+]  # fmt: skip
 
 
 def normalized(value: Any, key: str = "") -> Any:
@@ -133,7 +185,7 @@ def mlflow_side(tmp_path_factory) -> dict[str, list]:
     work = tmp_path_factory.mktemp("mlflow")
     result = subprocess.run(
         [str(MLFLOW_PYTHON), str(HERE / "mlflow_side.py"), str(work)],
-        input=json.dumps({"calls": CALLS, "refused": REFUSED}),
+        input=json.dumps({"calls": CALLS, "refused": REFUSED, "agent_refused": AGENT_REFUSED}),
         capture_output=True,
         text=True,
         timeout=600,
@@ -147,9 +199,12 @@ def mlflow_side(tmp_path_factory) -> dict[str, list]:
 @pytest.fixture
 def chatmodels_side(db, monkeypatch):
     """`run(model, request, stream)` under chatmodels: registers the model once, then invokes."""
-    from chatmodels import selectors, services
+    from chatmodels import ChatAgent, ChatModel, ResponsesAgent, selectors, services
+    from chatmodels.interfaces import AgentRequest
     from chatmodels.serving import eventloop, runtime
     from chatmodels.types import ChatRequest
+
+    bases = (ChatModel, ResponsesAgent, ChatAgent)
 
     monkeypatch.syspath_prepend(str(HERE / "sides" / "chatmodels"))
     registered = set()
@@ -163,9 +218,7 @@ def chatmodels_side(db, monkeypatch):
         model_class = next(
             value
             for value in vars(module).values()
-            if isinstance(value, type)
-            and issubclass(value, module.ChatModel)
-            and value is not module.ChatModel
+            if isinstance(value, type) and issubclass(value, bases) and value not in bases
         )
         services.register_model(
             name.replace("_", "-"), model_class, input_example=module.INPUT_EXAMPLE
@@ -181,7 +234,11 @@ def chatmodels_side(db, monkeypatch):
         if name not in registered:
             register(name)
         version = selectors.resolve_version(name=name.replace("_", "-"), version=None, alias=None)
-        chat_request = ChatRequest.from_dict(json.loads(json.dumps(request)))
+        data = json.loads(json.dumps(request))
+        if name in AGENTS:
+            chat_request: Any = AgentRequest(data, stream=stream)
+        else:
+            chat_request = ChatRequest.from_dict(data)
         if stream:
             return eventloop.run(_all_chunks(version, chat_request, name))
         return eventloop.run(runtime.invoke(version, chat_request, served_name=name))
@@ -208,3 +265,15 @@ def test_same_refusal(mlflow_side, chatmodels_side, index):
     assert mlflow_side["refusals"][index] is not None, f"MLflow accepts {reason}"
     with pytest.raises(ChatModelsError):
         chatmodels_side("basic_params", request, False)
+
+
+@pytest.mark.parametrize(
+    "index", range(len(AGENT_REFUSED)), ids=[reason for _, reason, _ in AGENT_REFUSED]
+)
+def test_same_agent_refusal(mlflow_side, chatmodels_side, index):
+    from chatmodels.exceptions import ChatModelsError
+
+    model, reason, request = AGENT_REFUSED[index]
+    assert mlflow_side["agent_refusals"][index] is not None, f"MLflow accepts {reason}"
+    with pytest.raises(ChatModelsError):
+        chatmodels_side(model, request, False)

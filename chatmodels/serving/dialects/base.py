@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chatmodels.exceptions import ChatModelsError
+from chatmodels.interfaces import AgentRequest
 from chatmodels.serving import strict_json
 from chatmodels.types import ChatRequest
 
@@ -20,7 +21,7 @@ KEEP_ALIVE_EVENT = b": keep-alive\n\n"
 
 @dataclass(frozen=True)
 class ParsedChat:
-    request: ChatRequest
+    request: ChatRequest | AgentRequest  # an agent's request is in its own format
     include_usage: bool  # a stream ends with a usage chunk (`usage` null if the model gave none)
 
 

@@ -48,6 +48,9 @@ class ChatCompletionsDialect:
 
 
 CHAT_COMPLETIONS = ChatCompletionsDialect()
+# `/api/models/<name>/invocations`: the same for a ChatModel; an agent answers it in its own
+# format (`agents.OwnFormatDialect`), as `mlflow models serve` does.
+INVOCATIONS = ChatCompletionsDialect()
 
 
 def _include_usage(body: dict[str, Any]) -> bool:

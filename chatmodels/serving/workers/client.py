@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from chatmodels import exceptions, packaging
+from chatmodels import exceptions, interfaces, packaging
 from chatmodels.exceptions import (
     ChatModelsError,
     InvalidModelOutput,
@@ -376,10 +376,14 @@ def _remove(folder: Path) -> None:
 
 
 def _answer(message: dict[str, Any], *, served_name: str | None) -> dict[str, Any]:
-    """A `result` (or a non-streaming model's one chunk): a checked ChatResponse dict."""
+    """A `result` (or a non-streaming model's one chunk): a checked ChatResponse dict, or an
+    agent's checked answer dict (ResponsesAgentResponse, ChatAgentResponse)."""
     if message["kind"] not in ("result", "chunk"):
         _raise(message, served_name=served_name, streaming=False)
     value = message["value"]
+    agent = interfaces.BY_TYPE_NAME.get(message["type"])
+    if agent is not None and not agent[1]:
+        return agent[0].check_answer(value)
     if message["type"] == protocol.CHAT_RESPONSE:
         value = _rebuild(ChatResponse, value, "predict returned an invalid ChatResponse")
     return packaging.check_response(value).to_dict()
@@ -387,6 +391,9 @@ def _answer(message: dict[str, Any], *, served_name: str | None) -> dict[str, An
 
 def _chunk(message: dict[str, Any]) -> dict[str, Any]:
     value = message["value"]
+    agent = interfaces.BY_TYPE_NAME.get(message["type"])
+    if agent is not None and agent[1]:
+        return agent[0].check_chunk(value)
     if message["type"] == protocol.CHAT_CHUNK:
         value = _rebuild(ChatChunk, value, "predict_stream yielded an invalid ChatChunk")
     return packaging.check_chunk(value).to_dict()

@@ -45,8 +45,11 @@ Worker -> gateway:
     stats    id, pid, rss, in_flight    the answer to `stats`
 
 `type` says what the model gave: "ChatResponse" or "ChatChunk" (`value` is its `to_dict()`,
-checked in the worker), or "dict" (a plain dict, as it was); either written as strict JSON. The
-gateway checks every value again: nothing a worker sends is trusted.
+checked in the worker), an agent's answer or stream item ("ResponsesAgentResponse",
+"ResponsesAgentStreamEvent", "ChatAgentResponse", "ChatAgentChunk": checked in the worker, as a
+dict), or "dict" (a ChatModel's plain dict, as it was); written as strict JSON. A `request` is
+in the format of the model's interface (a chat request, a ResponsesAgentRequest or a
+ChatAgentRequest dict). The gateway checks every value again: nothing a worker sends is trusted.
 """
 
 from __future__ import annotations

@@ -31,12 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chatmodels import packaging
+from chatmodels import interfaces, packaging
 from chatmodels.exceptions import ChatDataError, InvalidModelOutput
 from chatmodels.logging import JsonFormatter
 from chatmodels.serving import eventloop, strict_json
 from chatmodels.serving.workers import landlock, protocol
-from chatmodels.types import ChatChunk, ChatRequest, ChatResponse
 from chatmodels.upstream import UpstreamError
 
 PR_SET_PDEATHSIG = 1
@@ -169,13 +168,14 @@ class Worker:
 
     async def _answer(self, call_id: int, request: dict[str, Any], body: Callable) -> None:
         """Run `body`, and end the request with one final message whatever happens."""
+        assert self.loaded is not None
         try:
-            messages, params = ChatRequest.from_dict(request).split()
+            arguments = self.loaded.call_arguments(request)
         except ChatDataError as error:
             await self._fail(call_id, protocol.BAD_REQUEST, str(error))
             return
         try:
-            await body(call_id, messages, params)
+            await body(call_id, arguments)
         except asyncio.CancelledError:
             await self._fail(call_id, protocol.CANCELLED, "cancelled")
         except _Refused as refused:
@@ -192,21 +192,21 @@ class Worker:
                 traceback=_traceback_text(error),
             )
 
-    async def _predict_body(self, call_id: int, messages, params) -> None:
-        value = await self._call_predict(messages, params)
+    async def _predict_body(self, call_id: int, arguments: tuple) -> None:
+        value = await self._call_predict(arguments)
         await self._send(self._output("result", call_id, value, source="predict"))
 
-    async def _stream_body(self, call_id: int, messages, params) -> None:
+    async def _stream_body(self, call_id: int, arguments: tuple) -> None:
         loaded = self.loaded
         assert loaded is not None
         credit = self.credits[call_id]
         if not loaded.streams:  # one chunk: the whole answer of `predict`
             await credit.take()
-            value = await self._call_predict(messages, params)
+            value = await self._call_predict(arguments)
             await self._send(self._output("chunk", call_id, value, source="predict"))
         elif loaded.stream_is_async:
             assert loaded.predict_stream is not None  # a model that streams has one
-            generator = loaded.predict_stream(messages, params)
+            generator = loaded.predict_stream(*arguments)
             try:
                 while True:
                     await credit.take()
@@ -220,7 +220,7 @@ class Worker:
         else:
             stream = loaded.predict_stream
             assert stream is not None  # a model that streams has one
-            iterator = await self._in_thread(lambda: iter(stream(messages, params)))
+            iterator = await self._in_thread(lambda: iter(stream(*arguments)))
             try:
                 while True:
                     await credit.take()
@@ -234,11 +234,11 @@ class Worker:
                     await self._in_thread(close)
         await self._send(protocol.message("end", id=call_id))
 
-    async def _call_predict(self, messages, params) -> Any:
+    async def _call_predict(self, arguments: tuple) -> Any:
         assert self.loaded is not None
         if self.loaded.predict_is_async:
-            return await self.loaded.predict(messages, params)
-        return await self._in_thread(self.loaded.predict, messages, params)
+            return await self.loaded.predict(*arguments)
+        return await self._in_thread(self.loaded.predict, *arguments)
 
     async def _in_thread(self, function: Callable, *args: Any) -> Any:
         """`function(*args)` on a thread of the pool. A thread cannot be stopped: a cancelled
@@ -259,19 +259,20 @@ class Worker:
 
     def _output(self, kind: str, call_id: int, value: Any, *, source: str = "predict_stream"):
         """The frame for what the model gave; _Refused when it cannot be sent."""
-        expected = ChatResponse if source == "predict" else ChatChunk
-        check = packaging.check_response if source == "predict" else packaging.check_chunk
-        if isinstance(value, dict):  # not an answer: the gateway refuses it, saying what it was
+        assert self.loaded is not None
+        if isinstance(value, dict) and self.loaded.interface == interfaces.CHAT_MODEL:
+            # Not a ChatModel's answer: the gateway refuses it, saying what it was. (An agent
+            # may answer with a dict in its answer's format, as in MLflow: checked here.)
             data, type_name = value, protocol.PLAIN_DICT
         else:
             try:
-                data, type_name = check(value, source=source).to_dict(), expected.__name__
+                data, type_name = self.loaded.output(value, source=source)
             except InvalidModelOutput as error:
                 raise _Refused(protocol.INVALID_OUTPUT, str(error)) from None
             except RecursionError:
                 raise _Refused(
                     protocol.INVALID_OUTPUT,
-                    f"the model's {expected.__name__} is nested too deeply to be sent as JSON",
+                    f"the model's answer from {source} is nested too deeply to be sent as JSON",
                 ) from None
             except Exception as error:  # the model changed the checks of its own process
                 raise _Refused(

@@ -1,0 +1,1 @@
+"""MLflow 3's agent interfaces (`ResponsesAgent`, `ChatAgent`) and their types."""
