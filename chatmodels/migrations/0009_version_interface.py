@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chatmodels', '0007_model_worker_settings'),
+        ('chatmodels', '0008_playground_permission_and_keys'),
     ]
 
     operations = [
