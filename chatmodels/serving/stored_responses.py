@@ -26,6 +26,7 @@ from chatmodels.serving.dialects.responses_request import input_items, read_stat
 
 logger = logging.getLogger(__name__)
 
+
 def _key_id(key: ApiKeyInfo | None) -> int | None:
     return key.id if key is not None else None
 
