@@ -610,6 +610,9 @@ conversation = _tagged(
             }
         },
         responses={200: _CONVERSATION},
+        examples=[
+            OpenApiExample("New metadata", value={"metadata": {"topic": "done"}}, request_only=True)
+        ],
     ),
     delete=extend_schema(
         summary="Delete a conversation and its items",
@@ -634,6 +637,13 @@ conversation_items = _tagged(
             }
         },
         responses={200: OpenApiResponse(ITEM_LIST_SCHEMA, description="The items added")},
+        examples=[
+            OpenApiExample(
+                "A user message",
+                value={"items": [{"role": "user", "content": "And tomorrow?"}]},
+                request_only=True,
+            )
+        ],
     ),
 )
 conversation_item = _tagged(
