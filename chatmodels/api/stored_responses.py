@@ -106,7 +106,11 @@ class ConversationsView(APIView):
     """Create a conversation."""
 
     def post(self, request: Request) -> HttpResponse:
-        body = read_json_object(request)
+        # Everything is optional: no body at all is an empty conversation, as OpenAI's.
+        empty = request.META.get("CONTENT_LENGTH") in (None, "", "0") and not (
+            request.META.get("HTTP_TRANSFER_ENCODING")
+        )
+        body = {} if empty else read_json_object(request)
         conversation = responses_store.create_conversation(
             key_id=_key_id(request),
             metadata=responses_store.check_metadata(body.get("metadata")),

@@ -253,14 +253,15 @@ def check_input_items(items: Any, param: str) -> list[dict[str, Any]]:
     """`items` if it is a non-empty list of input items this server reads, else a 400 naming
     the item (`param[i]...`) as the client sent it."""
     try:
-        ChatTranslation({"input": items})
-    except InvalidRequest as error:
+        # Read as /v1/responses reads its input, down to the chat messages a model would get.
+        ChatTranslation({"input": items}).chat_request()
+    except (InvalidRequest, ChatDataError) as error:
         name = error.param or ""
         if name.startswith("input"):
             renamed = param + name[len("input") :]
             message = error.message.replace(name, renamed, 1)
             raise InvalidRequest(message, param=renamed) from None
-        raise
+        raise InvalidRequest(error.message, param=error.param) from None
     if isinstance(items, str):
         raise _expected(param, "a list of input items", items)
     return items
