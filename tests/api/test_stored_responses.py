@@ -5,12 +5,13 @@ chain costs the same queries whatever its length."""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -464,3 +465,33 @@ def test_the_admin_lists_stored_responses_per_key_and_model_read_only(
     assert page.status_code == 200 and "hello" in page.content.decode()
     assert admin_client.get("/admin/chatmodels/storedresponse/add/").status_code == 403
     assert b'name="_save"' not in page.content
+
+
+def test_anonymous_calls_share_one_owner_that_no_key_can_read(client, key, report, settings):
+    settings.CHATMODELS_ALLOW_ANONYMOUS = True
+    anonymous = _create(client, None, input="open")
+    keyed = _create(client, key, input="closed")
+
+    assert get(client, f"{RESPONSES}/{anonymous['id']}").status_code == 200
+    assert error_of(get(client, f"{RESPONSES}/{anonymous['id']}", key=key), 404)
+    assert error_of(get(client, f"{RESPONSES}/{keyed['id']}"), 404)
+    continued = _create(client, None, input="more", previous_response_id=anonymous["id"])
+    assert [content for role, content in _seen(continued) if role == "user"] == ["open", "more"]
+
+
+def test_prune_responses_keeps_conversations_and_what_they_hold(client, key, report):
+    conversation = _post(client, CONVERSATIONS, {}, key).json()
+    in_conversation = _create(client, key, input="kept", conversation=conversation["id"])
+
+    out = io.StringIO()
+    call_command("prune_responses", "--older-than", "0", stdout=out)
+
+    assert out.getvalue().strip() == "Deleted 1 stored response older than 0 days"
+    assert error_of(get(client, f"{RESPONSES}/{in_conversation['id']}", key=key), 404)
+    items = get(client, f"{CONVERSATIONS}/{conversation['id']}/items", key=key).json()["data"]
+    assert len(items) == 2
+
+
+def test_prune_responses_refuses_a_negative_age():
+    with pytest.raises(CommandError, match="older_than_days must be a whole number"):
+        call_command("prune_responses", "--older-than", "-1")
