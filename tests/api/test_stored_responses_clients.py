@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.live import deployment
+from tests.live import deployment, poll
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory):
     with deployment(tmp_path_factory.mktemp("stored")) as installation:
         installation.manage("register_model", "memory", "tests/memory_models.py:Memory")
+        installation.manage("register_model", "ticker", "tests/server_models.py:AsyncTicker")
         installation.key = installation.create_api_key("agents")
         installation.other_key = installation.create_api_key("someone-else")
         installation.url = installation.start_server("stored", workers=2)
@@ -174,3 +175,25 @@ def test_another_key_gets_404(server, client):
             other.conversations.retrieve(conversation.id)
         with pytest.raises(openai.BadRequestError):
             other.responses.create(model="memory", input="x", previous_response_id=stored.id)
+
+
+def test_a_stream_cut_short_by_its_client_is_stored_as_cancelled(client):
+    stream = client.responses.create(model="ticker", input="tick", stream=True)
+    response_id = None
+    for event in stream:
+        if event.type == "response.created":
+            response_id = event.response.id
+        if event.type == "response.output_text.delta":
+            break
+    stream.close()  # the client goes away mid-stream
+
+    def status():
+        try:
+            return client.responses.retrieve(response_id)
+        except openai.NotFoundError:
+            return None
+
+    stored = poll(status, until=lambda found: found is not None)
+    assert stored is not None and stored.status == "cancelled"
+    (message,) = stored.output
+    assert message.status == "incomplete" and message.content[0].text.startswith("0 ")
