@@ -35,6 +35,7 @@ from chatmodels.models import Conversation, ItemThread, StoredItem, StoredRespon
 FINISHED = frozenset({"completed", "incomplete"})
 MAX_LIST_LIMIT = 100
 DEFAULT_LIST_LIMIT = 20
+MAX_ITEM_ID = 100  # StoredItem.item_id's length
 MAX_ITEMS_PER_CALL = 20  # items added to a conversation in one request, as OpenAI
 # Metadata as OpenAI takes it: at most 16 pairs of strings, keys up to 64 characters, values 512.
 MAX_METADATA_PAIRS = 16
@@ -59,15 +60,30 @@ def new_id(prefix: str) -> str:
 
 def stored_item(item: dict[str, Any]) -> dict[str, Any]:
     """An input item (already checked by `ChatTranslation`) as the API lists it: with an `id`
-    and a `status`, a message's content as a list of parts."""
+    (the client's, when it gave a usable one) and a `status`, a message's content as a list of
+    parts."""
     kind = item.get("type", "message")
     stored = {**item, "type": kind}
-    stored.setdefault("id", new_id(_ITEM_ID_PREFIXES.get(kind, "item")))
+    given = item.get("id")
+    if not isinstance(given, str) or not 0 < len(given) <= MAX_ITEM_ID:
+        stored["id"] = new_id(_ITEM_ID_PREFIXES.get(kind, "item"))
     if kind in ("message", "function_call", "function_call_output"):
         stored.setdefault("status", "completed")
     if kind == "message":
         stored["content"] = _content_parts(item["role"], item["content"])
     return stored
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL character made U+FFFD: PostgreSQL's JSON cannot hold NUL, and a
+    response must not be lost for one (SQLite stores the same, so both databases agree)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 def _content_parts(role: str, content: Any) -> list[dict[str, Any]]:
@@ -96,6 +112,9 @@ class Continuation:
     end: int = 0
     conversation_id: str | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
+    # The thread is a conversation's: a response continuing one of its responses by
+    # previous_response_id must not add to it (it branches).
+    in_conversation: bool = False
 
 
 def find_continuation(
@@ -105,7 +124,7 @@ def find_continuation(
     if previous_response_id is not None:
         found = (
             StoredResponse.objects.filter(response_id=previous_response_id, api_key=key_id)
-            .values_list("thread_id", "end")
+            .values_list("thread_id", "end", "thread__conversation")
             .first()
         )
         if found is None:
@@ -113,8 +132,9 @@ def find_continuation(
                 f"Previous response with id '{previous_response_id}' not found.",
                 param="previous_response_id",
             )
-        thread_id, end = found
-        return Continuation(thread_id, end, None, _items_before(thread_id, end))
+        thread_id, end, conversation = found
+        items = _items_before(thread_id, end)
+        return Continuation(thread_id, end, None, items, in_conversation=conversation is not None)
     if conversation_id is not None:
         conversation = (
             Conversation.objects.filter(conversation_id=conversation_id, api_key=key_id)
@@ -155,7 +175,8 @@ def store_response(
     an earlier one, it starts a new thread with a copy of the items before it (one query). A
     finished response in a conversation appends its input and output items to it.
     """
-    items = [stored_item(item) for item in inputs] + list(response["output"])
+    response = storable(response)
+    items = [stored_item(storable(item)) for item in inputs] + list(response["output"])
     start = None
     if continuation.thread_id is None:
         thread = ItemThread.objects.create(api_key_id=key_id, length=len(items))
@@ -165,11 +186,11 @@ def store_response(
         if continuation.conversation_id is not None:
             if response["status"] in FINISHED:
                 start = _claim(continuation.thread_id, len(items), at=None)
-        else:
+        elif not continuation.in_conversation:
             start = _claim(continuation.thread_id, len(items), at=continuation.end)
         if start is None:
             # A branch (the chain went on from here already), or a response that does not
-            # join its conversation: a thread of its own, with a copy of what it continued.
+            # join a conversation: a thread of its own, with a copy of what it continued.
             thread = ItemThread.objects.create(
                 api_key_id=key_id, length=continuation.end + len(items)
             )
@@ -193,16 +214,16 @@ def store_response(
     )
 
 
-def _claim(thread_id: int, count: int, *, at: int | None) -> Any:
-    """Take `count` positions at the end of a thread: the first of them, or None when `at` is
-    given and the thread no longer ends there. One locked read and one update."""
-    length = (
-        ItemThread.objects.select_for_update().filter(pk=thread_id).values_list("length", flat=True)
-    ).first()
-    if length is None or (at is not None and length != at):
+def _claim(thread_id: int, count: int, *, at: int | None) -> int | None:
+    """Take `count` positions at the end of a thread; the first of them. With `at`, only if the
+    thread still ends there (else None): one conditional update, so that two requests
+    continuing the same response cannot both append to its thread (the second branches)."""
+    threads = ItemThread.objects.filter(pk=thread_id)
+    if at is not None:
+        return at if threads.filter(length=at).update(length=F("length") + count) else None
+    if not threads.update(length=F("length") + count):
         return None
-    ItemThread.objects.filter(pk=thread_id).update(length=F("length") + count)
-    return length
+    return threads.values_list("length", flat=True).get() - count
 
 
 def _copy_items(source: int, target: int, *, before: int) -> None:
@@ -408,7 +429,7 @@ def create_conversation(
     items: Sequence[dict[str, Any]] = (),
 ) -> Conversation:
     """A new conversation with its first items (checked already)."""
-    stored = [stored_item(item) for item in items]
+    stored = [stored_item(storable(item)) for item in items]
     thread = ItemThread.objects.create(api_key_id=key_id, length=len(stored))
     StoredItem.objects.bulk_create(
         StoredItem(thread=thread, position=position, item_id=item["id"], item=item)
@@ -418,7 +439,7 @@ def create_conversation(
         conversation_id=new_id("conv"),
         api_key_id=key_id,
         thread=thread,
-        metadata=check_metadata(metadata),
+        metadata=storable(check_metadata(metadata)),
     )
 
 
@@ -436,7 +457,7 @@ def update_conversation(
 ) -> Conversation:
     """Replace a conversation's metadata."""
     conversation = get_conversation(key_id=key_id, conversation_id=conversation_id)
-    conversation.metadata = check_metadata(metadata)
+    conversation.metadata = storable(check_metadata(metadata))
     conversation.save(update_fields=["metadata"])
     return conversation
 
@@ -460,8 +481,9 @@ def add_conversation_items(
 ) -> list[dict[str, Any]]:
     """Append items (checked already) to a conversation; returns them as stored."""
     conversation = get_conversation(key_id=key_id, conversation_id=conversation_id)
-    stored = [stored_item(item) for item in items]
+    stored = [stored_item(storable(item)) for item in items]
     start = _claim(conversation.thread_id, len(stored), at=None)
+    assert start is not None  # the conversation, read in this transaction, holds its thread
     thread_id = conversation.thread_id
     StoredItem.objects.bulk_create(
         StoredItem(thread_id=thread_id, position=start + offset, item_id=item["id"], item=item)

@@ -373,6 +373,34 @@ def test_a_response_in_a_conversation_sees_its_items_and_adds_its_own(client, ke
     assert items["data"][2]["id"] == first["output"][0]["id"]
 
 
+def test_continuing_a_conversation_s_response_by_id_leaves_the_conversation_as_it_is(
+    client, key, report
+):
+    conversation = _post(client, CONVERSATIONS, {}, key).json()
+    in_conversation = _create(client, key, input="inside", conversation=conversation["id"])
+
+    outside = _create(client, key, input="outside", previous_response_id=in_conversation["id"])
+
+    assert [content for role, content in _seen(outside) if role == "user"] == [
+        "inside",
+        "outside",
+    ]
+    items = get(client, f"{CONVERSATIONS}/{conversation['id']}/items", key=key).json()["data"]
+    assert len(items) == 2  # "inside" and its answer only
+
+
+def test_an_item_id_the_database_cannot_hold_is_replaced_and_nul_is_kept_as_u_fffd(
+    client, key, report
+):
+    long_id = "msg_" + "x" * 200
+    created = _create(client, key, input=[{"id": long_id, "role": "user", "content": "a\u0000b"}])
+
+    (item,) = get(client, f"{RESPONSES}/{created['id']}/input_items", key=key).json()["data"]
+
+    assert item["id"].startswith("msg_") and item["id"] != long_id
+    assert item["content"][0]["text"] == "a\ufffdb"
+
+
 # --- bounded work, retention, admin ------------------------------------------------------------
 
 
