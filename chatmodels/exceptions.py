@@ -188,6 +188,24 @@ class ApiKeyNotFound(NotFound):
     """No API key matches."""
 
 
+class ResponseNotFound(NotFound):
+    """No stored response has this id for this API key (or it was deleted or pruned)."""
+
+
+class ConversationNotFound(NotFound):
+    """No conversation has this id for this API key (or it was deleted)."""
+
+
+class ItemNotFound(NotFound):
+    """The conversation has no item with this id."""
+
+
+class PreviousResponseNotFound(InvalidRequest):
+    """`previous_response_id` names no stored response of this API key."""
+
+    code = "previous_response_not_found"
+
+
 class MethodNotAllowed(ChatModelsError):
     """The route does not take this HTTP method (`Allow` lists those it takes)."""
 

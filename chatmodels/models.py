@@ -410,3 +410,97 @@ class LimitCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} @ {self.window_start}: {self.count}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The Responses API's state: stored responses, conversations, and the items they are made of
+# (`chatmodels/responses_store.py` reads and writes them).
+
+
+class ItemThread(models.Model):
+    """An ordered run of Responses items (messages, function calls and their outputs): what a
+    model sees when a response continues a chain (`previous_response_id`) or a conversation.
+
+    A chain of responses appends to one thread, each response a range of positions in it, so
+    that continuing a chain of any length reads one range of rows. A response continued from the
+    middle of a thread (a branch) starts a new thread with a copy of the items before it.
+    """
+
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="item_threads"
+    )
+    length = models.PositiveIntegerField(default=0, help_text="Position of the next item.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"thread {self.pk} ({self.length} items)"
+
+
+class StoredItem(models.Model):
+    """One item of a thread, as the API lists it (with its `id`)."""
+
+    thread = models.ForeignKey(ItemThread, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    item_id = models.CharField(max_length=100)
+    item = models.JSONField()
+
+    class Meta:
+        ordering = ["thread", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["thread", "position"], name="unique_item_position")
+        ]
+        indexes = [models.Index(fields=["thread", "item_id"], name="stored_item_id_idx")]
+
+    def __str__(self) -> str:
+        return self.item_id
+
+
+class Conversation(models.Model):
+    """A conversation of the Conversations API: its items are a thread of its own."""
+
+    conversation_id = models.CharField(max_length=100, unique=True)
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="conversations"
+    )
+    thread = models.OneToOneField(ItemThread, on_delete=models.PROTECT, related_name="conversation")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.conversation_id
+
+
+class StoredResponse(models.Model):
+    """A response object kept for `GET /v1/responses/{id}` and `previous_response_id`.
+
+    Its input items are positions [input_start, output_start) of its thread and its output
+    items [output_start, end); the conversation it continues is every item before `end`.
+    """
+
+    response_id = models.CharField(max_length=100, unique=True)
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="stored_responses"
+    )
+    model = models.CharField(max_length=300, help_text="The model as the request named it.")
+    model_name = models.CharField(max_length=128, db_index=True, help_text="The model's name.")
+    status = models.CharField(max_length=20)
+    response = models.JSONField(help_text="The response object, as the API answers it.")
+    thread = models.ForeignKey(ItemThread, on_delete=models.PROTECT, related_name="responses")
+    input_start = models.PositiveIntegerField()
+    output_start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "stored response"
+        indexes = [models.Index(fields=["api_key", "-created_at"], name="stored_response_key_idx")]
+
+    def __str__(self) -> str:
+        return self.response_id

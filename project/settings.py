@@ -191,6 +191,9 @@ CHATMODELS_LOOKUP_CACHE_SECONDS = env.float("CHATMODELS_LOOKUP_CACHE_SECONDS", d
 CHATMODELS_USAGE = env.bool("CHATMODELS_USAGE", default=True)
 CHATMODELS_USAGE_FLUSH_SECONDS = env.float("CHATMODELS_USAGE_FLUSH_SECONDS", default=5.0)
 CHATMODELS_USAGE_RETENTION_DAYS = env.int("CHATMODELS_USAGE_RETENTION_DAYS", default=90)
+# Stored responses of /v1/responses (`store`, default true): `manage.py prune_responses` deletes
+# those made more than CHATMODELS_RESPONSES_RETENTION_DAYS days ago (30, as OpenAI keeps them).
+CHATMODELS_RESPONSES_RETENTION_DAYS = env.int("CHATMODELS_RESPONSES_RETENTION_DAYS", default=30)
 # Per-key limits (chatmodels/limits.py): a worker gives back the leases of a key idle for this
 # many seconds, and pays the tokens it owes (0: only at the next request and when it stops).
 CHATMODELS_LIMITS_SETTLE_SECONDS = env.float("CHATMODELS_LIMITS_SETTLE_SECONDS", default=1.0)

@@ -3,15 +3,22 @@
 One module per registered model (`registered_models.py`, `versions.py`, `api_keys.py`, `usage.py`
 for the usage buckets' charts), the display helpers they share (`display.py`), the version page's
 content (`version_page.py`), the playground views (`playground.py`), the model workers page
-(`workers.py`) and the login throttle (`login.py`). Writes go through `services`; a version is
-shown, never edited, except its `status`.
+(`workers.py`), the login throttle (`login.py`), and the stored responses of the Responses API
+(`stored_responses.py`, read-only). Writes go through `services`; a version is shown, never
+edited, except its `status`.
 """
 
 from django.contrib import admin
 from django.urls import reverse_lazy
 
 # Importing the modules registers their ModelAdmins with the admin site.
-from chatmodels.admin import api_keys, registered_models, usage, versions  # noqa: F401
+from chatmodels.admin import (  # noqa: F401
+    api_keys,
+    registered_models,
+    stored_responses,
+    usage,
+    versions,
+)
 from chatmodels.admin.login import throttled
 
 # Logins are throttled per client address and per username (`login.py`).

@@ -266,10 +266,28 @@ RESPONSES_REQUEST_SCHEMA: dict[str, Any] = {
         "metadata": signature.REQUEST_SCHEMA["properties"]["metadata"],
         "parallel_tool_calls": {"type": ["boolean", "null"]},
         "reasoning": _NULLABLE_OBJECT,
-        "store": {"type": ["boolean", "null"], "description": "Accepted; nothing is stored."},
+        "store": {
+            "type": ["boolean", "null"],
+            "description": "Keep the response and its items for this API key (default true).",
+        },
         "previous_response_id": {
-            "type": "null",
-            "description": "Not supported (400): the server is stateless.",
+            "type": ["string", "null"],
+            "minLength": 1,
+            "description": "Continue from a stored response: its input and output items, and "
+            "those it continued, come before `input`.",
+        },
+        "conversation": {
+            "description": "Continue a conversation: its items come before `input`, and the "
+            "response's input and output items are added to it. Not with previous_response_id.",
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {
+                    "type": "object",
+                    "properties": {"id": {"type": "string", "minLength": 1}},
+                    "required": ["id"],
+                },
+                {"type": "null"},
+            ],
         },
     },
     "example": {"model": "echo", "input": "Hello!"},
@@ -283,12 +301,65 @@ RESPONSE_OBJECT_SCHEMA: dict[str, Any] = {
         "id": {"type": "string"},
         "object": {"type": "string", "enum": ["response"]},
         "created_at": {"type": "integer"},
-        "status": {"type": "string", "enum": ["completed", "incomplete", "failed"]},
+        "status": {
+            "type": "string",
+            "enum": ["completed", "incomplete", "failed", "cancelled"],
+        },
         "model": {"type": "string"},
         "output": {"type": "array", "items": {"type": "object"}},
         "usage": {"type": "object"},
     },
 }
+
+
+# Stored state: items as the API lists them, conversations, deletions (`responses_store`).
+STORED_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An item (message, function_call, function_call_output…) with its `id`.",
+    "properties": {"id": _STRING, "type": _STRING},
+    "required": ["id", "type"],
+}
+ITEM_LIST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "object": {"type": "string", "enum": ["list"]},
+        "data": {"type": "array", "items": STORED_ITEM_SCHEMA},
+        "first_id": {"type": ["string", "null"]},
+        "last_id": {"type": ["string", "null"]},
+        "has_more": {"type": "boolean"},
+    },
+    "required": ["object", "data", "first_id", "last_id", "has_more"],
+}
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Up to 16 string pairs: keys up to 64 characters, values up to 512.",
+    "maxProperties": 16,
+    "propertyNames": {"maxLength": 64},
+    "additionalProperties": {"type": "string", "maxLength": 512},
+}
+CONVERSATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": _STRING,
+        "object": {"type": "string", "enum": ["conversation"]},
+        "created_at": {"type": "integer"},
+        "metadata": METADATA_SCHEMA,
+    },
+    "required": ["id", "object", "created_at", "metadata"],
+}
+_ITEMS = {"type": "array", "items": _INPUT_ITEM, "maxItems": 20}
+
+
+def _deleted_schema(kind: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "id": _STRING,
+            "object": {"type": "string", "enum": [f"{kind}.deleted"]},
+            "deleted": {"type": "boolean", "enum": [True]},
+        },
+        "required": ["id", "object", "deleted"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +457,7 @@ chat_completions = extend_schema(
 )
 responses_create = extend_schema(
     tags=["openai"],
-    summary="Create a model response (OpenAI Responses API, stateless)",
+    summary="Create a model response (OpenAI Responses API)",
     request={
         "application/json": {
             **RESPONSES_REQUEST_SCHEMA,
@@ -445,3 +516,148 @@ metrics = extend_schema(
     responses={(200, "text/plain"): OpenApiResponse(description="Prometheus text format")},
 )
 version = extend_schema(tags=["health"], responses={200: VERSION_SCHEMA})
+
+
+# /v1/responses/{response_id} and /v1/conversations: what the API key made (404 for anything
+# else, as if it did not exist).
+def _path(name: str, example: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name, str, OpenApiParameter.PATH, examples=[OpenApiExample(example, value=example)]
+    )
+
+
+RESPONSE_ID = _path("response_id", "resp_123")
+CONVERSATION_ID = _path("conversation_id", "conv_123")
+ITEM_ID = _path("item_id", "msg_123")
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+    OpenApiParameter(
+        "order",
+        {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+        description="`asc`: oldest first; `desc` (the default): newest first.",
+    ),
+    OpenApiParameter("after", str, description="List the items after this item id."),
+    OpenApiParameter("before", str, description="List the items before this item id."),
+]
+_RESPONSE = OpenApiResponse(RESPONSE_OBJECT_SCHEMA, description="The stored response object")
+_CONVERSATION = OpenApiResponse(CONVERSATION_SCHEMA, description="A conversation")
+_ITEM_LIST = OpenApiResponse(ITEM_LIST_SCHEMA, description="A page of items")
+
+
+def _tagged(**operations: Any) -> Any:
+    def declare(view_class: type) -> type:
+        view_class = extend_schema(tags=["openai"])(view_class)
+        return extend_schema_view(**operations)(view_class)
+
+    return declare
+
+
+stored_response = _tagged(
+    get=extend_schema(
+        summary="Retrieve a stored response",
+        parameters=[
+            RESPONSE_ID,
+            OpenApiParameter("stream", {"type": "boolean", "enum": [False]}),
+        ],
+        responses={200: _RESPONSE},
+    ),
+    delete=extend_schema(
+        summary="Delete a stored response",
+        parameters=[RESPONSE_ID],
+        responses={200: OpenApiResponse(_deleted_schema("response"), description="Deleted")},
+    ),
+)
+response_input_items = _tagged(
+    get=extend_schema(
+        summary="List a stored response's input items",
+        parameters=[RESPONSE_ID, *PAGE_PARAMETERS],
+        responses={200: _ITEM_LIST},
+    )
+)
+conversations = _tagged(
+    post=extend_schema(
+        summary="Create a conversation",
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {
+                    "metadata": {"oneOf": [METADATA_SCHEMA, {"type": "null"}]},
+                    "items": {"oneOf": [_ITEMS, {"type": "null"}]},
+                },
+            }
+        },
+        responses={200: _CONVERSATION},
+        examples=[
+            OpenApiExample(
+                "With a first message",
+                value={"metadata": {"topic": "demo"}, "items": [_HELLO[0]]},
+                request_only=True,
+            )
+        ],
+    )
+)
+conversation = _tagged(
+    get=extend_schema(
+        summary="Retrieve a conversation",
+        parameters=[CONVERSATION_ID],
+        responses={200: _CONVERSATION},
+    ),
+    post=extend_schema(
+        summary="Replace a conversation's metadata",
+        parameters=[CONVERSATION_ID],
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"metadata": METADATA_SCHEMA},
+                "required": ["metadata"],
+            }
+        },
+        responses={200: _CONVERSATION},
+        examples=[
+            OpenApiExample("New metadata", value={"metadata": {"topic": "done"}}, request_only=True)
+        ],
+    ),
+    delete=extend_schema(
+        summary="Delete a conversation and its items",
+        parameters=[CONVERSATION_ID],
+        responses={200: OpenApiResponse(_deleted_schema("conversation"), description="Deleted")},
+    ),
+)
+conversation_items = _tagged(
+    get=extend_schema(
+        summary="List a conversation's items",
+        parameters=[CONVERSATION_ID, *PAGE_PARAMETERS],
+        responses={200: _ITEM_LIST},
+    ),
+    post=extend_schema(
+        summary="Add items to a conversation",
+        parameters=[CONVERSATION_ID],
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"items": {**_ITEMS, "minItems": 1}},
+                "required": ["items"],
+            }
+        },
+        responses={200: OpenApiResponse(ITEM_LIST_SCHEMA, description="The items added")},
+        examples=[
+            OpenApiExample(
+                "A user message",
+                value={"items": [{"role": "user", "content": "And tomorrow?"}]},
+                request_only=True,
+            )
+        ],
+    ),
+)
+conversation_item = _tagged(
+    get=extend_schema(
+        summary="Retrieve an item of a conversation",
+        parameters=[CONVERSATION_ID, ITEM_ID],
+        responses={200: OpenApiResponse(STORED_ITEM_SCHEMA, description="The item")},
+    ),
+    delete=extend_schema(
+        summary="Delete an item of a conversation",
+        parameters=[CONVERSATION_ID, ITEM_ID],
+        responses={200: _CONVERSATION},
+    ),
+)

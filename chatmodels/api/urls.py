@@ -6,6 +6,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 
 from chatmodels.api import (
     schema,  # noqa: F401 - registers the API-key security scheme
+    stored_responses,
     views,
 )
 
@@ -32,6 +33,32 @@ urlpatterns = [
     ),
     path("v1/chat/completions", views.ChatCompletionsView.as_view(), name="chat-completions"),
     path("v1/responses", views.ResponsesView.as_view(), name="responses"),
+    path(
+        "v1/responses/<str:response_id>",
+        stored_responses.StoredResponseView.as_view(),
+        name="response-detail",
+    ),
+    path(
+        "v1/responses/<str:response_id>/input_items",
+        stored_responses.ResponseInputItemsView.as_view(),
+        name="response-input-items",
+    ),
+    path("v1/conversations", stored_responses.ConversationsView.as_view(), name="conversations"),
+    path(
+        "v1/conversations/<str:conversation_id>",
+        stored_responses.ConversationView.as_view(),
+        name="conversation-detail",
+    ),
+    path(
+        "v1/conversations/<str:conversation_id>/items",
+        stored_responses.ConversationItemsView.as_view(),
+        name="conversation-items",
+    ),
+    path(
+        "v1/conversations/<str:conversation_id>/items/<str:item_id>",
+        stored_responses.ConversationItemView.as_view(),
+        name="conversation-item",
+    ),
     path("v1/models", views.OpenAIModelsView.as_view(), name="openai-models"),
     path("v1/models/<path:model>", views.OpenAIModelView.as_view(), name="openai-model"),
     path("api/usage/", views.UsageView.as_view(), name="usage"),

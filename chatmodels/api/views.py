@@ -38,16 +38,19 @@ from chatmodels.api.serializers import (
     UsageRowSerializer,
 )
 from chatmodels.exceptions import (
+    ConversationNotFound,
     InvalidRequest,
     MetricsNotAllowed,
     ModelNotFound,
     NotFound,
     PermissionDenied,
+    PreviousResponseNotFound,
     ServiceUnavailable,
     VersionNotFound,
     raises,
 )
 from chatmodels.models import ModelVersion, package_storage
+from chatmodels.serving import stored_responses
 from chatmodels.serving.dialects.base import ChatDialect
 from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS, INVOCATIONS
 from chatmodels.serving.dialects.responses_answer import ResponsesDialect
@@ -156,16 +159,26 @@ class ChatCompletionsView(AsyncAPIView):
 
 
 class ResponsesView(AsyncAPIView):
-    """`POST /v1/responses`: the OpenAI Responses API, stateless, answered by the chat pipeline
-    (`model` as for /v1/chat/completions) in the Responses dialect."""
+    """`POST /v1/responses`: the OpenAI Responses API, answered by the chat pipeline (`model`
+    as for /v1/chat/completions) in the Responses dialect; stored unless `store: false`, and
+    continuing a stored response or conversation (`serving/stored_responses.py`)."""
 
     @openapi.responses_create
-    @raises(*CHAT_ERRORS)
+    @raises(*CHAT_ERRORS, PreviousResponseNotFound, ConversationNotFound)
     async def post(self, request: Request) -> HttpResponseBase:
         body = read_json_object(request)
         reference = _model_reference(body)
-        dialect = ResponsesDialect(body, model=reference)
-        return await _answer_model_reference(request, body, reference, dialect=dialect)
+        key = api_key(request)
+        continued = await stored_responses.continuation(body, key)
+        dialect = ResponsesDialect(body, model=reference, context=continued.items)
+        answer = await _answer_model_reference(request, body, reference, dialect=dialect)
+        return await stored_responses.keep(
+            answer,
+            dialect,
+            continued=continued,
+            key=key,
+            model_name=selectors.parse_model_reference(reference)[0],
+        )
 
 
 def _model_reference(body: dict[str, Any]) -> str:

@@ -125,7 +125,7 @@ def test_a_text_input_is_answered_with_a_response_object(client, key, assert_mat
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 2,
     }
-    assert body["store"] is False
+    assert body["store"] is True  # kept by default, as OpenAI
 
 
 def test_the_response_repeats_the_settings_it_was_asked_for(client, key, assert_matches):
@@ -153,7 +153,7 @@ def test_the_response_repeats_the_settings_it_was_asked_for(client, key, assert_
     assert body["parallel_tool_calls"] is False
     assert body["text"] == {"format": {"type": "text"}}
     assert body["tool_choice"] == "auto" and body["tools"] == []
-    assert body["store"] is False  # accepted, and not kept
+    assert body["store"] is True
 
 
 def test_a_tool_call_is_a_function_call_output_item(client, key, assert_matches):
@@ -609,11 +609,12 @@ def test_a_client_that_goes_away_stops_the_model(client, key, tmp_path, settings
 @pytest.mark.parametrize(
     ("request_body", "param"),
     [
+        ({"model": "echo", "input": "hi", "conversation": 5}, "conversation"),
         (
-            {"model": "echo", "input": "hi", "previous_response_id": "resp_1"},
-            "previous_response_id",
+            {"model": "echo", "input": "hi", "previous_response_id": "r", "conversation": "c"},
+            "conversation",
         ),
-        ({"model": "echo", "input": "hi", "conversation": "conv_1"}, "conversation"),
+        ({"model": "echo", "input": "hi", "store": "yes"}, "store"),
         ({"model": "echo", "input": "hi", "background": True}, "background"),
         ({"model": "echo"}, "input"),
         ({"model": "echo", "input": []}, "input"),
@@ -674,13 +675,14 @@ def test_a_bad_request_is_400_naming_the_responses_field(
     assert param in error["message"]
 
 
-def test_previous_response_id_says_it_is_not_supported(client, key):
+def test_an_unknown_previous_response_id_is_400_as_openai_says_it(client, key):
     register(name="echo", model=PrefixModel("v1:"))
     request = {"model": "echo", "input": "hi", "previous_response_id": "resp_1"}
 
     error = error_of(post(client, RESPONSES, request, key=key), 400)
 
-    assert "not supported" in error["message"] and "stateless" in error["message"]
+    assert error["message"] == "Previous response with id 'resp_1' not found."
+    assert error["code"] == "previous_response_not_found"
 
 
 def test_keys_and_models_are_checked_as_on_chat_completions(client, key):

@@ -230,21 +230,38 @@ def test_a_content_part_whose_type_is_not_a_string_is_a_400(client):
 # --- Swagger's "Try it out" works as it is -----------------------------------------------------
 
 
-def _example_url(path: str, operation: dict[str, Any]) -> str:
+def _example_url(path: str, operation: dict[str, Any], stored: dict[str, str]) -> str:
     for parameter in operation.get("parameters", ()):
         if parameter["in"] == "path":
             (example,) = parameter["examples"].values()
-            path = path.replace("{" + parameter["name"] + "}", str(example["value"]))
+            value = stored.get(parameter["name"], example["value"])
+            path = path.replace("{" + parameter["name"] + "}", str(value))
     return path
+
+
+def _stored_ids(client, key: str) -> dict[str, str]:
+    """Ids of a stored response, a conversation and its item: what a client made before it
+    can read them (no example id can name them in advance)."""
+    response = post(client, "/v1/responses", {"model": "echo", "input": "hi"}, key=key).json()
+    conversation = post(
+        client, "/v1/conversations", {"items": [{"role": "user", "content": "hi"}]}, key=key
+    ).json()
+    items = get(client, f"/v1/conversations/{conversation['id']}/items", key=key).json()
+    return {
+        "response_id": response["id"],
+        "conversation_id": conversation["id"],
+        "item_id": items["data"][0]["id"],
+    }
 
 
 @pytest.mark.django_db
 def test_every_example_in_the_schema_works_as_it_is(client, document):
     register(name="echo", model=EchoModel())
     key = make_key()[1]
+    stored = _stored_ids(client, key)
     tried = 0
     for path, _method, operation in _operations(document):
-        url = _example_url(path, operation)
+        url = _example_url(path, operation, stored)
         content = operation.get("requestBody", {}).get("content", {}).get("application/json")
         if content is None:
             assert get(client, url, key=key).status_code == 200, url
@@ -255,7 +272,9 @@ def test_every_example_in_the_schema_works_as_it_is(client, document):
             response = post(client, url, example["value"], key=key)
             assert response.status_code == 200, (url, response.content)
             tried += 1
-    assert tried == 6  # two examples each: invocations, chat completions, responses
+    # Two examples each: invocations, chat completions, responses; one each: create a
+    # conversation, change its metadata, add items to it.
+    assert tried == 9
 
 
 @pytest.mark.django_db

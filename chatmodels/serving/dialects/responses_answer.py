@@ -14,7 +14,7 @@ from typing import Any
 from chatmodels.exceptions import ChatModelsError
 from chatmodels.serving import runtime
 from chatmodels.serving.dialects.base import KEEP_ALIVE_EVENT, ParsedChat, sse
-from chatmodels.serving.dialects.responses_request import ChatTranslation
+from chatmodels.serving.dialects.responses_request import ChatTranslation, read_state
 
 # Chat finish reasons that leave a response incomplete, and why (Response.incomplete_details).
 _INCOMPLETE: dict[str | None, str] = {
@@ -77,15 +77,24 @@ def _echoed_tool(tool: Any) -> Any:
 class ResponsesDialect:
     """One `/v1/responses` request: its translation, and the response object it answers with."""
 
-    def __init__(self, body: dict[str, Any], *, model: str) -> None:
+    def __init__(
+        self, body: dict[str, Any], *, model: str, context: list[dict[str, Any]] | None = None
+    ) -> None:
+        """`context`: the stored items the request continues (`previous_response_id`,
+        `conversation`), as `chatmodels.responses_store` found them."""
         self.body = body
         self.model = model
+        self.state = read_state(body)
+        self.context = context or []
         self.id = _new_id("resp")
         self.created_at = int(time.time())
         self._stream: _ResponseStream | None = None
+        # The last response object made that ended the request (completed, incomplete or
+        # failed): what is stored once the answer is out.
+        self.final: dict[str, Any] | None = None
 
     def parse(self, body: dict[str, Any]) -> ParsedChat:
-        request = ChatTranslation(body).chat_request()
+        request = ChatTranslation(body, context=self.context).chat_request()
         # A streamed response ends with response.completed carrying usage: always ask for it.
         return ParsedChat(request, include_usage=True)
 
@@ -119,9 +128,9 @@ class ResponsesDialect:
             "model": self.model,
             "output": output,
             "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
-            "previous_response_id": None,
+            "previous_response_id": self.state.previous_response_id,
             "reasoning": body.get("reasoning"),
-            "store": False,  # nothing is kept, whatever was asked
+            "store": self.state.store,
             "temperature": body.get("temperature", 1.0),
             "text": {**text, "format": text.get("format") or {"type": "text"}},
             "tool_choice": body.get("tool_choice") or "auto",
@@ -132,8 +141,12 @@ class ResponsesDialect:
         }
         if isinstance(body.get("user"), str):
             response["user"] = body["user"]
+        if self.state.conversation_id is not None:
+            response["conversation"] = {"id": self.state.conversation_id}
         if usage is not None:  # left out when the model reported none
             response["usage"] = usage
+        if status != "in_progress":
+            self.final = response
         return response
 
     # -- a whole answer
@@ -189,6 +202,14 @@ class ResponsesDialect:
 
     def cut(self, error: ChatModelsError) -> Iterator[bytes]:
         return self.failed(error)  # `response.failed` ends a Responses stream either way
+
+    def cancelled(self) -> dict[str, Any]:
+        """The response of a stream whose client went away: what was made until then."""
+        output = self._stream.output if self._stream is not None else []
+        for item in output:
+            if item["status"] == "in_progress":
+                item["status"] = "incomplete"
+        return self.response(status="cancelled", output=output)
 
 
 def _message_item(item_id: str, content: list[dict[str, Any]], status: str) -> dict[str, Any]:

@@ -8,15 +8,18 @@ it is. An error names the Responses field the client sent, not the chat field it
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from chatmodels.exceptions import ChatDataError, InvalidRequest
 from chatmodels.fields import describe
 from chatmodels.types import ChatRequest
 
-# Request keys that are read here (translated), or that only make sense to a server that stores
-# responses; every other key goes to the chat request as it is (temperature, top_p, user,
-# metadata, parallel_tool_calls, custom_inputs, vendor keys…).
+# Request keys that are read here (translated), or that are about the stored state and not
+# the model (`store`, `previous_response_id`, `conversation`…); every other key goes to the chat
+# request as it is (temperature, top_p, user, metadata, parallel_tool_calls, custom_inputs,
+# vendor keys…).
 _TRANSLATED = frozenset(
     {
         "input",
@@ -27,7 +30,7 @@ _TRANSLATED = frozenset(
         "tool_choice",
         "reasoning",
         "stream_options",
-        # Stateless: accepted (with the checks in _refuse_state) and not passed on.
+        # The server's (read by `read_state`, or accepted with the checks in _refuse_unsupported).
         "previous_response_id",
         "conversation",
         "store",
@@ -64,11 +67,16 @@ def _string(item: dict[str, Any], key: str, path: str) -> str:
 class ChatTranslation:
     """A Responses request as a chat-completions body, and where each message came from."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
-        _refuse_state(body)
+    def __init__(self, body: dict[str, Any], *, context: Sequence[dict[str, Any]] = ()) -> None:
+        """`context`: the stored items the request continues (from `previous_response_id` or
+        `conversation`), which come before `input`; `instructions` come first of all."""
+        state = read_state(body)
         self.messages: list[dict[str, Any]] = []
         self.sources: list[str] = []  # messages[i] came from sources[i] (e.g. "input[2]")
         self._read_instructions(body.get("instructions"))
+        where = "conversation" if state.conversation_id else "previous_response_id"
+        for index, item in enumerate(context):
+            self._read_item(item, f"{where}[{index}]")
         self._read_input(body.get("input"))
         chat = {key: value for key, value in body.items() if key not in _TRANSLATED}
         chat["messages"] = self.messages
@@ -182,8 +190,8 @@ class ChatTranslation:
             pass  # a chat model takes no reasoning items (and none answers with one)
         elif kind == "item_reference":
             raise InvalidRequest(
-                f"{path}: item references are not supported: this server keeps no items; "
-                "send the item itself",
+                f"{path}: item references are not supported; send the item itself, or continue "
+                "with previous_response_id or conversation",
                 param=path,
             )
         else:
@@ -194,22 +202,76 @@ class ChatTranslation:
             )
 
 
-def _refuse_state(body: dict[str, Any]) -> None:
-    """What needs stored responses is refused by name: this server keeps none."""
-    for key in ("previous_response_id", "conversation", "prompt"):
-        if body.get(key) is not None:
-            raise InvalidRequest(
-                f"{key}: is not supported: this server is stateless and keeps no responses, "
-                "conversations or prompts; send the whole conversation in `input`",
-                param=key,
-            )
-    if not isinstance(body.get("store"), (bool, type(None))):
-        raise _expected("store", "a boolean (nothing is stored either way)", body["store"])
+@dataclass(frozen=True)
+class ResponseState:
+    """What a request says about stored state: whether to keep the response, and what it
+    continues (at most one of a previous response and a conversation)."""
+
+    store: bool = True
+    previous_response_id: str | None = None
+    conversation_id: str | None = None
+
+
+def read_state(body: dict[str, Any]) -> ResponseState:
+    """The request's `store`, `previous_response_id` and `conversation` (a conversation id or
+    `{"id": ...}`), checked; what this server does not do (`prompt`, `background`) is refused."""
+    if body.get("prompt") is not None:
+        raise InvalidRequest(
+            "prompt: is not supported: this server keeps no prompt templates; send the "
+            "instructions and input themselves",
+            param="prompt",
+        )
     if body.get("background"):
         raise InvalidRequest(
-            "background: is not supported: this server keeps no responses to poll",
+            "background: is not supported: a response is answered while the request is open "
+            "(stream it to see it as it comes)",
             param="background",
         )
+    store = body.get("store")
+    if not isinstance(store, (bool, type(None))):
+        raise _expected("store", "a boolean", store)
+    previous = body.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise _expected("previous_response_id", "a response id (string)", previous)
+    conversation = body.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+        if not isinstance(conversation, str) or not conversation:
+            raise _expected("conversation.id", "a conversation id (string)", conversation)
+    elif conversation is not None and (not isinstance(conversation, str) or not conversation):
+        raise _expected("conversation", "a conversation id or {'id': ...}", conversation)
+    if previous is not None and conversation is not None:
+        raise InvalidRequest(
+            "conversation: give either previous_response_id or conversation, not both",
+            param="conversation",
+        )
+    return ResponseState(store is not False, previous, conversation)
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's `input` as a list of items (a string is one user message)."""
+    items = body.get("input")
+    if isinstance(items, str):
+        return [{"type": "message", "role": "user", "content": items}]
+    return list(items or ())
+
+
+def check_input_items(items: Any, param: str) -> list[dict[str, Any]]:
+    """`items` if it is a non-empty list of input items this server reads, else a 400 naming
+    the item (`param[i]...`) as the client sent it."""
+    try:
+        # Read as /v1/responses reads its input, down to the chat messages a model would get.
+        ChatTranslation({"input": items}).chat_request()
+    except (InvalidRequest, ChatDataError) as error:
+        name = error.param or ""
+        if name.startswith("input"):
+            renamed = param + name[len("input") :]
+            message = error.message.replace(name, renamed, 1)
+            raise InvalidRequest(message, param=renamed) from None
+        raise InvalidRequest(error.message, param=error.param) from None
+    if isinstance(items, str):
+        raise _expected(param, "a list of input items", items)
+    return items
 
 
 def _chat_message(item: dict[str, Any], path: str) -> dict[str, Any]:
