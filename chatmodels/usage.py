@@ -10,10 +10,10 @@ when the process stops (SIGTERM, SIGINT, a normal exit) is written at exit
 (`background.run_in_background`); a process killed outright (SIGKILL, a crash of the machine)
 loses at most what it counted since its last write: `CHATMODELS_USAGE_FLUSH_SECONDS`.
 
-One bucket cannot stop the others being written: when a batch fails while the database answers,
-its buckets are written one by one, and a bucket that fails alone is kept for the next write,
-then dropped after `STRIKES` failed writes, with a log line saying what was lost. When no bucket
-can be written (the database is down), every count is kept for the next write.
+One bucket cannot stop the others being written: when a batch fails for its values, its buckets
+are written one by one, and a bucket that fails alone is kept for the next write, then dropped
+after `STRIKES` failed writes, with a log line saying what was lost. When the database itself
+fails (it is down, or locked), every count not written is kept for the next write.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 
 from chatmodels.background import Accumulator
 from chatmodels.exceptions import ErrorKind
@@ -47,9 +47,9 @@ Counts: Any = make_dataclass("Counts", [(name, int, 0) for name in COUNTERS], sl
 _values_of = operator.attrgetter(*COUNTERS)  # a Counts' values, in the order of COUNTERS
 _COLUMNS = ("model_id", "version", "api_key_id", "hour", *COUNTERS)
 _BATCH = 500  # buckets per statement: 7,000 parameters, well under every backend's limit
-# What writing a bucket may raise: the database's errors, and the driver's for a value it cannot
-# send (SQLite: OverflowError past 64 bits).
-_WRITE_ERRORS = (DatabaseError, OverflowError, ValueError)
+# What writing a bucket may raise for its values (PostgreSQL: DataError out of range; SQLite's
+# driver: OverflowError past 64 bits); any other DatabaseError means the database is failing.
+_VALUE_ERRORS = (DataError, OverflowError, ValueError)
 STRIKES = 3  # failed writes of a bucket, alone while others were written, before it is dropped
 
 # (model id, version number, key id or None, hours since the epoch) -> counters
@@ -136,7 +136,7 @@ def flush() -> int:
         if not batch:
             return 0
         try:
-            written, failed = _write(batch)
+            written, failed, kept, down = _write(batch)
         except Exception:
             _merge_back(accumulator, batch)
             raise
@@ -145,6 +145,10 @@ def flush() -> int:
                 connection.close()  # back to the pool, or closed: nothing held until next time
         if failed:
             _merge_back(accumulator, _struck(failed))
+        if kept:
+            _merge_back(accumulator, kept)
+        if down is not None:
+            raise down
         return written
 
 
@@ -184,21 +188,37 @@ def _merge_back(accumulator: Accumulator, batch: dict[Bucket, Any]) -> None:
             current.latency_ms_max = max(current.latency_ms_max, counts.latency_ms_max)
 
 
-def _write(batch: dict[Bucket, Any]) -> tuple[int, dict[Bucket, Any]]:
-    """Write `batch`; returns the buckets written and those that failed alone (the database
-    answered other writes). Raises when none could be written."""
+def _write(
+    batch: dict[Bucket, Any],
+) -> tuple[int, dict[Bucket, Any], dict[Bucket, Any], BaseException | None]:
+    """Write `batch`. Returns the buckets written, those that failed alone (their values: the
+    database answered), those not tried because the database stopped answering, and why."""
     items = list(batch.items())
-    written, failed = 0, {}
-    error: BaseException | None = None
+    written = 0
+    failed: dict[Bucket, Any] = {}
+    kept: dict[Bucket, Any] = {}
+    down: BaseException | None = None
     for start in range(0, len(items), _BATCH):
         chunk = items[start : start + _BATCH]
+        if down is not None:
+            kept.update(chunk)
+            continue
         try:
             _upsert([_row(bucket, counts) for bucket, counts in chunk])
             written += len(chunk)
             continue
-        except _WRITE_ERRORS as chunk_error:
-            error = chunk_error
+        except IntegrityError:
+            pass
+        except _VALUE_ERRORS:
+            pass
+        except DatabaseError as error:  # the database itself: keep everything for next time
+            down = error
+            kept.update(chunk)
+            continue
         for bucket, counts in chunk:  # one by one: find the bucket that fails
+            if down is not None:
+                kept[bucket] = counts
+                continue
             try:
                 _upsert([_row(bucket, counts)])
                 written += 1
@@ -206,13 +226,12 @@ def _write(batch: dict[Bucket, Any]) -> tuple[int, dict[Bucket, Any]]:
                 logger.warning(
                     "usage: dropped the counts of a bucket the database refused: %s", refused
                 )
-            except _WRITE_ERRORS as row_error:
+            except _VALUE_ERRORS:
                 failed[bucket] = counts
-                error = row_error
-    if failed and not written:
-        assert error is not None
-        raise error  # nothing could be written: the database itself is failing
-    return written, failed
+            except DatabaseError as error:
+                down = error
+                kept[bucket] = counts
+    return written, failed, kept, down
 
 
 def _struck(failed: dict[Bucket, Any]) -> dict[Bucket, Any]:

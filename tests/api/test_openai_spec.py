@@ -271,7 +271,8 @@ def _error_responses(client: Client, key: str, settings) -> dict[str, Any]:
         "500 model raised": post(client, invocations, chat("raise"), key=key),
         "502 model garbage": post(client, invocations, chat("garbage"), key=key),
     }
-    responses["403 key for another model"] = post(client, invocations, key=other[1])
+    # A scoped key is told a model it may not call does not exist.
+    responses["404 key for another model"] = post(client, invocations, key=other[1])
     settings.CHATMODELS_MAX_REQUEST_BYTES = 200
     responses["413 too large"] = post(client, invocations, chat("x" * 500), key=key)
     settings.CHATMODELS_MAX_REQUEST_BYTES = 1024 * 1024
@@ -291,7 +292,7 @@ def test_every_error_matches_error_response(client, key, settings, assert_matche
         assert response["Content-Type"].startswith("application/json"), label
         assert_matches(response.json(), "ErrorResponse")
         statuses.add(status)
-    assert statuses == {400, 401, 403, 404, 405, 413, 429, 500, 502}
+    assert statuses == {400, 401, 404, 405, 413, 429, 500, 502}
 
 
 # --- our own OpenAPI schema and docs -----------------------------------------------------------
@@ -330,7 +331,7 @@ def test_our_schema_describes_the_real_chat_shapes(client):
     assert "messages" in request["required"]
     assert "choices" in answer["properties"]
     assert error["required"] == ["error"]
-    for status in ("400", "401", "403", "404", "413", "429", "500", "502"):
+    for status in ("400", "401", "404", "413", "429", "500", "502", "503"):
         assert status in operation["responses"], status
     assert document["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
 
