@@ -11,6 +11,7 @@ from chatmodels import (
     ChatAgentMessage,
     ChatAgentResponse,
     ResponsesAgent,
+    ResponsesAgentRequest,
     ResponsesAgentResponse,
     ResponsesAgentStreamEvent,
 )
@@ -184,3 +185,14 @@ class BadEventAgent(ResponsesAgent):
     def predict_stream(self, request):
         yield ResponsesAgentStreamEvent(**self.create_text_delta("ok", "msg_1"))
         yield {"type": "response.output_item.done", "item": {"type": "message", "id": "m"}}
+
+
+class CountingAgent(ResponsesAgent):
+    """Says how many input items it was given, and the text of the first."""
+
+    def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:
+        first = request.input[0].model_dump()
+        content = first.get("content")
+        text = content if isinstance(content, str) else content[0].get("text")
+        item = self.create_text_output_item(f"{len(request.input)} items, first: {text}", "msg_n")
+        return ResponsesAgentResponse(output=[item])

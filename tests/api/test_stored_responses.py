@@ -63,6 +63,30 @@ def _seen(response: dict[str, Any]) -> list[tuple[str, Any]]:
 # --- store and retrieve ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_responses_agent_is_stored_and_continued_like_a_chat_model(client, key, stream):
+    register(name="counting", model="tests/agent_models.py:CountingAgent")
+    first = _post(client, RESPONSES, {"model": "counting", "input": "one", "stream": stream}, key)
+    assert first.status_code == 200, first.content
+    if stream:
+        done = [line for line in streamed_body(first).decode().splitlines() if "completed" in line]
+        first_id = json.loads(done[-1].removeprefix("data: "))["response"]["id"]
+    else:
+        first_id = first.json()["id"]
+
+    stored = get(client, f"{RESPONSES}/{first_id}", key=key)
+    second = _post(
+        client,
+        RESPONSES,
+        {"model": "counting", "input": "two", "previous_response_id": first_id},
+        key,
+    )
+
+    assert stored.status_code == 200 and stored.json()["output"][0]["id"] == "msg_n"
+    # the agent saw the stored turn (its input and its answer) before the new input
+    assert second.json()["output"][0]["content"][0]["text"] == "3 items, first: one"
+
+
 def test_a_response_is_stored_and_retrieved_as_it_was_answered(client, key, report, assert_matches):
     created = _create(client, key, input="hello", metadata={"ticket": "7"})
 

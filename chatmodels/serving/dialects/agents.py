@@ -316,7 +316,10 @@ class AgentResponsesDialect:
         self._chat_agent_events = translate.ChatAgentEvents()
 
     def parse(self, body: dict[str, Any]) -> ParsedChat:
-        translation = ChatTranslation(body)  # the request checked, errors naming its fields
+        # The stored items a request continues (previous_response_id, conversation) come
+        # before its input, as for a chat model.
+        context = list(self.responses.context)
+        translation = ChatTranslation(body, context=context)  # errors name the request's fields
         stream = bool(body.get("stream"))
         data: dict[str, Any]
         if self.agent.name == CHAT_AGENT:
@@ -330,6 +333,7 @@ class AgentResponsesDialect:
             items = body.get("input")
             if isinstance(items, str):
                 items = [{"role": "user", "content": items}]
+            items = [*context, *(items or [])]
             if isinstance(body.get("instructions"), str):
                 items = [{"role": "system", "content": body["instructions"]}, *(items or [])]
             data = {key: body[key] for key in _RESPONSES_KEYS if body.get(key) is not None}
