@@ -644,7 +644,7 @@ def _set_aside(target: Path, work_dir: Path) -> None:
 # Output checks
 
 
-_HOW_TO_ANSWER = {
+_HOW_TO_ANSWER: dict[type, str] = {
     dict: "; wrap it: `return ChatResponse.from_dict(answer)` (the OpenAI chat.completion form)",
     str: '; wrap it: `return ChatResponse(choices=[{"message": {"role": "assistant",'
     ' "content": text}}])`',
