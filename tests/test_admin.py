@@ -477,7 +477,7 @@ def test_version_page_shows_package_code_and_environment_read_only(admin_client)
     assert 'name="signature"' not in html
     assert 'name="status"' in html  # the one editable field
     assert "/api/models/echo/invocations?version=1" in html
-    assert "Authorization: Bearer $CHATMODELS_API_KEY" in html
+    assert "Authorization: Bearer $KEY" in html
     assert f"{PLAYGROUND}?model=echo&amp;version=1" in html
     assert (
         "Delete"
