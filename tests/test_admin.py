@@ -387,9 +387,13 @@ def test_version_page_shows_signature_tables(admin_client):
             assert f'<code class="cm-type">{escape(row.type, quote=False)}</code>' in html or (
                 f'<code class="cm-type">{escape(row.type)}</code>' in html
             ), row
-    required = sum(row.required for row in signature_rows(version.signature["inputs"]))
-    required += sum(row.required for row in signature_rows(version.signature["outputs"]))
+    rows = signature_rows(version.signature["inputs"]) + signature_rows(
+        version.signature["outputs"]
+    )
+    required = sum(row.required and not row.required_in for row in rows)
     assert html.count('<span class="cm-required">required</span>') == required
+    # A content part's own fields are required in that kind of part, not all together.
+    assert ">in TextContentPart</span>" in html and ">in ImageContentPart</span>" in html
     assert "<h3>Inputs</h3>" in html
     assert "<h3>Outputs</h3>" in html
 
@@ -1070,3 +1074,18 @@ def test_the_landing_page_shadows_no_other_path(client, path):
     assert response.status_code in (301, 404), path
     if response.status_code == 404:
         assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_admin_home_page_links_the_playground(admin_client):
+    html = html_of(admin_client.get(reverse("admin:index")))
+
+    assert (
+        f'<a href="{reverse("admin:chatmodels_registeredmodel_playground")}">Playground</a>' in html
+    )
+
+
+def test_favicon_is_an_icon_not_a_404(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert response["Location"].endswith(".svg")
