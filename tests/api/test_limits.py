@@ -328,7 +328,7 @@ def test_create_api_key_refuses_a_negative_limit_in_one_line(db):
         call_command("create_api_key", "batch", "--tpm", "-5", stdout=StringIO())
 
     assert str(refused.value) == (
-        "tokens_per_minute must be a whole number, 0 or more (or none), got -5"
+        "--tpm must be a whole number, 0 or more (or none), got -5"
     )
     assert not ApiKey.objects.exists()
 
