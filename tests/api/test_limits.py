@@ -327,9 +327,7 @@ def test_create_api_key_refuses_a_negative_limit_in_one_line(db):
     with pytest.raises(CommandError) as refused:
         call_command("create_api_key", "batch", "--tpm", "-5", stdout=StringIO())
 
-    assert str(refused.value) == (
-        "--tpm must be a whole number, 0 or more (or none), got -5"
-    )
+    assert str(refused.value) == ("--tpm must be a whole number, 0 or more (or none), got -5")
     assert not ApiKey.objects.exists()
 
 
