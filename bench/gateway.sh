@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 source bench/common.sh
 bound "${BENCH_TIMEOUT:-1800}"
 
-LITELLM_VERSION=${LITELLM_VERSION:-1.83.3}
+LITELLM_VERSION=${LITELLM_VERSION:-1.108.7}
 LITELLM_VENV=bench/.venv-litellm
 SIDES=,${BENCH_SIDES:-forwarder,litellm,contrib,custom,sdk},
 PHASES=,${BENCH_PHASES:-now,500ms,streams},
@@ -85,7 +85,8 @@ litellm_settings:
   telemetry: false
 YAML
   port=$(tool port)
-  start litellm env -u DATABASE_URL LITELLM_LOG=ERROR "$LITELLM_VENV/bin/litellm" \
+  start litellm env -u DATABASE_URL LITELLM_LOG=ERROR LITELLM_LOCAL_MODEL_COST_MAP=True \
+    "$LITELLM_VENV/bin/litellm" \
     --config "$tmp/litellm.yaml" --host 127.0.0.1 --port "$port" --num_workers "$WORKERS"
   tool wait-port "$port" 120 "$pid"
   for phase in now 500ms; do base[litellm-$phase]="http://127.0.0.1:$port" pids[litellm-$phase]=$pid; done

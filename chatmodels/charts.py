@@ -31,14 +31,17 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def axis(largest: float) -> tuple[float, float]:
-    """(top, step) of a y axis showing `largest`: at most 5 steps of 1, 2, 2.5 or 5 times 10^n."""
+def axis(largest: float, *, whole: bool = False) -> tuple[float, float]:
+    """(top, step) of a y axis showing `largest`: at most 5 steps of 1, 2, 2.5 or 5 times 10^n;
+    `whole`: whole-number steps only (counts: no 0.2 request)."""
     if largest <= 0:
-        return 1, 0.25
+        return (1, 1) if whole else (1, 0.25)
     power = 10 ** (math.floor(math.log10(largest)) - 1)
     for scale in (1, 10, 100):
         for base in (1, 2, 2.5, 5):
             step = base * power * scale
+            if whole and (step < 1 or step != int(step)):
+                continue
             if largest / step <= 5:
                 return math.ceil(largest / step - 1e-9) * step, step
     return largest, largest  # not reached
@@ -63,6 +66,7 @@ def time_chart(
     unit: str = "",
     kind: str = "bars",
     tick_every: int | None = None,
+    whole: bool = False,
 ) -> str:
     """Values over time: stacked bars (`kind="bars"`) or lines (`kind="lines"`).
 
@@ -74,7 +78,7 @@ def time_chart(
         tops = [sum(s.values[i] or 0 for s in series) for i in range(count)]
     else:
         tops = [max((s.values[i] or 0 for s in series), default=0) for i in range(count)]
-    top, step = axis(max(tops, default=0))
+    top, step = axis(max(tops, default=0), whole=whole)
     slot = plot_width / max(count, 1)
 
     def y(value: float) -> float:

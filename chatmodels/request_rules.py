@@ -81,9 +81,6 @@ def _check_tool_choice(choice: str | dict[str, Any], tools: list[Any], path: str
     kind = choice.get("type")
     if kind not in ("function", "custom") or not isinstance(choice.get(kind), dict):
         # allowed_tools, a Responses hosted tool…: the model decides what it makes of it.
-        if not isinstance(kind, str):
-            field = f"{path}.type"
-            raise MissingParameter(f"{field}: is required (a string)", param=field)
         return
     named = choice.get(kind)
     name = named.get("name") if isinstance(named, dict) else None

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, F, Max, Prefetch, QuerySet, Sum
+from django.db.models import Count, F, Max, Min, Prefetch, QuerySet, Sum
 from django.db.models.functions import TruncDay
 
 from chatmodels.exceptions import (
@@ -330,6 +330,11 @@ def earlier_version_like(version: ModelVersion) -> int | None:
         ):
             return earlier.version
     return None
+
+
+def first_usage_hour() -> datetime | None:
+    """The hour the oldest usage still kept was counted in (None: no usage yet)."""
+    return UsageBucket.objects.aggregate(first=Min("hour"))["first"]
 
 
 def list_api_keys() -> QuerySet[ApiKey]:

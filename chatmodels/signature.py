@@ -92,6 +92,8 @@ class SignatureRow:
     default: str
     description: str
     depth: int
+    # Required only in one of several kinds of object (a `text` content part's `text`): its title.
+    required_in: str = ""
 
 
 def signature_rows(schema: dict[str, Any]) -> list[SignatureRow]:
@@ -105,7 +107,12 @@ def signature_rows(schema: dict[str, Any]) -> list[SignatureRow]:
 
 
 def _collect(
-    schema: dict[str, Any], prefix: str, depth: int, rows: list[SignatureRow], seen: set[str]
+    schema: dict[str, Any],
+    prefix: str,
+    depth: int,
+    rows: list[SignatureRow],
+    seen: set[str],
+    kind: str = "",
 ) -> None:
     required = set(schema.get("required", ()))
     for name, prop in schema.get("properties", {}).items():
@@ -121,10 +128,15 @@ def _collect(
                 default=_default_label(prop),
                 description=prop.get("description", ""),
                 depth=depth,
+                required_in=kind if name in required else "",
             )
         )
-        for nested, suffix in _children(prop):
-            _collect(nested, f"{path}{suffix}.", depth + 1, rows, seen)
+        objects = list(_children(prop))
+        # Alternative kinds (content parts): a field is required in its own kind only.
+        several = sum(1 for nested, _suffix in objects if nested.get("title")) > 1
+        for nested, suffix in objects:
+            kind_of = nested.get("title", "") if several else ""
+            _collect(nested, f"{path}{suffix}.", depth + 1, rows, seen, kind_of)
 
 
 def _children(prop: dict[str, Any], suffix: str = ""):

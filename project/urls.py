@@ -2,15 +2,24 @@
 and a landing page at `/` for people who open the server in a browser."""
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import TemplateView
 
 import chatmodels
 
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask every page for /favicon.ico: the icon, not a 404 in the log each time."""
+    return HttpResponseRedirect(static("chatmodels/favicon.svg"))
+
+
 urlpatterns = [
     # The API first: the serving routes are matched on every call.
     path("", include("chatmodels.api.urls")),
     path("admin/", admin.site.urls),
+    path("favicon.ico", favicon),
     # `/` exactly; every other unknown path stays an OpenAI-format JSON 404 (handler404).
     path(
         "",

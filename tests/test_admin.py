@@ -20,7 +20,7 @@ from chatmodels.serving import capacity
 from chatmodels.signature import signature_rows
 from tests.api.calls import error_of, stream_events
 from tests.helpers import copy_version, grow_registry, register
-from tests.sample_models import StreamingModel, TriggerModel
+from tests.sample_models import ParamsReportModel, StreamingModel, TriggerModel
 
 pytestmark = pytest.mark.django_db
 
@@ -388,9 +388,13 @@ def test_version_page_shows_signature_tables(admin_client):
             assert f'<code class="cm-type">{escape(row.type, quote=False)}</code>' in html or (
                 f'<code class="cm-type">{escape(row.type)}</code>' in html
             ), row
-    required = sum(row.required for row in signature_rows(version.signature["inputs"]))
-    required += sum(row.required for row in signature_rows(version.signature["outputs"]))
+    rows = signature_rows(version.signature["inputs"]) + signature_rows(
+        version.signature["outputs"]
+    )
+    required = sum(row.required and not row.required_in for row in rows)
     assert html.count('<span class="cm-required">required</span>') == required
+    # A content part's own fields are required in that kind of part, not all together.
+    assert ">in TextContentPart</span>" in html and ">in ImageContentPart</span>" in html
     assert "<h3>Inputs</h3>" in html
     assert "<h3>Outputs</h3>" in html
 
@@ -478,7 +482,7 @@ def test_version_page_shows_package_code_and_environment_read_only(admin_client)
     assert 'name="signature"' not in html
     assert 'name="status"' in html  # the one editable field
     assert "/api/models/echo/invocations?version=1" in html
-    assert "Authorization: Bearer $CHATMODELS_API_KEY" in html
+    assert "Authorization: Bearer $KEY" in html
     assert f"{PLAYGROUND}?model=echo&amp;version=1" in html
     assert (
         "Delete"
@@ -801,6 +805,14 @@ def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
+def staff_error_of(response, status: int) -> tuple[dict, str | None]:
+    """The playground's error: OpenAI's error object, and the model's exception (for staff)."""
+    body = response.json()
+    detail = body["error"].pop("detail", None)
+    response.content = json.dumps(body).encode()
+    return error_of(response, status), detail
+
+
 def reply_of(events: list) -> str:
     """The assistant's text: every chunk's `choices[0].delta.content`, joined."""
     return "".join(
@@ -873,9 +885,11 @@ def test_playground_invoke_sends_an_error_event_when_the_model_fails_mid_stream(
 def test_playground_invoke_reports_errors_as_openai_error_objects(admin_client):
     register(name="echo", model=TriggerModel())
 
-    raised = error_of(invoke(admin_client, model="echo", messages=user("raise")), 500)
+    raised, _detail = staff_error_of(
+        invoke(admin_client, model="echo", messages=user("raise")), 500
+    )
     assert raised["code"] == "model_error"
-    assert "/etc/passwd" not in raised["message"]
+    assert "/etc/passwd" not in raised["message"]  # the message is the API's
 
     garbage = error_of(invoke(admin_client, model="echo", messages=user("garbage")), 502)
     assert garbage["code"] == "invalid_model_output"
@@ -905,6 +919,79 @@ def test_playground_invoke_reports_errors_as_openai_error_objects(admin_client):
 
     not_object = admin_client.post(PLAYGROUND_INVOKE, "[]", content_type="application/json")
     error_of(not_object, 400)
+
+
+def test_playground_shows_staff_what_the_model_raised_before_and_during_a_stream(admin_client):
+    register(name="echo", model=TriggerModel())
+    register(name="words", model=StreamingModel())
+
+    before, cause = staff_error_of(invoke(admin_client, model="echo", messages=user("raise")), 500)
+    during = stream_events(invoke(admin_client, model="words", messages=user("raise now")))[-1]
+
+    assert before["code"] == "model_error"
+    assert before["message"] == "model echo/1 raised an error while answering"
+    # The exception, and where in the author's code: sample_models.py, the line that raised.
+    assert cause.startswith("RuntimeError: secret internal detail /etc/passwd at sample_models.py:")
+    assert cause.endswith('`raise RuntimeError("secret internal detail /etc/passwd")`')
+    assert during["error"]["message"] == "model words/1 raised an error while streaming"
+    assert during["error"]["detail"].startswith("RuntimeError: stream broke at sample_models.py:")
+
+
+def test_an_api_client_never_sees_what_the_model_raised(client):
+    register(name="echo", model=TriggerModel())
+    _key, raw = services.create_api_key(name="app")
+
+    response = client.post(
+        "/api/models/echo/invocations",
+        {"messages": user("raise")},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+
+    error = error_of(response, 500)
+    assert "detail" not in error and "/etc/passwd" not in response.content.decode()
+
+
+def test_a_model_without_predict_stream_that_raises_is_said_to_raise_while_answering(
+    admin_client,
+):
+    register(name="echo", model=TriggerModel())
+
+    # The page streams by default: predict runs, and raises before the stream begins.
+    error, _cause = staff_error_of(invoke(admin_client, model="echo", messages=user("raise")), 500)
+
+    assert error["message"] == "model echo/1 raised an error while answering"
+
+
+def test_playground_answers_without_streaming_and_sends_tools_and_custom_inputs(admin_client):
+    register(name="report", model=ParamsReportModel())
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+
+    response = invoke(
+        admin_client,
+        model="report",
+        messages=user("weather?"),
+        stream=False,
+        tools=tools,
+        custom_inputs={"session": "s1"},
+    )
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    completion = response.json()
+    assert completion["object"] == "chat.completion" and completion["model"] == "report/1"
+    params = json.loads(completion["choices"][0]["message"]["content"])["params"]
+    assert params["stream"] is False
+    assert [tool["function"]["name"] for tool in params["tools"]] == ["get_weather"]
+    assert params["custom_inputs"] == {"session": "s1"}
+
+
+def test_playground_page_offers_streaming_tools_and_custom_inputs(admin_client):
+    register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(reverse("admin:chatmodels_registeredmodel_playground")))
+
+    assert 'id="cm-stream"' in html and "checked" in html.split('id="cm-stream"', 1)[1][:40]
+    assert 'id="cm-tools"' in html and 'id="cm-custom-inputs"' in html
 
 
 def test_playground_invoke_answers_503_with_retry_after_past_capacity(admin_client, monkeypatch):
@@ -1048,3 +1135,18 @@ def test_the_landing_page_shadows_no_other_path(client, path):
     assert response.status_code in (301, 404), path
     if response.status_code == 404:
         assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_admin_home_page_links_the_playground(admin_client):
+    html = html_of(admin_client.get(reverse("admin:index")))
+
+    assert (
+        f'<a href="{reverse("admin:chatmodels_registeredmodel_playground")}">Playground</a>' in html
+    )
+
+
+def test_favicon_is_an_icon_not_a_404(client):
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert response["Location"].endswith(".svg")

@@ -130,10 +130,47 @@ def test_the_usage_page_takes_a_fixed_number_of_queries(
     for index in range(20):
         model = RegisteredModel.objects.create(name=f"more-{index}")
         UsageBucket.objects.create(model=model, version=1, hour=this_hour(), requests=1)
-    # Session, user, the form's model and key choices, five usage queries.
-    with django_assert_max_num_queries(9):
+    # Session, user, the form's model and key choices, the first usage hour (the default range),
+    # five usage queries.
+    with django_assert_max_num_queries(10):
         page = text_of(admin_client.get(USAGE_URL))
     assert "other models" in page  # past the six busiest, models are stacked together
+
+
+def test_on_the_first_day_the_page_shows_the_last_24_hours(admin_client, db):
+    echo = RegisteredModel.objects.create(name="echo")
+    UsageBucket.objects.create(
+        model=echo, version=1, hour=this_hour() - timedelta(hours=3), requests=4, errors=1
+    )
+
+    page = text_of(admin_client.get(USAGE_URL))
+
+    assert 'class="cm-active" aria-current="true">Last 24 hours</a>' in page
+    assert "<title>Requests per hour, by model</title>" in page
+    assert '<span class="cm-total-value">4</span><span class="cm-total-label">requests' in page
+
+
+def test_count_charts_have_whole_number_ticks(admin_client, db):
+    echo = RegisteredModel.objects.create(name="echo")
+    UsageBucket.objects.create(
+        model=echo, version=1, hour=this_hour(), requests=1, errors=1, model_errors=1
+    )
+
+    page = text_of(admin_client.get(USAGE_URL))
+
+    errors_chart = page.split("<title>Errors per hour, by kind</title>")[1].split("</svg>")[0]
+    ticks = re.findall(r'text-anchor="end">([^<]+)</text>', errors_chart)
+    assert ticks == ["0", "1"]
+
+
+def test_a_model_that_reports_no_usage_shows_not_reported_rather_than_0_tokens(admin_client, db):
+    echo = RegisteredModel.objects.create(name="echo")
+    UsageBucket.objects.create(model=echo, version=1, hour=this_hour(), requests=3)
+
+    page = text_of(admin_client.get(USAGE_URL))
+
+    per_model = page.split("<h2>Per model</h2>")[1].split("</table>")[0]
+    assert per_model.count("not reported") == 2  # prompt and completion tokens
 
 
 def test_an_api_key_page_shows_its_usage(admin_client, data):

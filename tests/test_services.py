@@ -260,7 +260,7 @@ def refusals(tmp_path):
         "predict returned a string": (
             {"model": StringOutputModel()},
             InvalidModelOutput,
-            r"^predict returned str, not ChatResponse: 'hello'$",
+            r"^predict returned str, not ChatResponse: 'hello'; wrap it: `return ChatResponse\(",
         ),
         "predict returned an invalid ChatResponse": (
             {"model": BadNestedOutputModel()},

@@ -10,6 +10,7 @@ some, apply.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from asgiref.sync import async_to_sync
@@ -31,12 +32,34 @@ from chatmodels.exceptions import PermissionDenied as ChatPermissionDenied
 from chatmodels.models import ModelAlias, ModelVersion, RegisteredModel
 from chatmodels.selectors import ApiKeyInfo
 from chatmodels.serving import errors
+from chatmodels.serving.dialects.base import sse
+from chatmodels.serving.dialects.chat_completions import ChatCompletionsDialect
 from chatmodels.serving.pipeline import answer_chat, read_json_object
 
 logger = logging.getLogger(__name__)
 
 
 INVOKE_PERMISSION = "chatmodels.invoke_model"
+
+
+def staff_error_body(error: ChatModelsError) -> dict:
+    """OpenAI's error object, plus for staff what the model raised (`detail`: the exception's
+    type and message; API clients never see it, the server log has the traceback)."""
+    body = errors.error_body(error)
+    detail = getattr(error, "detail", None)
+    if detail:
+        body["error"]["detail"] = detail
+    return body
+
+
+class PlaygroundDialect(ChatCompletionsDialect):
+    """Chat completions, with the cause of a model's failure in a stream's error event."""
+
+    def failed(self, error: ChatModelsError):
+        yield sse(staff_error_body(error))
+
+
+PLAYGROUND = PlaygroundDialect()
 
 
 def _check_permission(request: HttpRequest, model_admin) -> None:
@@ -123,14 +146,17 @@ def playground(request: HttpRequest, *, model_admin) -> HttpResponse:
 
 @require_POST
 def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponseBase:
-    """Body: {"model", "version" | "alias", "messages", "temperature"?, "max_tokens"?, ...}.
+    """Body: {"model", "version" | "alias", "messages", "stream"?, "temperature"?,
+    "max_tokens"?, "tools"?, "custom_inputs"?, ...}: a chat request, answered by the API's own
+    pipeline without an API key.
 
-    Always answered as a stream (`text/event-stream` of `chat.completion.chunk` events, then
-    `data: [DONE]`) by the API's own pipeline, with the user's playground key. Each chunk's
-    `model` is `name/N`: the version that answered, whatever the page asked for (an alias, the
-    latest).
-    403 (an OpenAI error object) without the `chatmodels.invoke_model` permission.
-    An error before the stream starts is an OpenAI error object with the API's status.
+    As a stream by default (`text/event-stream` of `chat.completion.chunk` events with usage,
+    then `data: [DONE]`); with `"stream": false`, one `chat.completion` (the model's `predict`).
+    Answered by the API's own pipeline, with the user's playground key. Its `model` is
+    `name/N`: the version that answered, whatever the page asked for (an alias, the latest).
+    403 (an OpenAI error object) without the `chatmodels.invoke_model` permission. An error is
+    an OpenAI error object with the API's status, and for staff the model's exception in
+    `detail`.
     """
     _check_permission(request, model_admin)
     name = None
@@ -147,8 +173,9 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponseBase:
         number = selectors.parse_version_number(str(number)) if number not in (None, "") else None
         if number is not None and alias is not None:
             raise InvalidRequest("give either version or alias, not both", param="version")
-        payload["stream"] = True  # the playground shows the answer as it comes
-        payload["stream_options"] = {"include_usage": True}
+        if payload.get("stream", True) is True:  # the answer shown as it comes, by default
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
         # served_name=None: each chunk says `name/N`, so the page learns the version it got.
         return async_to_sync(answer_chat)(
             payload,
@@ -158,9 +185,16 @@ def playground_invoke(request: HttpRequest, *, model_admin) -> HttpResponseBase:
             version=number,
             alias=alias,
             served_name=None,
+            dialect=PLAYGROUND,
         )
     except ChatModelsError as error:
-        return errors.error_response(error)  # the same statuses as the HTTP API
+        # The same statuses as the HTTP API, with the model's exception for staff.
+        return HttpResponse(
+            json.dumps(staff_error_body(error)),
+            status=error.status_code,
+            content_type="application/json",
+            headers=error.headers,
+        )
     except Exception:
         logger.exception("playground invocation failed", extra={"model": name})
         return errors.error_response(

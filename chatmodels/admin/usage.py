@@ -26,7 +26,7 @@ from chatmodels.models import ApiKey, RegisteredModel, UsageBucket
 
 PRESETS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 PRESET_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
-DEFAULT_PRESET = "7d"
+DEFAULT_PRESET = "7d"  # once there is more than a day of usage; before that, "24h"
 HOURLY_UP_TO = timedelta(days=7)  # longer ranges are drawn per day
 MAX_DAYS = 400
 TOP_MODELS = 6  # the requests chart stacks this many models and "other"
@@ -69,6 +69,15 @@ def _window(since: datetime, until: datetime) -> Window:
     return Window(since, until, "hour" if until - since <= HOURLY_UP_TO else "day")
 
 
+def default_preset() -> str:
+    """The last 7 days, or on the first day of use the last 24 hours (7 days would squeeze it
+    into one sliver at the right of each chart)."""
+    first = selectors.first_usage_hour()
+    if first is None or first >= _now_hour_end() - PRESETS["24h"]:
+        return "24h"
+    return DEFAULT_PRESET
+
+
 def preset_window(preset: str) -> Window:
     until = _now_hour_end()
     return _window(until - PRESETS[preset], until)
@@ -109,13 +118,13 @@ class UsageFilterForm(forms.Form):
             self.add_error("since", f"Show at most {MAX_DAYS} days at once.")
         return data
 
-    def window(self) -> Window:
-        """The range asked for; the default preset when none (or an invalid one) was."""
+    def window(self, default: str = DEFAULT_PRESET) -> Window:
+        """The range asked for; the `default` preset when none (or an invalid one) was."""
         data = self.cleaned_data if self.is_valid() else {}
         since, until = data.get("since"), data.get("until")
         if not (since or until):
             preset = data.get("range")
-            return preset_window(preset if preset in PRESETS else DEFAULT_PRESET)
+            return preset_window(preset if preset in PRESETS else default)
         until_day = until or datetime.now(timezone.utc).date()
         since_day = since or until_day - timedelta(days=6)
         return _window(_day_start(since_day), _day_start(until_day) + timedelta(days=1))
@@ -236,7 +245,9 @@ def _ranked(rows) -> list[dict]:
 
 
 def _chart(title: str, labels, series, *, unit: str, kind: str = "bars") -> dict[str, Any]:
-    svg = charts.time_chart(labels, series, title=title, unit=unit, kind=kind)
+    # Counts (requests, tokens, errors) have whole-number ticks; milliseconds need not.
+    whole = unit != " ms"
+    svg = charts.time_chart(labels, series, title=title, unit=unit, kind=kind, whole=whole)
     return {"title": title, "svg": mark_safe(svg), "legend": mark_safe(charts.legend(series))}
 
 
@@ -244,14 +255,17 @@ def _summary(row: dict) -> dict[str, Any]:
     """A row of sums as people read it."""
     requests = row["sum_requests"] or 0
     errors = row["sum_errors"] or 0
+    prompt, completion = row["sum_prompt_tokens"] or 0, row["sum_completion_tokens"] or 0
+    # Answers that counted no token at all: the model reports no usage (none is made up).
+    reported = bool(prompt or completion) or requests == errors
     return {
         **row,
         "requests": requests,
         "requests_text": f"{requests:,}",
         "errors": f"{errors:,}",
         "error_rate": f"{errors / requests:.1%}" if requests else "—",
-        "prompt_tokens": f"{row['sum_prompt_tokens'] or 0:,}",
-        "completion_tokens": f"{row['sum_completion_tokens'] or 0:,}",
+        "prompt_tokens": f"{prompt:,}" if reported else "not reported",
+        "completion_tokens": f"{completion:,}" if reported else "not reported",
         "latency_avg": f"{_average_latency(row):.0f} ms" if requests else "—",
         "latency_max": f"{row['max_latency_ms'] or 0} ms" if requests else "—",
     }
@@ -262,7 +276,8 @@ def _summary(row: dict) -> dict[str, Any]:
 
 def usage_page(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> HttpResponse:
     form = UsageFilterForm(request.GET or None)
-    window = form.window()
+    default = default_preset()
+    window = form.window(default)
     filters = form.filters()
     data = usage_charts(window, filters)
     shown = {name: value for name, value in request.GET.dict().items() if value}
@@ -279,7 +294,7 @@ def usage_page(request: HttpRequest, *, model_admin: admin.ModelAdmin) -> HttpRe
             "label": label,
             "url": "?" + urlencode({**share, "range": preset}),
             "active": not (shown.get("since") or shown.get("until"))
-            and shown.get("range", DEFAULT_PRESET) == preset,
+            and shown.get("range", default) == preset,
         }
         for preset, label in PRESET_LABELS.items()
     ]

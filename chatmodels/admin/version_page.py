@@ -104,7 +104,7 @@ def version_page_context(request, version: ModelVersion) -> dict:
     body = json.dumps(input_example, ensure_ascii=False)
     curl = (
         f"curl {shlex.quote(request.build_absolute_uri(invocation_path))} \\\n"
-        '  -H "Authorization: Bearer $CHATMODELS_API_KEY" \\\n'
+        '  -H "Authorization: Bearer $KEY" \\\n'
         '  -H "Content-Type: application/json" \\\n'
         f"  -d {shlex.quote(body)}"
     )

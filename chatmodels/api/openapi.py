@@ -40,11 +40,27 @@ MODEL_REFERENCE_SCHEMA = {
 }
 VERSION_NUMBER_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_VERSION, "example": 1}
 
-# The invocations route: the chat request of the signature (a `model` key is ignored there).
+# The invocations route: the chat request of the signature (a `model` key may only name the
+# URL's model there). stream_options only with stream true, top_logprobs only with logprobs
+# true, as OpenAI's API requires.
 CHAT_REQUEST_SCHEMA = _openapi(
     {
         **signature.REQUEST_SCHEMA,
         "properties": {**signature.REQUEST_SCHEMA["properties"], "stream_options": _STREAM_OPTIONS},
+        "dependentSchemas": {
+            "stream_options": {
+                "anyOf": [
+                    {"properties": {"stream_options": {"type": "null"}}},
+                    {"required": ["stream"], "properties": {"stream": {"const": True}}},
+                ]
+            },
+            "top_logprobs": {
+                "anyOf": [
+                    {"properties": {"top_logprobs": {"type": "null"}}},
+                    {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+                ]
+            },
+        },
     }
 )
 # /v1/chat/completions: the same, and `model` says which model answers.
@@ -258,8 +274,8 @@ RESPONSES_REQUEST_SCHEMA: dict[str, Any] = {
             },
             "description": "`format` json_schema or json_object becomes `response_format`.",
         },
-        "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
-        "temperature": {"type": ["number", "null"], "minimum": 0},
+        "max_output_tokens": {"type": ["integer", "null"], "minimum": 16},
+        "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
         "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "stream": {"type": ["boolean", "null"]},
         "user": signature.REQUEST_SCHEMA["properties"]["user"],

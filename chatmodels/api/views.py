@@ -48,6 +48,7 @@ from chatmodels.exceptions import (
     ServiceUnavailable,
     VersionNotFound,
     raises,
+    short_repr,
 )
 from chatmodels.models import ModelVersion, package_storage
 from chatmodels.serving import stored_responses
@@ -100,6 +101,7 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
     @action(detail=True, methods=["post"], url_path="invocations")
     async def invocations(self, request: Request, name: str) -> HttpResponseBase:
         body = read_json_object(request)
+        _check_body_model(body, name)
         version_text = request.query_params.get("version")
         alias = request.query_params.get("alias")
         if version_text is not None and alias is not None:
@@ -117,6 +119,24 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
             served_name=name,
             dialect=INVOCATIONS,
         )
+
+
+def _check_body_model(body: dict, name: str) -> None:
+    """The URL names the model; a body's `model` (as OpenAI clients send) may only agree."""
+    model = body.get("model")
+    if model is None or model == name:
+        return
+    if isinstance(model, str) and model.partition("/")[0].partition("@")[0] == name:
+        raise InvalidRequest(
+            f"model: {short_repr(model, 60)} in the body; a version or alias goes in the query"
+            f" string here (?version=N or ?alias=A), or call /v1/chat/completions",
+            param="model",
+        )
+    raise InvalidRequest(
+        f"model: this URL serves '{name}', the body names {short_repr(model, 60)}: leave model"
+        " out, or call /v1/chat/completions with it",
+        param="model",
+    )
 
 
 @openapi.model_versions

@@ -577,3 +577,25 @@ def test_a_model_whose_package_is_gone_is_a_500_that_leaks_no_path(client, echo,
     assert echo.package.name not in response.content.decode()
     # The other version still answers.
     assert completion_text(post(client, INVOCATIONS + "?version=1", key=key)) == "v1:hello"
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        ("other", "this URL serves 'echo', the body names 'other'"),
+        ("echo/1", "a version or alias goes in the query string here"),
+    ],
+)
+def test_invocations_refuse_a_body_that_names_another_model(client, key, model, fragment):
+    register(name="echo", model=TriggerModel())
+
+    error = error_of(post(client, INVOCATIONS, chat("hi", model=model), key=key), 400)
+
+    assert error["param"] == "model"
+    assert fragment in error["message"]
+
+
+def test_invocations_take_a_body_that_names_their_own_model(client, key):
+    register(name="echo", model=TriggerModel())
+
+    assert completion_text(post(client, INVOCATIONS, chat("hi", model="echo"), key=key)) == "hi"

@@ -209,7 +209,8 @@ class WorkerStream(AsyncIterator[Any]):
                 return _answer(message, served_name=self.spec.served_name)
             return _chunk(message)
         self._done = True
-        _raise(message, served_name=self.spec.served_name, streaming=True)
+        # A model without predict_stream answers a stream with predict: say so if it raises.
+        _raise(message, served_name=self.spec.served_name, streaming=bool(self.streams))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:

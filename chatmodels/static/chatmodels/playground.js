@@ -1,5 +1,6 @@
-// The admin playground: fills the model/version pickers, posts the conversation and renders the
-// reply as it streams (text/event-stream read with fetch + a reader; no EventSource: it is a POST).
+// The admin playground: fills the model/version pickers, posts the conversation (with tools and
+// custom_inputs when given) and renders the reply as it streams (text/event-stream read with
+// fetch + a reader; no EventSource: it is a POST), or whole when streaming is off (predict).
 // Text is always inserted with textContent: nothing a model returns is interpreted as HTML.
 "use strict";
 
@@ -15,6 +16,9 @@
   const systemInput = document.getElementById("cm-system");
   const temperatureInput = document.getElementById("cm-temperature");
   const maxTokensInput = document.getElementById("cm-max-tokens");
+  const streamInput = document.getElementById("cm-stream");
+  const toolsInput = document.getElementById("cm-tools");
+  const customInputsInput = document.getElementById("cm-custom-inputs");
   const transcript = document.getElementById("cm-transcript");
   const emptyNote = document.getElementById("cm-empty");
   const input = document.getElementById("cm-input");
@@ -145,13 +149,36 @@
     return JSON.stringify(content, null, 2);
   }
 
-  function renderError(status, body) {
+  function renderError(status, body, midStream) {
     const error = (body && body.error) || {};
-    const title = error.type ? `${error.type} (${status})` : `HTTP ${status}`;
+    const kind = error.code || error.type;
+    // A failure after the stream began came with a 200 already sent: say when it happened.
+    const when = midStream ? "after the answer began" : status ? `HTTP ${status}` : "";
+    const title = [kind, when].filter(Boolean).join(" · ") || "error";
     const bubble = addBubble("error", error.message || "The request failed.", "cm-message-failed");
     bubble.querySelector(".cm-message-role").textContent = title;
+    if (error.detail) bubble.appendChild(element("pre", "cm-code cm-error-detail", `raised ${error.detail}`));
+    if (error.detail) bubble.appendChild(element("div", "cm-message-meta", "The traceback is in the server log."));
     if (error.param) bubble.appendChild(element("div", "cm-message-meta", `field: ${error.param}`));
   }
+
+  // A JSON field of the settings: its value, or throws naming the field.
+  function jsonField(node, label, check) {
+    const text = node.value.trim();
+    if (!text) return undefined;
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch (parseError) {
+      throw new Error(`${label} is not valid JSON: ${parseError.message}`);
+    }
+    if (!check(value)) throw new Error(`${label} must be ${check.expected}`);
+    return value;
+  }
+  const isList = Object.assign((value) => Array.isArray(value), { expected: "a JSON list of tools" });
+  const isObject = Object.assign((value) => value !== null && typeof value === "object" && !Array.isArray(value), {
+    expected: "a JSON object",
+  });
 
   function buildRequest() {
     const chosen = selection();
@@ -164,6 +191,11 @@
     if (chosen.alias) body.alias = chosen.alias;
     if (temperatureInput.value !== "") body.temperature = Number(temperatureInput.value);
     if (maxTokensInput.value !== "") body.max_tokens = Number(maxTokensInput.value);
+    body.stream = streamInput.checked;
+    const tools = jsonField(toolsInput, "Tools", isList);
+    if (tools !== undefined) body.tools = tools;
+    const customInputs = jsonField(customInputsInput, "custom_inputs", isObject);
+    if (customInputs !== undefined) body.custom_inputs = customInputs;
     return body;
   }
 
@@ -378,6 +410,7 @@
   }
 
   function failAnswer(answer, error) {
+    const midStream = error.status === 200;
     for (const choice of answer.choices.values()) {
       if (!choice.text && !choice.refusal && !choice.toolCalls.length) {
         choice.bubble.remove();
@@ -385,12 +418,30 @@
       }
     }
     if (answer.choices.size) finishAnswer(answer, "failed");
-    renderError(error.status, { error: error.body });
+    renderError(error.status, { error: error.body }, midStream);
   }
 
   function historyOf(answer) {
     const first = answer.choices.get(0) || [...answer.choices.values()][0];
-    return first ? { role: "assistant", content: first.text } : null;
+    if (!first) return null;
+    const calls = first.toolCalls.filter(Boolean);
+    if (calls.length) return { role: "assistant", content: first.text || null, tool_calls: calls };
+    return { role: "assistant", content: first.text };
+  }
+
+  // A whole chat.completion (streaming off) shown as one chunk of each choice.
+  function applyCompletion(answer, completion) {
+    answer.events.push(JSON.stringify(completion, null, 2));
+    applyChunk(answer, {
+      model: completion.model,
+      usage: completion.usage,
+      choices: (completion.choices || []).map((choice) => ({
+        index: choice.index,
+        delta: choice.message || {},
+        finish_reason: choice.finish_reason,
+      })),
+    });
+    answer.done = true;
   }
 
   async function errorBody(response) {
@@ -408,8 +459,16 @@
   async function send() {
     const text = input.value.trim();
     if (!text || busy) return;
+    let request;
+    try {
+      history.push({ role: "user", content: text });
+      request = buildRequest();
+    } catch (invalid) {
+      history.pop();
+      renderError(0, { error: { type: "settings", message: invalid.message } }, false);
+      return;
+    }
     const userBubble = addBubble("user", text);
-    history.push({ role: "user", content: text });
     input.value = "";
     setBusy(true);
     const started = conversation;
@@ -421,12 +480,18 @@
       const response = await fetch(config.invokeUrl, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream", "X-CSRFToken": csrfToken },
-        body: JSON.stringify(buildRequest()),
+        headers: {
+          "Content-Type": "application/json",
+          Accept: request.stream ? "text/event-stream" : "application/json",
+          "X-CSRFToken": csrfToken,
+        },
+        body: JSON.stringify(request),
         signal: controller.signal,
       });
       const type = response.headers.get("Content-Type") || "";
-      if (!response.ok || !type.startsWith("text/event-stream")) {
+      if (response.ok && !request.stream && type.startsWith("application/json")) {
+        applyCompletion(answer, await response.json());
+      } else if (!response.ok || !type.startsWith("text/event-stream")) {
         failure = { status: response.status, body: await errorBody(response) };
       } else {
         await readEvents(
