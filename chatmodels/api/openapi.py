@@ -17,7 +17,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 
-from chatmodels import signature
+from chatmodels import request_rules, signature
 from chatmodels.api.serializers import UsageQuerySerializer, UsageRowSerializer
 from chatmodels.selectors import MAX_VERSION, MODEL_REFERENCE_PATTERN
 
@@ -40,13 +40,62 @@ MODEL_REFERENCE_SCHEMA = {
 }
 VERSION_NUMBER_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_VERSION, "example": 1}
 
-# The invocations route: the chat request of the signature (a `model` key may only name the
-# URL's model there). stream_options only with stream true, top_logprobs only with logprobs
-# true, as OpenAI's API requires.
+
+def _client_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as a client may send it (`request_rules`): one of OpenAI's roles, content a
+    string or a non-empty list, a tool message with the id of the call it answers and a
+    function message with the function's name."""
+    properties = message["properties"]
+    content = properties["content"]
+    return {
+        **message,
+        "properties": {
+            **properties,
+            "role": {**properties["role"], "enum": list(request_rules.ROLES)},
+            "content": {
+                **content,
+                "anyOf": [
+                    {**part, "minItems": 1} if part.get("type") == "array" else part
+                    for part in content["anyOf"]
+                ],
+            },
+        },
+        "allOf": [
+            {
+                "if": {"properties": {"role": {"const": role}}, "required": ["role"]},
+                "then": {"required": [field], "properties": {field: {"type": "string"}}},
+            }
+            for role, field in (("tool", "tool_call_id"), ("function", "name"))
+        ],
+    }
+
+
+_REQUEST_PROPERTIES = signature.REQUEST_SCHEMA["properties"]
+_CLIENT_PROPERTIES = {
+    **_REQUEST_PROPERTIES,
+    "messages": {
+        **_REQUEST_PROPERTIES["messages"],
+        "items": _client_message(_REQUEST_PROPERTIES["messages"]["items"]),
+    },
+    "tool_choice": {
+        "description": "`none`, `auto`, `required`, or an object naming one of `tools`.",
+        "anyOf": [
+            {"type": "string", "enum": list(request_rules.TOOL_CHOICE_MODES)},
+            {"type": "object"},
+            {"type": "null"},
+        ],
+        "default": None,
+    },
+    "stream_options": _STREAM_OPTIONS,
+}
+
+# The invocations route: the chat request of the signature as a client may send it (a `model`
+# key may only name the URL's model there). stream_options only with stream true, top_logprobs
+# only with logprobs true, as OpenAI's API requires.
 CHAT_REQUEST_SCHEMA = _openapi(
     {
         **signature.REQUEST_SCHEMA,
-        "properties": {**signature.REQUEST_SCHEMA["properties"], "stream_options": _STREAM_OPTIONS},
+        "properties": _CLIENT_PROPERTIES,
         "dependentSchemas": {
             "stream_options": {
                 "anyOf": [
@@ -197,7 +246,8 @@ def _parts(parts: list[dict[str, Any]], **array: Any) -> dict[str, Any]:
 
 _INPUT_ITEM = {
     "oneOf": [
-        _message(["user", "system", "developer"], [_parts(_INPUT_PARTS)]),
+        # A client's content is a string or a non-empty list of parts, as OpenAI's API requires.
+        _message(["user", "system", "developer"], [_parts(_INPUT_PARTS, minItems=1)]),
         # An earlier answer: its text, or its refusal (a message is never both).
         _message(["assistant"], [_parts(_TEXT_PARTS), _parts([_REFUSAL_PART], minItems=1)]),
         _typed("function_call", {"call_id": _STRING, "name": _STRING, "arguments": _STRING}),
@@ -205,7 +255,7 @@ _INPUT_ITEM = {
             "function_call_output",
             {
                 "call_id": _STRING,
-                "output": {"oneOf": [_STRING, {"type": "array", "items": {"oneOf": _INPUT_PARTS}}]},
+                "output": {"oneOf": [_STRING, _parts(_INPUT_PARTS, minItems=1)]},
             },
         ),
     ]
@@ -248,7 +298,7 @@ RESPONSES_REQUEST_SCHEMA: dict[str, Any] = {
         },
         "tool_choice": {
             "oneOf": [
-                _STRING,
+                {"type": "string", "enum": list(request_rules.TOOL_CHOICE_MODES)},
                 _typed("function", {"name": _STRING}),
                 {
                     "type": "object",

@@ -86,6 +86,23 @@ def names_stored_state_never_made(case) -> bool:
     )
 
 
+def names_a_tool_not_given(case) -> bool:
+    """A `tool_choice` naming a function that is not among the request's `tools`: OpenAI's API
+    refuses it, and no JSON Schema can say that one field names an entry of another."""
+    body = case.body if isinstance(case.body, dict) else {}
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict) or choice.get("type") != "function":
+        return False
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, dict) else choice.get("name")
+    given = []
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict):
+            inner = tool.get("function")
+            given.append(inner.get("name") if isinstance(inner, dict) else tool.get("name"))
+    return name not in given
+
+
 @schema.parametrize()
 # The echo model and the key are made once per operation and shared by all its cases.
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -106,5 +123,10 @@ def test_the_api_answers_as_its_schema_says(case, echo_key):
             "not_found",
             "invalid_value",
         ), response.text
+        return
+    if case.method == case.operation.method.upper() and names_a_tool_not_given(case):
+        response = case.call(headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"].startswith("tool_choice"), response.text
         return
     case.call_and_validate(headers=headers)
