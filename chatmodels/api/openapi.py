@@ -669,6 +669,8 @@ conversation = _tagged(
         responses={200: _CONVERSATION},
     ),
     post=extend_schema(
+        # The generated id would repeat POST /v1/conversations' (`v1_conversations_create`).
+        operation_id="v1_conversations_update",
         summary="Replace a conversation's metadata",
         parameters=[CONVERSATION_ID],
         request={
@@ -691,6 +693,8 @@ conversation = _tagged(
 )
 conversation_items = _tagged(
     get=extend_schema(
+        # The generated id would repeat the single item's (`v1_conversations_items_retrieve`).
+        operation_id="v1_conversations_items_list",
         summary="List a conversation's items",
         parameters=[CONVERSATION_ID, *PAGE_PARAMETERS],
         responses={200: _ITEM_LIST},
