@@ -123,7 +123,34 @@ async def invoke_stream(
     return chunks
 
 
-class ChunkStream:
+class _WorkerBatches:
+    """A worker stream taken a burst at a time: the first burst awaited by `start()` (so an
+    early failure is an ordinary error), the rest by `_take()`; `aclose()` stops the model."""
+
+    def __init__(self, stream: WorkerStream) -> None:
+        self._stream = stream
+        self._first: list[Any] = []
+        self._closed = False
+
+    async def start(self) -> None:
+        self._first = await self._take()
+
+    async def _take(self) -> list[Any]:
+        if self._closed:
+            return []
+        batch = await eventloop.call(self._stream.next_batch())
+        if not batch:
+            self._closed = True
+        return batch
+
+    async def aclose(self) -> None:
+        """Stop the model in its worker. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await eventloop.call(self._stream.aclose())
+
+
+class ChunkStream(_WorkerBatches):
     """A model's stream, taken from its worker a burst at a time: `batches()` yields lists of
     chunk dicts (KEEP_ALIVE, None, after each keep-alive interval of silence), every chunk that
     has arrived in one list. When the stream has come to its end, `on_usage` is called with
@@ -139,25 +166,12 @@ class ChunkStream:
         include_usage: bool,
         on_usage: Callable[[dict[str, Any] | None], None] | None,
     ) -> None:
-        self._stream = stream
+        super().__init__(stream)
         self._served_name = served_name
         self._include_usage = include_usage
         self._on_usage = on_usage
         self._id, self._created = completion_id(), int(time.time())
-        self._first: list[Any] = []
         self._usage: dict[str, Any] | None = None
-        self._closed = False
-
-    async def start(self) -> None:
-        self._first = await self._take()
-
-    async def _take(self) -> list[Any]:
-        if self._closed:
-            return []
-        batch = await eventloop.call(self._stream.next_batch())
-        if not batch:
-            self._closed = True
-        return batch
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any] | None]]:
         try:
@@ -196,17 +210,11 @@ class ChunkStream:
     def _chunk(self, data: dict[str, Any]) -> dict[str, Any]:
         return chunk_dict(data, stream_id=self._id, created=self._created, model=self._served_name)
 
-    async def aclose(self) -> None:
-        """Stop the model in its worker. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            await eventloop.call(self._stream.aclose())
-
 
 _SKIP = object()
 
 
-class AgentStream:
+class AgentStream(_WorkerBatches):
     """An agent's stream, as ChunkStream is a ChatModel's: `batches()` yields lists of its
     checked stream items in its own format (ResponsesAgentStreamEvent or ChatAgentChunk dicts;
     an agent without `predict_stream` gives its one answer as such items), KEEP_ALIVE through
@@ -219,23 +227,10 @@ class AgentStream:
         interface: str,
         on_usage: Callable[[dict[str, Any] | None], None] | None,
     ) -> None:
-        self._stream = stream
+        super().__init__(stream)
         self._interface = interface
         self._on_usage = on_usage
         self._usage = translate.UsageTally(interface)
-        self._first: list[Any] = []
-        self._closed = False
-
-    async def start(self) -> None:
-        self._first = await self._take()
-
-    async def _take(self) -> list[Any]:
-        if self._closed:
-            return []
-        batch = await eventloop.call(self._stream.next_batch())
-        if not batch:
-            self._closed = True
-        return batch
 
     async def batches(self) -> AsyncIterator[list[dict[str, Any] | None]]:
         try:
@@ -260,9 +255,3 @@ class AgentStream:
             await self.aclose()
         if self._on_usage is not None:
             self._on_usage(usage_of(self._usage.usage))
-
-    async def aclose(self) -> None:
-        """Stop the model in its worker. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            await eventloop.call(self._stream.aclose())
