@@ -30,7 +30,7 @@ class Command(BaseCommand):
         days = options["older_than"]
         if days is None:
             days = settings.CHATMODELS_RESPONSES_RETENTION_DAYS
-        with one_line_errors():
+        with one_line_errors({"older_than_days": "--older-than"}):  # named as typed
             deleted = responses_store.prune_responses(older_than_days=days)
         plural = "" if deleted == 1 else "s"
         self.stdout.write(f"Deleted {deleted} stored response{plural} older than {days} days")
