@@ -64,14 +64,15 @@ class UpstreamError(Exception):
         """What crosses to the gateway: only plain, bounded values."""
         return {
             "status": self.status if self.status in PASSED_THROUGH else 502,
-            "type": _short(self.type),
-            "code": _short(self.code),
-            "param": _short(self.param),
+            "type": short_text(self.type),
+            "code": short_text(self.code),
+            "param": short_text(self.param),
             "retry_after": _seconds(self.retry_after),
         }
 
 
-def _short(value: Any) -> str | None:
+def short_text(value: Any) -> str | None:
+    """A non-empty string cut to 100 characters, else None: what an error field may carry."""
     return value[:100] if isinstance(value, str) and value else None
 
 

@@ -54,7 +54,7 @@ from chatmodels.serving.workers.supervisor import (
     write_package,
 )
 from chatmodels.types import ChatChunk, ChatResponse
-from chatmodels.upstream import PASSED_THROUGH
+from chatmodels.upstream import PASSED_THROUGH, short_text
 
 __all__ = [
     "Board",
@@ -448,12 +448,8 @@ def _upstream_failed(detail: Any, text: str) -> UpstreamFailed:
     return UpstreamFailed(
         text if isinstance(text, str) else "the model's upstream failed",
         status=status,
-        type=_text(detail.get("type")),
-        code=_text(detail.get("code")),
-        param=_text(detail.get("param")),
+        type=short_text(detail.get("type")),
+        code=short_text(detail.get("code")),
+        param=short_text(detail.get("param")),
         retry_after=retry_after,
     )
-
-
-def _text(value: Any) -> str | None:
-    return value[:100] if isinstance(value, str) and value else None
