@@ -14,6 +14,23 @@ from chatmodels.selectors import ApiKeyInfo
 from chatmodels.serving import lookups
 
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+WWW_AUTHENTICATE = 'Bearer realm="chatmodels"'
+NO_KEY = "No API key: send 'Authorization: Bearer <API key>'."
+INVALID_KEY = "Invalid or revoked API key."
+
+
+def bearer_key(header: str) -> str | None:
+    """The key an `Authorization` header's value carries; None for no header. A header that is
+    not `Bearer <key>` raises AuthenticationFailed."""
+    if not header:
+        return None
+    scheme, _, raw_key = header.partition(" ")
+    raw_key = raw_key.strip()
+    if scheme.lower() != "bearer" or not raw_key:
+        raise exceptions.AuthenticationFailed(
+            "Malformed Authorization header: expected 'Bearer <API key>'."
+        )
+    return raw_key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -22,26 +39,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request):
-        header = request._request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
+        raw_key = bearer_key(request._request.META.get("HTTP_AUTHORIZATION", ""))
+        if raw_key is None:
             return None
-        scheme, _, raw_key = header.partition(" ")
-        raw_key = raw_key.strip()
-        if scheme.lower() != "bearer" or not raw_key:
-            raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header: expected 'Bearer <API key>'."
-            )
         remembered = getattr(request._request, "_chatmodels_key", None)
         if remembered is not None and remembered[0] == raw_key:
             key = remembered[1]  # looked up by an async view before DRF's authentication
         else:
             key = lookups.api_key(raw_key)
         if key is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+            raise exceptions.AuthenticationFailed(INVALID_KEY)
         return (None, key)
 
     def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="chatmodels"'
+        return WWW_AUTHENTICATE
 
 
 def raw_key_of(request: HttpRequest) -> str:
@@ -64,7 +75,7 @@ def api_key(request: Request) -> ApiKeyInfo | None:
 class HasApiKey(permissions.BasePermission):
     """A valid key is required, unless CHATMODELS_ALLOW_ANONYMOUS is on."""
 
-    message = "No API key: send 'Authorization: Bearer <API key>'."
+    message = NO_KEY
 
     def allows_anonymous(self) -> bool:
         """For the OpenAPI schema: may a call without a key get through?"""

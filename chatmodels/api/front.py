@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
@@ -28,7 +28,7 @@ from django.core.handlers import asgi
 from django.core.handlers.asgi import get_script_prefix
 from django.urls import set_script_prefix
 
-from chatmodels.api import middleware
+from chatmodels.api import direct, middleware, sending
 from chatmodels.exceptions import ChatModelsError, RequestTimeout, RequestTooLarge
 from chatmodels.serving import eventloop, shutdown, strict_json
 from chatmodels.serving.errors import error_body
@@ -95,7 +95,7 @@ class ASGIHandler(asgi.ASGIHandler):
                 with contextlib.suppress(asyncio.CancelledError):
                     await self.send_response(response, send)
             finally:
-                await _close_stream(response)
+                await sending.close_stream(response)
             return response
 
         tasks = [
@@ -116,35 +116,17 @@ class ASGIHandler(asgi.ASGIHandler):
         except asyncio.CancelledError:
             await self._finished(context)
         else:
-            await self._close(response, context)
+            await sending.close_response(response, context)
         body_file.close()
 
     async def _close(self, response: Any, context: ThreadSensitiveContext) -> None:
-        if _ran_synchronous_code(context):
-            await sync_to_async(response.close)()
-        else:
-            response.close()
+        await sending.close_response(response, context)
 
     async def _finished(self, context: ThreadSensitiveContext) -> None:
-        if _ran_synchronous_code(context):
+        if sending.ran_synchronous_code(context):
             await signals.request_finished.asend(sender=self.__class__)
         else:
             signals.request_finished.send(sender=self.__class__)
-
-
-async def _close_stream(response: Any) -> None:
-    """Close a streamed response's async generator now, however its sending ended (to its end,
-    the client gone, the write timeout): a stream's model is stopped and its slot freed at once,
-    not when the generator is garbage-collected (Django closes only its own wrapper)."""
-    if getattr(response, "is_async", False):
-        aclose = getattr(response._iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-def _ran_synchronous_code(context: ThreadSensitiveContext) -> bool:
-    """Whether `sync_to_async` gave this request's context a thread of its own."""
-    return context in SyncToAsync.context_to_thread_executor
 
 
 class ClientStalled(RequestAborted):
@@ -152,7 +134,8 @@ class ClientStalled(RequestAborted):
 
 
 class Front:
-    """Wraps the Django ASGI application (see the module)."""
+    """Wraps the Django ASGI application (see the module); the chat routes are answered
+    without it (`direct`) unless something out of the ordinary asks for Django's whole way."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
@@ -172,6 +155,11 @@ class Front:
         except RequestAborted:
             return  # the client went away while sending
         try:
+            chat_route = direct.route(scope)
+            if chat_route is not None and await direct.answer(
+                chat_route, scope, body, receive, _bounded(send)
+            ):
+                return
             await self.app(scope, _replay(body, receive), _bounded(send))
         except ClientStalled as stalled:
             logger.info("%s %s: %s", scope.get("method"), scope.get("path"), stalled)
@@ -201,7 +189,11 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
                 return
 
     try:
-        await asyncio.wait_for(read(), timeout)
+        if _timeout_scope is None:  # Python 3.10
+            await asyncio.wait_for(read(), timeout)
+        else:  # a timer, not a task per request
+            async with _timeout_scope(timeout):
+                await read()
     except asyncio.TimeoutError:
         raise RequestTimeout(
             f"the request body did not arrive within {timeout:g} s (CHATMODELS_BODY_TIMEOUT);"

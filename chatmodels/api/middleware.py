@@ -44,33 +44,34 @@ class RequestLogMiddleware:
         if self.async_mode:
             return self._acall(request)
         started = time.perf_counter()
-        request_id = _request_id(request)
+        request_id = take_request_id(request)
         response = self.get_response(request)
-        self._log(request, response, request_id, started)
+        log_request(request, response, request_id, started)
         return response
 
     async def _acall(self, request):
         started = time.perf_counter()
-        request_id = _request_id(request)
+        request_id = take_request_id(request)
         response = await self.get_response(request)
-        self._log(request, response, request_id, started)
+        log_request(request, response, request_id, started)
         return response
 
-    @staticmethod
-    def _log(request, response, request_id: str, started: float) -> None:
-        response[REQUEST_ID_HEADER] = request_id
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    # For a stream, the time to the first byte; the body follows.
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+
+def log_request(request, response, request_id: str, started: float) -> None:
+    """The request's log line, and its id in the response's X-Request-ID."""
+    response[REQUEST_ID_HEADER] = request_id
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                # For a stream, the time to the first byte; the body follows.
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
 
 
 def _serves_async(middleware: Any, get_response: Callable[[Any], Any]) -> bool:
@@ -81,7 +82,8 @@ def _serves_async(middleware: Any, get_response: Callable[[Any], Any]) -> bool:
     return False
 
 
-def _request_id(request) -> str:
+def take_request_id(request) -> str:
+    """The request's id: a well-formed X-Request-ID it came with, else a new one."""
     incoming = request.META.get("HTTP_X_REQUEST_ID", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
     request.request_id = request_id

@@ -16,7 +16,7 @@ from typing import Any
 
 import django
 from django.db import connection
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework import generics, mixins, viewsets
 from rest_framework.authentication import SessionAuthentication
@@ -51,6 +51,7 @@ from chatmodels.exceptions import (
     short_repr,
 )
 from chatmodels.models import ModelVersion, package_storage
+from chatmodels.selectors import ApiKeyInfo
 from chatmodels.serving import stored_responses
 from chatmodels.serving.dialects.base import ChatDialect
 from chatmodels.serving.dialects.chat_completions import CHAT_COMPLETIONS, INVOCATIONS
@@ -100,25 +101,32 @@ class RegisteredModelViewSet(mixins.ListModelMixin, AsyncGenericViewSet):
     @raises(*CHAT_ERRORS)
     @action(detail=True, methods=["post"], url_path="invocations")
     async def invocations(self, request: Request, name: str) -> HttpResponseBase:
-        body = read_json_object(request)
-        _check_body_model(body, name)
-        version_text = request.query_params.get("version")
-        alias = request.query_params.get("alias")
-        if version_text is not None and alias is not None:
-            raise InvalidRequest("give either version or alias, not both", param="version")
-        if alias == "":
-            raise InvalidRequest("alias: expected an alias name, got ''", param="alias")
-        version = selectors.parse_version_number(version_text) if version_text is not None else None
-        return await answer_chat(
-            body,
-            request=request,
-            key=api_key(request),
-            name=name,
-            version=version,
-            alias=alias,
-            served_name=name,
-            dialect=INVOCATIONS,
-        )
+        return await answer_invocations(request, api_key(request), name, read_json_object(request))
+
+
+async def answer_invocations(
+    request: HttpRequest | Request, key: ApiKeyInfo | None, name: str, body: dict[str, Any]
+) -> HttpResponseBase:
+    """`POST /api/models/<name>/invocations`: the version `?version=N` or `?alias=A` names,
+    else the latest."""
+    _check_body_model(body, name)
+    version_text = request.GET.get("version")
+    alias = request.GET.get("alias")
+    if version_text is not None and alias is not None:
+        raise InvalidRequest("give either version or alias, not both", param="version")
+    if alias == "":
+        raise InvalidRequest("alias: expected an alias name, got ''", param="alias")
+    version = selectors.parse_version_number(version_text) if version_text is not None else None
+    return await answer_chat(
+        body,
+        request=request,
+        key=key,
+        name=name,
+        version=version,
+        alias=alias,
+        served_name=name,
+        dialect=INVOCATIONS,
+    )
 
 
 def _check_body_model(body: dict, name: str) -> None:
@@ -174,8 +182,14 @@ class ChatCompletionsView(AsyncAPIView):
     @openapi.chat_completions
     @raises(*CHAT_ERRORS)
     async def post(self, request: Request) -> HttpResponseBase:
-        body = read_json_object(request)
-        return await _answer_model_reference(request, body, _model_reference(body))
+        return await answer_chat_completions(request, api_key(request), read_json_object(request))
+
+
+async def answer_chat_completions(
+    request: HttpRequest | Request, key: ApiKeyInfo | None, body: dict[str, Any]
+) -> HttpResponseBase:
+    """`POST /v1/chat/completions`."""
+    return await _answer_model_reference(request, key, body, _model_reference(body))
 
 
 class ResponsesView(AsyncAPIView):
@@ -186,19 +200,24 @@ class ResponsesView(AsyncAPIView):
     @openapi.responses_create
     @raises(*CHAT_ERRORS, PreviousResponseNotFound, ConversationNotFound)
     async def post(self, request: Request) -> HttpResponseBase:
-        body = read_json_object(request)
-        reference = _model_reference(body)
-        key = api_key(request)
-        continued = await stored_responses.continuation(body, key)
-        dialect = ResponsesDialect(body, model=reference, context=continued.items)
-        answer = await _answer_model_reference(request, body, reference, dialect=dialect)
-        return await stored_responses.keep(
-            answer,
-            dialect,
-            continued=continued,
-            key=key,
-            model_name=selectors.parse_model_reference(reference)[0],
-        )
+        return await answer_responses(request, api_key(request), read_json_object(request))
+
+
+async def answer_responses(
+    request: HttpRequest | Request, key: ApiKeyInfo | None, body: dict[str, Any]
+) -> HttpResponseBase:
+    """`POST /v1/responses`: answered, then stored unless `store: false`."""
+    reference = _model_reference(body)
+    continued = await stored_responses.continuation(body, key)
+    dialect = ResponsesDialect(body, model=reference, context=continued.items)
+    answer = await _answer_model_reference(request, key, body, reference, dialect=dialect)
+    return await stored_responses.keep(
+        answer,
+        dialect,
+        continued=continued,
+        key=key,
+        model_name=selectors.parse_model_reference(reference)[0],
+    )
 
 
 def _model_reference(body: dict[str, Any]) -> str:
@@ -212,7 +231,8 @@ def _model_reference(body: dict[str, Any]) -> str:
 
 
 async def _answer_model_reference(
-    request: Request,
+    request: HttpRequest | Request,
+    key: ApiKeyInfo | None,
     body: dict[str, Any],
     reference: str,
     *,
@@ -223,7 +243,7 @@ async def _answer_model_reference(
     return await answer_chat(
         body,
         request=request,
-        key=api_key(request),
+        key=key,
         name=name,
         version=version,
         alias=alias,

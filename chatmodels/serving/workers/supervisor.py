@@ -223,7 +223,11 @@ class Call:
             item = await self.queue.get()
         else:
             try:
-                item = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - _now()))
+                if _timeout_at is None:  # Python 3.10
+                    item = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - _now()))
+                else:  # a timer, not a task per message
+                    async with _timeout_at(deadline):
+                        item = await self.queue.get()
             except asyncio.TimeoutError:
                 return None
         if isinstance(item, BaseException):
@@ -747,6 +751,9 @@ STREAM_CREDIT = 8  # chunks a stream may have on its way before its consumer tak
 
 def timed_out(served_name: str, timeout: float | None) -> ModelTimeout:
     return ModelTimeout(f"model {served_name} did not answer within {timeout:g} s", param=None)
+
+
+_timeout_at = getattr(asyncio, "timeout_at", None)
 
 
 def _now() -> float:
