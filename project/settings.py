@@ -292,6 +292,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# Dates and times as `2026-11-24 19:40` on every admin page (project/formats/en/formats.py).
+FORMAT_MODULE_PATH = "project.formats"
 
 # Production safety: on whenever DEBUG is off, each one overridable from the environment.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

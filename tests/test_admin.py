@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from chatmodels import services, usage
 from chatmodels.exceptions import ServerBusy
@@ -490,6 +491,40 @@ def test_version_page_shows_package_code_and_environment_read_only(admin_client)
             :2000
         ]
     )
+
+
+def created_text_in_list(html: str, version: ModelVersion) -> str:
+    """The `created` cell of the version's row in the versions change list."""
+    row = next(row for row in html.split("<tr")[1:] if f">{version}</a>" in row)
+    return re.search(r'<td class="field-created"><time [^>]*>([^<]*)</time>', row).group(1)
+
+
+def created_text_on_page(html: str) -> str:
+    """The read-only `Created at` field of a version page."""
+    field = html.split("field-created_at", 1)[1]
+    return re.search(r'<div class="readonly">([^<]*)</div>', field).group(1)
+
+
+def test_version_page_and_versions_list_show_the_same_date_format(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    listed = created_text_in_list(html_of(admin_client.get(VERSION_LIST)), version)
+    on_page = created_text_on_page(html_of(admin_client.get(version_url(version))))
+
+    assert listed == on_page == timezone.localtime(version.created_at).strftime("%Y-%m-%d %H:%M")
+
+
+def test_version_page_shows_every_line_of_the_source(admin_client):
+    version = register(name="echo", model="examples/echo.py:EchoModel")
+    lines = version.source_code.splitlines()
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    source = html.split('<pre class="cm-code cm-source">', 1)[1].split("</pre>", 1)[0]
+    shown = re.findall(r'<span class="cm-line">(.*?)</span>', source)
+    assert shown == [escape(line) for line in lines]
+    assert f'<span class="cm-line">{escape(lines[-1])}</span>' in html
+    assert f"{len(lines)} lines" in html
 
 
 def test_version_page_lists_artifacts_and_model_config(admin_client, tmp_path):

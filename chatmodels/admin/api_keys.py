@@ -13,7 +13,6 @@ from django.db.models import Prefetch
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from chatmodels import services
@@ -210,8 +209,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def state_display(self, key):
         if key.is_active:
             return display.badge("active", "active")
-        revoked = timezone.localtime(key.revoked_at).strftime("%Y-%m-%d %H:%M")
-        return display.badge(f"revoked {revoked}", "revoked")
+        return display.badge(f"revoked {display.datetime_text(key.revoked_at)}", "revoked")
 
 
 def _has_usage(key: ApiKey) -> bool:
