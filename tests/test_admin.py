@@ -676,6 +676,13 @@ def test_api_key_is_created_in_the_admin_and_shown_once(admin_client):
     assert f"<code>{key.prefix}…</code>" in change_page
 
 
+def test_key_page_says_how_to_choose_models_without_ctrl_click(admin_client):
+    html = html_of(admin_client.get(reverse("admin:chatmodels_apikey_add")))
+
+    assert "Models this key may call. Empty: all models." in html
+    assert "Hold down" not in html  # the chooser's arrows pick models, not Control-click
+
+
 def test_new_api_key_page_has_a_copy_button_for_the_key(admin_client):
     response = admin_client.post(
         reverse("admin:chatmodels_apikey_add"), {"name": "laptop", "_save": "Save"}, follow=True

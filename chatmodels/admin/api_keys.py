@@ -80,6 +80,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # Django adds "Hold down Control … to select more than one" to every multiple select,
+        # the chooser's too, where models are picked with its arrows: keep the field's own help.
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if field is not None and db_field.name in self.filter_horizontal:
+            field.help_text = db_field.help_text
+        return field
+
     def get_urls(self):
         revoke = path(
             "<path:object_id>/revoke/",
