@@ -325,5 +325,7 @@ LOGGING = {
         # A 4xx is the client's mistake, already one request line (with its status) above: no
         # second "Bad Request: …" warning. 5xx answers and unhandled errors are still logged.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # runserver's own line per 4xx repeats that request line (with its socket's repr).
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
