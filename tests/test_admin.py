@@ -141,6 +141,17 @@ def test_model_change_page_lists_versions_read_only(admin_client):
     assert 'name="versions-0-DELETE"' not in html
 
 
+def test_model_and_version_pages_offer_the_playground_with_the_same_button(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    model_page = html_of(admin_client.get(model_url(version.model)))
+    version_page = html_of(admin_client.get(version_url(version)))
+
+    button = '<a class="cm-button" href="{}">Try it in the playground</a>'
+    assert button.format(f"{PLAYGROUND}?model=echo") in model_page
+    assert button.format(f"{PLAYGROUND}?model=echo&amp;version=1") in version_page
+
+
 def test_model_description_is_editable(admin_client):
     version = register(name="echo", model=TriggerModel())
     data = change_form_data(version.model, description="Echoes the last message.")
