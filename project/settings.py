@@ -292,6 +292,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# Dates and times as `2026-11-24 19:40` on every admin page (project/formats/en/formats.py).
+FORMAT_MODULE_PATH = "project.formats"
 
 # Production safety: on whenever DEBUG is off, each one overridable from the environment.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -323,5 +325,7 @@ LOGGING = {
         # A 4xx is the client's mistake, already one request line (with its status) above: no
         # second "Bad Request: …" warning. 5xx answers and unhandled errors are still logged.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # runserver's own line per 4xx repeats that request line (with its socket's repr).
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from chatmodels import services, usage
 from chatmodels.exceptions import ServerBusy
@@ -138,6 +139,17 @@ def test_model_change_page_lists_versions_read_only(admin_client):
     assert 'name="description"' in html
     assert 'name="versions-0-status"' not in html  # versions inline is read-only
     assert 'name="versions-0-DELETE"' not in html
+
+
+def test_model_and_version_pages_offer_the_playground_with_the_same_button(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    model_page = html_of(admin_client.get(model_url(version.model)))
+    version_page = html_of(admin_client.get(version_url(version)))
+
+    button = '<a class="cm-button" href="{}">Try it in the playground</a>'
+    assert button.format(f"{PLAYGROUND}?model=echo") in model_page
+    assert button.format(f"{PLAYGROUND}?model=echo&amp;version=1") in version_page
 
 
 def test_model_description_is_editable(admin_client):
@@ -492,6 +504,40 @@ def test_version_page_shows_package_code_and_environment_read_only(admin_client)
     )
 
 
+def created_text_in_list(html: str, version: ModelVersion) -> str:
+    """The `created` cell of the version's row in the versions change list."""
+    row = next(row for row in html.split("<tr")[1:] if f">{version}</a>" in row)
+    return re.search(r'<td class="field-created"><time [^>]*>([^<]*)</time>', row).group(1)
+
+
+def created_text_on_page(html: str) -> str:
+    """The read-only `Created at` field of a version page."""
+    field = html.split("field-created_at", 1)[1]
+    return re.search(r'<div class="readonly">([^<]*)</div>', field).group(1)
+
+
+def test_version_page_and_versions_list_show_the_same_date_format(admin_client):
+    version = register(name="echo", model=TriggerModel())
+
+    listed = created_text_in_list(html_of(admin_client.get(VERSION_LIST)), version)
+    on_page = created_text_on_page(html_of(admin_client.get(version_url(version))))
+
+    assert listed == on_page == timezone.localtime(version.created_at).strftime("%Y-%m-%d %H:%M")
+
+
+def test_version_page_shows_every_line_of_the_source(admin_client):
+    version = register(name="echo", model="examples/echo.py:EchoModel")
+    lines = version.source_code.splitlines()
+
+    html = html_of(admin_client.get(version_url(version)))
+
+    source = html.split('<pre class="cm-code cm-source">', 1)[1].split("</pre>", 1)[0]
+    shown = re.findall(r'<span class="cm-line">(.*?)</span>', source)
+    assert shown == [escape(line) for line in lines]
+    assert f'<span class="cm-line">{escape(lines[-1])}</span>' in html
+    assert f"{len(lines)} lines" in html
+
+
 def test_version_page_lists_artifacts_and_model_config(admin_client, tmp_path):
     from tests.sample_models import ConfiguredModel
 
@@ -639,6 +685,13 @@ def test_api_key_is_created_in_the_admin_and_shown_once(admin_client):
     assert raw_key not in change_page
     assert key.key_hash not in change_page
     assert f"<code>{key.prefix}…</code>" in change_page
+
+
+def test_key_page_says_how_to_choose_models_without_ctrl_click(admin_client):
+    html = html_of(admin_client.get(reverse("admin:chatmodels_apikey_add")))
+
+    assert "Models this key may call. Empty: all models." in html
+    assert "Hold down" not in html  # the chooser's arrows pick models, not Control-click
 
 
 def test_new_api_key_page_has_a_copy_button_for_the_key(admin_client):

@@ -112,6 +112,16 @@ def test_the_date_range_and_filters_change_what_is_shown(admin_client, data):
     assert "per day" in dates
 
 
+def test_the_range_is_written_in_utc_in_the_admins_date_format(admin_client, data, settings):
+    settings.TIME_ZONE = "America/New_York"  # buckets are UTC hours, whatever the server's zone
+    today = timezone.now().date()
+    since = today - timedelta(days=2)
+
+    html = text_of(admin_client.get(USAGE_URL + f"?since={since}&until={today}"))
+
+    assert f"{since:%Y-%m-%d} 00:00 \N{EN DASH} {today:%Y-%m-%d} 23:59 UTC, per hour" in html
+
+
 def test_bad_dates_are_explained_and_the_default_range_shown(admin_client, data):
     page = text_of(admin_client.get(USAGE_URL + "?since=2026-11-30&until=2026-11-01"))
     assert "The end date comes before the start date." in page

@@ -13,7 +13,6 @@ from django.db.models import Prefetch
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from chatmodels import services
@@ -80,6 +79,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if obj is not None and _has_usage(obj):
             return False
         return super().has_delete_permission(request, obj)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # Django adds "Hold down Control … to select more than one" to every multiple select,
+        # the chooser's too, where models are picked with its arrows: keep the field's own help.
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if field is not None and db_field.name in self.filter_horizontal:
+            field.help_text = db_field.help_text
+        return field
 
     def get_urls(self):
         revoke = path(
@@ -210,8 +217,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def state_display(self, key):
         if key.is_active:
             return display.badge("active", "active")
-        revoked = timezone.localtime(key.revoked_at).strftime("%Y-%m-%d %H:%M")
-        return display.badge(f"revoked {revoked}", "revoked")
+        return display.badge(f"revoked {display.datetime_text(key.revoked_at)}", "revoked")
 
 
 def _has_usage(key: ApiKey) -> bool:

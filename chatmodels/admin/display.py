@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from django.contrib import admin
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
@@ -35,16 +35,21 @@ def pills(texts: Iterable[str], css_class: str = "cm-pill") -> SafeString | str:
     return format_html_join(" ", '<span class="{}">{}</span>', ((css_class, t) for t in texts))
 
 
+def datetime_text(value) -> str:
+    """`2026-11-24 19:40` in the current time zone: the admin's DATETIME_FORMAT, the one Django's
+    own read-only fields use too (project/formats/en/formats.py)."""
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
+
+
 def compact_datetime(value) -> SafeString | str:
     """`2026-11-24 19:40` in the current time zone, the full timestamp on hover."""
     if value is None:
         return EMPTY
-    local = timezone.localtime(value)
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
         value.isoformat(),
-        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        local.strftime("%Y-%m-%d %H:%M"),
+        timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z"),
+        datetime_text(value),
     )
 
 

@@ -347,7 +347,7 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     @admin.display(description="use it")
     def how_to_call_display(self, model):
         return format_html(
-            '<a class="cm-button" href="{}">Open in the playground</a>'
+            '<a class="cm-button" href="{}">Try it in the playground</a>'
             ' <span class="cm-muted">or call <code>POST {}</code>'
             " · OpenAI model <code>{}</code></span>",
             playground_url(model=model.name),

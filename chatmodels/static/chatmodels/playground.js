@@ -276,6 +276,7 @@
       choices: new Map(),
       done: false,
       failed: false,
+      whole: false, // streaming off: one chat.completion, no first token to time
     };
     answer.choice = (index) => {
       let choice = answer.choices.get(index);
@@ -392,7 +393,7 @@
         meta.append(answer.model || modelSelect.value);
       }
       const parts = [];
-      if (answer.firstTokenAt !== null) parts.push(`first token ${seconds(answer.firstTokenAt - answer.startedAt)}`);
+      if (answer.firstTokenAt !== null && !answer.whole) parts.push(`first token ${seconds(answer.firstTokenAt - answer.startedAt)}`);
       parts.push(`total ${seconds(endedAt - answer.startedAt)}`);
       const usage = answer.usage;
       if (usage && usage.total_tokens !== undefined) parts.push(`${usage.total_tokens} tokens`);
@@ -401,7 +402,10 @@
       if (choices.length > 1) parts.push(`choice ${choice.index}`);
       meta.append(` · ${parts.join(" · ")}`);
       const raw = element("details", "cm-raw");
-      raw.appendChild(element("summary", null, `raw stream (${answer.chunks} chunks)`));
+      const rawLabel = answer.whole
+        ? "raw chat.completion"
+        : `raw stream (${answer.chunks} chunk${answer.chunks === 1 ? "" : "s"})`;
+      raw.appendChild(element("summary", null, rawLabel));
       raw.appendChild(element("pre", "cm-code", answer.events.join("\n")));
       meta.appendChild(raw);
       choice.status.replaceWith(meta);
@@ -431,6 +435,7 @@
 
   // A whole chat.completion (streaming off) shown as one chunk of each choice.
   function applyCompletion(answer, completion) {
+    answer.whole = true;
     answer.events.push(JSON.stringify(completion, null, 2));
     applyChunk(answer, {
       model: completion.model,
