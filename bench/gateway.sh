@@ -11,6 +11,8 @@
 #   contrib      chatmodels.contrib:OpenAICompatibleModel behind ./scripts/server
 #   custom       examples/upstream_model.py (a custom model on context.http) behind it
 #   sdk          examples/openai_sdk_model.py (the openai SDK on aiohttp) behind it
+#   baseline     with BENCH_BASELINE=REF: the contrib side's models behind ./scripts/server as of
+#                commit REF (before a change, measured beside it)
 #
 # chatmodels is called on /v1/chat/completions with an API key; usage, limits and metrics on.
 # The upstream is bench/upstream.py: it answers at once for the 64-connection runs, after
@@ -19,7 +21,7 @@
 # upstream to the client: bench/clients.py streams). The server's CPU time per request is in
 # each record. Writes bench/results/<time>-gateway/ (bench/results/latest-gateway).
 #
-# Environment: BENCH_SIDES (forwarder,litellm,contrib,custom,sdk), BENCH_PHASES
+# Environment: BENCH_SIDES (forwarder,litellm,contrib,custom,sdk), BENCH_BASELINE, BENCH_PHASES
 # (now,500ms,streams), BENCH_DURATION (s, 20), BENCH_WARMUP (s, 3), BENCH_STREAMS (500),
 # WORKERS (2), BENCH_THREADS (wrk's, 2), LITELLM_VERSION (pinned below), BENCH_TIMEOUT (s, 1800).
 set -euo pipefail
@@ -111,11 +113,18 @@ if [ ${#chatmodels_sides[@]} -gt 0 ]; then
     auth[$side]=$key
   done
 fi
+if [ -n "${BENCH_BASELINE:-}" ] && [[ $SIDES == *,contrib,* ]]; then
+  # The contrib side's models, served by ./scripts/server as of commit BENCH_BASELINE.
+  start_baseline baseline "$BENCH_BASELINE"
+  for phase in now 500ms; do base[baseline-$phase]="http://127.0.0.1:$port" pids[baseline-$phase]=$pid; done
+  auth[baseline]=$key
+  SIDES+=baseline,
+fi
 
 sides=()
-for side in forwarder litellm contrib custom sdk; do [[ $SIDES == *,$side,* ]] && sides+=("$side"); done
+for side in forwarder litellm contrib baseline custom sdk; do [[ $SIDES == *,$side,* ]] && sides+=("$side"); done
 # The model each side is asked for in a phase (the forwarder passes any on).
-model_of() { case $1 in forwarder | litellm) echo "$2" ;; *) echo "$1-$2" ;; esac; }
+model_of() { case $1 in forwarder | litellm) echo "$2" ;; baseline) echo "contrib-$2" ;; *) echo "$1-$2" ;; esac; }
 body_of() { echo "{\"model\":\"$(model_of "$1" "$2")\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}"; }
 url_of() { echo "${base[$1-$2]}/v1/chat/completions"; }
 
