@@ -89,3 +89,20 @@ class QuickAsync(ChatModel):
     async def predict(self, context, messages, params) -> ChatResponse:
         await asyncio.sleep(0.01)
         return reply("quick")
+
+
+class SlowToCancel(ChatModel):
+    """Answers at once, but "wait" waits, and once cancelled takes 2.5 s to end; "stuck" never
+    ends, even cancelled."""
+
+    async def predict(self, context, messages, params) -> ChatResponse:
+        text = _text(messages)
+        if text not in ("wait", "stuck"):
+            await asyncio.sleep(0.02)
+            return reply("quick")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(2.5 if text == "wait" else 3600)
+            raise
+        return reply("never")

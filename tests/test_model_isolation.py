@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from tests.live import deployment, http
+from tests.live import deployment, http, poll
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,7 @@ def installation(tmp_path_factory):
             ("hang", "Hang"),
             ("blocking-async", "BlockingAsync"),
             ("quick-async", "QuickAsync"),
+            ("slow-cancel", "SlowToCancel"),
         ):
             installation.manage("register_model", name, f"{MODELS}:{target}")
         installation.key = installation.create_api_key("isolation")
@@ -153,6 +154,45 @@ def test_a_hung_model_cannot_take_other_models_capacity(installation):
     started = time.monotonic()
     assert chat(installation, "hang", timeout=10).status == 504
     assert 3.5 < time.monotonic() - started < 8
+
+
+def test_a_worker_slow_to_end_a_cancelled_request_is_not_killed_while_it_answers(installation):
+    before = _pids(installation)
+    assert answer(chat(installation, "slow-cancel")) == "quick"  # its worker started
+    [worker] = _pids(installation) - before
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The caller gives up after 0.5 s; the model then takes 2.5 s to end the request, more
+        # than the grace period (1 s), while its worker answers other requests.
+        waiting = pool.submit(chat, installation, "slow-cancel", "wait", timeout=0.5)
+        answers = _answers_for(installation, "slow-cancel", seconds=4)
+        with pytest.raises(OSError):  # the client timed out
+            waiting.result()
+
+    assert answers == ["quick"] * len(answers)
+    assert worker in _pids(installation)
+
+    # A request it never ends gets it killed all the same, a few grace periods later.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stuck = pool.submit(chat, installation, "slow-cancel", "stuck", timeout=0.5)
+        with pytest.raises(OSError):
+            stuck.result()
+    gone = poll(
+        lambda: (_answers_for(installation, "slow-cancel", seconds=0.5), _pids(installation)),
+        until=lambda seen: worker not in seen[1],
+        timeout=20,
+    )
+    assert worker not in gone[1]
+
+
+def _answers_for(installation, model: str, *, seconds: float) -> list[str]:
+    """Calls to `model`, one after another for `seconds`: each answer's text, or its status."""
+    answers = []
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        reply = chat(installation, model)
+        ok = reply.status == 200
+        answers.append(reply.body["choices"][0]["message"]["content"] if ok else str(reply.status))
+    return answers
 
 
 def _pids(installation) -> set[int]:

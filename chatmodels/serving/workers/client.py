@@ -13,7 +13,7 @@ one `eventloop.run(chunks.__anext__())` per chunk), an async view awaits them. W
 sends is checked here (ChatResponse / ChatChunk, as `packaging.check_response` /
 `check_chunk`), never trusted. A timeout, or the caller being cancelled (the client went away),
 stops the request in its worker; a worker that does not stop it within
-CHATMODELS_WORKER_GRACE_SECONDS is killed.
+CHATMODELS_WORKER_GRACE_SECONDS (a few such periods while it keeps answering others) is killed.
 """
 
 from __future__ import annotations

@@ -240,24 +240,32 @@ class Call:
 
     def abandon(self) -> None:
         """Stop the request in the worker; a worker that does not end it within the grace
-        period is killed (and replaced at the next request)."""
+        period is killed (and replaced at the next request). A worker that sent anything during
+        that period gets another, up to MAX_GRACE_PERIODS in all."""
         if self.ended:
             return
         self.send("cancel")
         worker = self.worker
         grace = worker.config.grace_seconds
+        loop = asyncio.get_running_loop()
 
-        def check() -> None:
-            if not self.ended and worker.state != DEAD:
-                logger.error(
-                    "model %s: a cancelled request did not end within %g s; worker %s killed",
-                    self.served_name,
-                    grace,
-                    worker.pid,
-                )
-                worker.kill("hung")
+        def check(periods: int, heard_before: int) -> None:
+            if self.ended or worker.state == DEAD:
+                return
+            if worker.heard != heard_before and periods < MAX_GRACE_PERIODS:
+                # The worker is answering, only slowly (a loaded machine, a thousand requests
+                # cancelled at once): killing it would fail the requests it is answering.
+                loop.call_later(grace, check, periods + 1, worker.heard)
+                return
+            logger.error(
+                "model %s: a cancelled request did not end within %g s; worker %s killed",
+                self.served_name,
+                grace * periods,
+                worker.pid,
+            )
+            worker.kill("hung")
 
-        asyncio.get_running_loop().call_later(grace, check)
+        loop.call_later(grace, check, 1, worker.heard)
 
 
 class WorkerProcess:
@@ -275,6 +283,7 @@ class WorkerProcess:
         self.last_active = time.monotonic()
         self.streams = False
         self.kill_reason: str | None = None
+        self.heard = 0  # messages read from the worker: a sign it is alive, for `Call.abandon`
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._popen: subprocess.Popen | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -368,6 +377,7 @@ class WorkerProcess:
                 message = None
             if message is None:
                 break
+            self.heard += 1
             call = self.calls.get(message.get("id"))  # type: ignore[arg-type]
             if call is not None:
                 call.deliver(message)
@@ -747,6 +757,9 @@ class Supervisor:
 
 
 STREAM_CREDIT = 8  # chunks a stream may have on its way before its consumer takes them
+# Grace periods a worker gets to end a cancelled request while it keeps sending (see
+# `Call.abandon`): a request it never ends kills it after at most this many.
+MAX_GRACE_PERIODS = 6
 
 
 def timed_out(served_name: str, timeout: float | None) -> ModelTimeout:
