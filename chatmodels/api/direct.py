@@ -25,7 +25,6 @@ than the stock list, a script prefix.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -47,8 +46,6 @@ from chatmodels.api import auth, errors, middleware, sending, views
 from chatmodels.selectors import ApiKeyInfo
 from chatmodels.serving import lookups
 from chatmodels.serving.pipeline import read_json_object
-
-logger = logging.getLogger(__name__)
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
