@@ -185,14 +185,14 @@ async def _authenticate(request: HttpRequest) -> ApiKeyInfo | None:
     try:
         raw_key = auth.bearer_key(request.META.get("HTTP_AUTHORIZATION", ""))
     except drf.AuthenticationFailed as failed:
-        raise _unauthenticated(str(failed.detail)) from None
+        raise _Unauthenticated(str(failed.detail)) from None
     if raw_key is None:
         if settings.CHATMODELS_ALLOW_ANONYMOUS:
             return None
-        raise _unauthenticated(auth.NO_KEY)
+        raise _Unauthenticated(auth.NO_KEY)
     key = await lookups.api_key_async(raw_key)
     if key is None:
-        raise _unauthenticated(auth.INVALID_KEY)
+        raise _Unauthenticated(auth.INVALID_KEY)
     return key
 
 
@@ -202,10 +202,6 @@ class _Unauthenticated(domain.Unauthenticated):
     @property
     def headers(self) -> dict[str, str]:
         return {**super().headers, "WWW-Authenticate": auth.WWW_AUTHENTICATE}
-
-
-def _unauthenticated(message: str) -> domain.Unauthenticated:
-    return _Unauthenticated(message)
 
 
 def _error_response(error: Exception, request: HttpRequest) -> HttpResponseBase:
