@@ -259,7 +259,16 @@ def isolated_database(directory: Path) -> Iterator[str]:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         with psycopg.connect(maintenance_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for attempt in range(20):
+                try:
+                    connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except psycopg.errors.InsufficientPrivilege:
+                    # An autovacuum worker on the new database, which only a superuser may
+                    # end: it is done within moments (seen once in CI).
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
 
 
 @dataclass
