@@ -57,8 +57,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 def raw_key_of(request: HttpRequest) -> str:
     """The key a well-formed `Authorization: Bearer <key>` header carries, else ''."""
-    scheme, _, raw_key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    return raw_key.strip() if scheme.lower() == "bearer" else ""
+    try:
+        return bearer_key(request.META.get("HTTP_AUTHORIZATION", "")) or ""
+    except exceptions.AuthenticationFailed:
+        return ""  # DRF's authentication answers it
 
 
 def remember_key(request: HttpRequest, raw_key: str, key: ApiKeyInfo | None) -> None:

@@ -86,7 +86,7 @@ class ASGIHandler(asgi.ASGIHandler):
             assert error_response is not None
             body_file.close()
             await self.send_response(error_response, send)
-            await self._close(error_response, context)
+            await sending.close_response(error_response, context)
             return
 
         async def process_request() -> Any:
@@ -118,9 +118,6 @@ class ASGIHandler(asgi.ASGIHandler):
         else:
             await sending.close_response(response, context)
         body_file.close()
-
-    async def _close(self, response: Any, context: ThreadSensitiveContext) -> None:
-        await sending.close_response(response, context)
 
     async def _finished(self, context: ThreadSensitiveContext) -> None:
         if sending.ran_synchronous_code(context):
