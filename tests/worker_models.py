@@ -191,3 +191,10 @@ class SyncUpstreamModel(ChatModel):
                         yield ChatChunk.from_dict(json.loads(event[6:]))
         finally:
             reply.release_conn()
+
+
+class SlowLoadModel(SyncModel):
+    """Echoes, after a load of two seconds (a worker that is still starting for a while)."""
+
+    def load_context(self, context):
+        time.sleep(2)

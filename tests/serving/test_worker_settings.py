@@ -15,7 +15,7 @@ from chatmodels.types import ChatRequest
 from tests.api.calls import error_of, post
 from tests.helpers import chat, make_key, register
 from tests.live import poll
-from tests.worker_models import HogModel, SyncModel
+from tests.worker_models import HogModel, SlowLoadModel, SyncModel
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -64,6 +64,26 @@ def test_fewer_replicas_retire_the_idle_extra_worker_and_more_start_when_needed(
     invoke("twins", "hello")  # its one worker is busy: the missing replicas start
     busy.join(10)
     assert poll(lambda: len(workers.snapshot()) == 3, until=bool, timeout=10)
+
+
+def test_a_replica_still_loading_when_the_count_is_lowered_retires_without_failing_the_model():
+    register(name="slow", model=SlowLoadModel(), worker_replicas=2)
+    answers: list[str] = []
+    version = resolve_version(name="slow")
+    first = threading.Thread(target=lambda: answers.append(invoke("slow", "a", version)))
+    first.start()
+    assert poll(lambda: len(workers.snapshot()) == 2, until=bool, timeout=10)
+
+    RegisteredModel.objects.filter(name="slow").update(worker_replicas=1)
+    version = resolve_version(name="slow")
+    second = threading.Thread(target=lambda: answers.append(invoke("slow", "b", version)))
+    second.start()
+    first.join(30)
+    second.join(30)
+
+    assert sorted(answers) == ["a", "b"]
+    assert invoke("slow", "c") == "c"
+    assert poll(lambda: len(workers.snapshot()) == 1, until=bool, timeout=10)
 
 
 def test_a_worker_over_its_models_memory_limit_fails_its_request_as_model_crashed(client):

@@ -596,6 +596,11 @@ class WorkerSet:
                 seconds=time.perf_counter() - started,
             )
         except Exception as error:
+            if worker.kill_reason not in (None, "start"):  # stopped on purpose while loading
+                logger.info("model %s: worker %s stopped while loading", self.label, worker.pid)
+                self._forget(worker)
+                self._notify()
+                return
             failure = (
                 error
                 if isinstance(error, LoadFailed)
@@ -702,7 +707,8 @@ class Supervisor:
             now = time.monotonic()
             for worker_set in list(self.sets.values()):
                 for worker in worker_set.workers():
-                    if worker in worker_set.retiring and not worker.calls:
+                    retired = worker in worker_set.retiring and worker.state == READY
+                    if retired and not worker.calls:
                         worker.stop("retired")
                     worker.poll(now)
             self.share(config)
