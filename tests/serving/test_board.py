@@ -110,7 +110,7 @@ def test_a_restart_request_restarts_the_models_workers_at_the_next_tick():
 
     board.request_restart(directory(), "SyncModel")  # as another process would: a file
 
-    assert poll(lambda: first not in {w.pid for w in client.snapshot()}, until=bool, timeout=5)
+    assert poll(lambda: first not in {w.pid for w in client.snapshot()}, until=bool, timeout=15)
     assert int(predict(worker_spec, "pid")) != first
     assert kept in {w.pid for w in client.snapshot()}  # another model's worker is left alone
 

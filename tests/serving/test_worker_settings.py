@@ -55,12 +55,12 @@ def test_fewer_replicas_retire_the_idle_extra_worker_and_more_start_when_needed(
     RegisteredModel.objects.filter(name="twins").update(worker_replicas=1)
     invoke("twins", "hello")
 
-    assert poll(lambda: len(workers.snapshot()) == 1, until=bool, timeout=5)
+    assert poll(lambda: len(workers.snapshot()) == 1, until=bool, timeout=15)
     RegisteredModel.objects.filter(name="twins").update(worker_replicas=3)
     version = resolve_version(name="twins")
     busy = threading.Thread(target=invoke, args=("twins", "sleep 1", version))
     busy.start()
-    assert poll(lambda: workers.snapshot()[0].in_flight == 1, until=bool, timeout=5)
+    assert poll(lambda: workers.snapshot()[0].in_flight == 1, until=bool, timeout=15)
     invoke("twins", "hello")  # its one worker is busy: the missing replicas start
     busy.join(10)
     assert poll(lambda: len(workers.snapshot()) == 3, until=bool, timeout=10)
