@@ -21,7 +21,12 @@ from chatmodels.serving import capacity
 from chatmodels.signature import signature_rows
 from tests.api.calls import error_of, stream_events
 from tests.helpers import copy_version, grow_registry, register
-from tests.sample_models import ParamsReportModel, StreamingModel, TriggerModel
+from tests.sample_models import (
+    ParamsReportModel,
+    StreamingModel,
+    ToolRoundTripModel,
+    TriggerModel,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -1036,6 +1041,41 @@ def test_playground_answers_without_streaming_and_sends_tools_and_custom_inputs(
     assert params["stream"] is False
     assert [tool["function"]["name"] for tool in params["tools"]] == ["get_weather"]
     assert params["custom_inputs"] == {"session": "s1"}
+
+
+def test_playground_sends_a_tool_calls_result_back_to_the_model(admin_client):
+    register(name="weather", model=ToolRoundTripModel())
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+    asked = user("Paris")
+
+    events = stream_events(invoke(admin_client, model="weather", messages=asked, tools=tools))
+    deltas = [e["choices"][0]["delta"] for e in events[:-1] if e["choices"]]
+    [head] = deltas[0]["tool_calls"]
+    arguments = "".join(d["tool_calls"][0]["function"]["arguments"] for d in deltas[1:3])
+
+    # What the page sends next: the call it pieced together from the stream, and its result.
+    call = {"id": head["id"], "type": "function"}
+    call["function"] = {"name": head["function"]["name"], "arguments": arguments}
+    conversation = [
+        *asked,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": head["id"], "content": "18 C, sunny"},
+    ]
+    answer = invoke(admin_client, model="weather", messages=conversation, tools=tools, stream=False)
+
+    assert (head["id"], call["function"]) == (
+        "call_rt_1",
+        {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    )
+    assert answer.json()["choices"][0]["message"]["content"] == "The tool said: 18 C, sunny"
+
+
+def test_playground_page_has_a_prompt_for_tool_results(admin_client):
+    register(name="echo", model=TriggerModel())
+
+    html = html_of(admin_client.get(reverse("admin:chatmodels_registeredmodel_playground")))
+
+    assert 'id="cm-tool-prompt"' in html and "Reply as the user instead" in html
 
 
 def test_playground_page_offers_streaming_tools_and_custom_inputs(admin_client):

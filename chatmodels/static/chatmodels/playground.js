@@ -1,6 +1,8 @@
 // The admin playground: fills the model/version pickers, posts the conversation (with tools and
 // custom_inputs when given) and renders the reply as it streams (text/event-stream read with
 // fetch + a reader; no EventSource: it is a POST), or whole when streaming is off (predict).
+// After a reply with tool calls, the next messages typed are their results (tool messages, one
+// per call), and the model is called again once every call has one.
 // Text is always inserted with textContent: nothing a model returns is interpreted as HTML.
 "use strict";
 
@@ -24,9 +26,14 @@
   const input = document.getElementById("cm-input");
   const sendButton = document.getElementById("cm-send");
   const target = document.getElementById("cm-target");
+  const toolPrompt = document.getElementById("cm-tool-prompt");
+  const toolPromptText = document.getElementById("cm-tool-prompt-text");
+  const messagePlaceholder = input.placeholder;
   const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
 
-  let history = []; // [{role, content}] without the system prompt
+  let history = []; // the messages sent so far, without the system prompt
+  let pendingCalls = []; // the last reply's tool calls still waiting for their results
+  let callsInReply = 0;
   let conversation = 0; // bumped by "Clear": an answer still streaming then leaves history alone
   let busy = false;
 
@@ -209,6 +216,23 @@
 
   function seconds(ms) {
     return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+  }
+
+  // The composer says whose message comes next: the user's, or a tool call's result.
+  function describeComposer() {
+    const call = pendingCalls[0];
+    toolPrompt.hidden = !call;
+    if (!call) {
+      input.placeholder = messagePlaceholder;
+      return;
+    }
+    const position = callsInReply > 1 ? ` ${callsInReply - pendingCalls.length + 1} of ${callsInReply}` : "";
+    toolPromptText.replaceChildren(
+      `Tool result${position}: `,
+      element("code", null, `${call.function.name}(${call.function.arguments})`),
+      ` (call ${call.id}), sent as a tool message.`,
+    );
+    input.placeholder = `The result of ${call.function.name}…  (Enter to send)`;
   }
 
   // --- server-sent events ---------------------------------------------------------------------
@@ -428,7 +452,8 @@
   function historyOf(answer) {
     const first = answer.choices.get(0) || [...answer.choices.values()][0];
     if (!first) return null;
-    const calls = first.toolCalls.filter(Boolean);
+    // A call streamed without an id gets one: its result (a tool message) must name it.
+    const calls = first.toolCalls.filter(Boolean).map((call, index) => ({ ...call, id: call.id || `call_${index}` }));
     if (calls.length) return { role: "assistant", content: first.text || null, tool_calls: calls };
     return { role: "assistant", content: first.text };
   }
@@ -464,17 +489,27 @@
   async function send() {
     const text = input.value.trim();
     if (!text || busy) return;
+    const call = pendingCalls[0]; // this message is that call's result
     let request;
     try {
-      history.push({ role: "user", content: text });
+      history.push(call ? { role: "tool", tool_call_id: call.id, content: text } : { role: "user", content: text });
       request = buildRequest();
     } catch (invalid) {
       history.pop();
       renderError(0, { error: { type: "settings", message: invalid.message } }, false);
       return;
     }
-    const userBubble = addBubble("user", text);
+    const userBubble = addBubble(call ? "tool" : "user", text);
     input.value = "";
+    if (call) {
+      userBubble.querySelector(".cm-message-role").textContent = `tool · ${call.function.name} · ${call.id}`;
+      pendingCalls.shift();
+      describeComposer();
+      if (pendingCalls.length) {
+        input.focus(); // the model is called once every call has its result
+        return;
+      }
+    }
     setBusy(true);
     const started = conversation;
     controller = new AbortController();
@@ -551,6 +586,10 @@
     } else if (failure) {
       // The message was not answered: keep it out of the history so it can be resent.
       history.pop();
+      if (call) {
+        pendingCalls.unshift(call);
+        describeComposer();
+      }
       userBubble.classList.add("cm-message-unsent");
       failAnswer(answer, failure);
       if (!input.value) input.value = text;
@@ -558,6 +597,9 @@
       finishAnswer(answer, answer.stopped ? "stopped" : "done");
       const reply = historyOf(answer);
       if (reply) history.push(reply);
+      pendingCalls = reply && reply.tool_calls && !answer.stopped ? [...reply.tool_calls] : [];
+      callsInReply = pendingCalls.length;
+      describeComposer();
     }
     setBusy(false);
     scrollToEnd();
@@ -568,6 +610,8 @@
     if (controller) controller.abort();
     conversation += 1;
     history = [];
+    pendingCalls = [];
+    describeComposer();
     for (const node of [...transcript.querySelectorAll(".cm-message")]) node.remove();
     if (emptyNote) emptyNote.hidden = false;
     input.focus();
@@ -590,6 +634,11 @@
   });
   versionSelect.addEventListener("change", describeTarget);
   document.getElementById("cm-clear").addEventListener("click", clearConversation);
+  document.getElementById("cm-tool-skip").addEventListener("click", () => {
+    pendingCalls = [];
+    describeComposer();
+    input.focus();
+  });
 
   fillModels();
   fillVersions(true);
