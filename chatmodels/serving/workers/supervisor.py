@@ -452,7 +452,7 @@ class WorkerProcess:
             return ModelCrashed(
                 f"model {served_name} was restarted: a request it was asked to stop did not end"
             )
-        if reason in ("restart", "shutdown", "idle", "retired"):
+        if reason in STOPPED_ON_PURPOSE:
             return ModelCrashed(f"model {served_name} was stopped while answering")
         return ModelCrashed(f"model {served_name} crashed while answering")
 
@@ -596,24 +596,22 @@ class WorkerSet:
                 seconds=time.perf_counter() - started,
             )
         except Exception as error:
-            if worker.kill_reason not in (None, "start"):  # stopped on purpose while loading
+            if worker.kill_reason in STOPPED_ON_PURPOSE:  # not the model's failure to load
                 logger.info("model %s: worker %s stopped while loading", self.label, worker.pid)
-                self._forget(worker)
-                self._notify()
-                return
-            failure = (
-                error
-                if isinstance(error, LoadFailed)
-                else LoadFailed(type(error).__name__, str(error), "")
-            )
-            logger.error(
-                "cannot load %s: %s: %s\n%s",
-                self.label,
-                failure.error,
-                failure.message,
-                failure.traceback,
-            )
-            self.load_failure = (time.monotonic() + config.load_retry_seconds, failure)
+            else:
+                failure = (
+                    error
+                    if isinstance(error, LoadFailed)
+                    else LoadFailed(type(error).__name__, str(error), "")
+                )
+                logger.error(
+                    "cannot load %s: %s: %s\n%s",
+                    self.label,
+                    failure.error,
+                    failure.message,
+                    failure.traceback,
+                )
+                self.load_failure = (time.monotonic() + config.load_retry_seconds, failure)
             self._forget(worker)
         else:
             logger.info("model %s: worker %s ready", self.label, worker.pid)
@@ -763,6 +761,8 @@ class Supervisor:
 
 
 STREAM_CREDIT = 8  # chunks a stream may have on its way before its consumer takes them
+# Why the gateway stops a worker that is not the model's fault (`WorkerProcess.kill_reason`).
+STOPPED_ON_PURPOSE = frozenset({"restart", "shutdown", "idle", "retired"})
 # Grace periods a worker gets to end a cancelled request while it keeps sending (see
 # `Call.abandon`): a request it never ends kills it after at most this many.
 MAX_GRACE_PERIODS = 6

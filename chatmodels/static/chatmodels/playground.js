@@ -499,10 +499,10 @@
       renderError(0, { error: { type: "settings", message: invalid.message } }, false);
       return;
     }
-    const userBubble = addBubble(call ? "tool" : "user", text);
+    const sentBubble = addBubble(call ? "tool" : "user", text);
     input.value = "";
     if (call) {
-      userBubble.querySelector(".cm-message-role").textContent = `tool · ${call.function.name} · ${call.id}`;
+      sentBubble.querySelector(".cm-message-role").textContent = `tool · ${call.function.name} · ${call.id}`;
       pendingCalls.shift();
       describeComposer();
       if (pendingCalls.length) {
@@ -590,7 +590,7 @@
         pendingCalls.unshift(call);
         describeComposer();
       }
-      userBubble.classList.add("cm-message-unsent");
+      sentBubble.classList.add("cm-message-unsent");
       failAnswer(answer, failure);
       if (!input.value) input.value = text;
     } else {
